@@ -1,0 +1,47 @@
+# Diffusion from Scratch: the commands the README names.
+#   make lab   - create .venv if missing, install everything, start JupyterLab on notebooks/
+#   make test  - the same install, then the unit tests and every notebook under nbval (COURSE_PROFILE=smoke)
+#   make run   - execute every notebook headless into build/<profile>/ (PROFILE=smoke|cpu|gpu, default cpu)
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROFILE ?= cpu
+LAB_ARGS ?=
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+
+.PHONY: install lab test unit notebooks run lint clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+lab: install
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
+
+unit: install
+	$(PY) -m pytest -q tests
+
+notebooks: install
+	COURSE_PROFILE=smoke MPLBACKEND=agg $(PY) -m pytest -q --nbval-lax --nbval-current-env notebooks/
+
+test: unit notebooks
+
+run: install
+	@mkdir -p build/$(PROFILE)
+	@for nb in $(NOTEBOOKS); do \
+	  start=$$(date +%s); \
+	  COURSE_PROFILE=$(PROFILE) $(VENV)/bin/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=3600 \
+	    --output-dir build/$(PROFILE) $$nb >/dev/null 2>build/$(PROFILE)/$$(basename $$nb .ipynb).log || { cat build/$(PROFILE)/$$(basename $$nb .ipynb).log; exit 1; }; \
+	  echo "$$nb: $$(( $$(date +%s) - start )) s under $(PROFILE)"; \
+	done
+
+lint: install
+	$(VENV)/bin/ruff check lib tests benchmarks
+
+clean:
+	rm -rf build .pytest_cache

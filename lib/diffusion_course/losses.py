@@ -1,0 +1,158 @@
+"""Training objectives: Gaussian KL, the discretised decoder likelihood, the ELBO terms L_T, L_{t-1}, L_0,
+and the simple noise-prediction loss."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from ._validate import check_choice, check_same_shape, check_timesteps
+from .forward import predict_x0_from_eps, q_sample
+from .posterior import q_posterior
+from .schedules import NoiseSchedule, extract
+
+__all__ = [
+    "normal_kl",
+    "approx_standard_normal_cdf",
+    "discretized_gaussian_log_likelihood",
+    "gaussian_log_likelihood",
+    "prior_kl",
+    "elbo_terms",
+    "elbo_weight",
+    "simple_loss",
+    "mean_flat",
+    "NATS_PER_BIT",
+]
+
+NATS_PER_BIT = math.log(2.0)
+EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def mean_flat(x: torch.Tensor) -> torch.Tensor:
+    """Mean over every axis but the batch axis: (B, ...) -> (B,)."""
+    return x.reshape(x.shape[0], -1).mean(dim=1)
+
+
+def normal_kl(mean1: torch.Tensor, logvar1: torch.Tensor, mean2: torch.Tensor, logvar2: torch.Tensor) -> torch.Tensor:
+    """Elementwise KL(N(mean1, e^logvar1) || N(mean2, e^logvar2)) in nats (closed form for two Gaussians; Ho et al. 2020, eq. 5)."""
+    return 0.5 * (logvar2 - logvar1 + torch.exp(logvar1 - logvar2) + (mean1 - mean2) ** 2 * torch.exp(-logvar2) - 1.0)
+
+
+def approx_standard_normal_cdf(x: torch.Tensor) -> torch.Tensor:
+    """Tanh approximation of the standard normal CDF (Page 1977), as used by Ho et al. 2020's decoder."""
+    return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+
+
+def discretized_gaussian_log_likelihood(x: torch.Tensor, means: torch.Tensor, log_scales: torch.Tensor) -> torch.Tensor:
+    """Elementwise log-probability of 8-bit data x in [-1, 1] under N(means, e^{2 log_scales}) integrated over each
+    pixel's bin of width 2/255, with open-ended edge bins (Ho et al. 2020, eq. 13). Returns nats, shape of x."""
+    check_same_shape(x, means, "x", "means")
+    if (x < -1 - 1e-6).any() or (x > 1 + 1e-6).any():
+        raise ValueError("x must lie in [-1, 1] for the discretised decoder (8-bit data scaled to [-1, 1])")
+    centred = x - means
+    inv_std = torch.exp(-log_scales)
+    cdf_plus = approx_standard_normal_cdf(inv_std * (centred + 1.0 / 255.0))
+    cdf_min = approx_standard_normal_cdf(inv_std * (centred - 1.0 / 255.0))
+    log_cdf_plus = torch.log(cdf_plus.clamp(min=1e-12))
+    log_one_minus_cdf_min = torch.log((1.0 - cdf_min).clamp(min=1e-12))
+    cdf_delta = cdf_plus - cdf_min
+    return torch.where(
+        x < -0.999,
+        log_cdf_plus,
+        torch.where(x > 0.999, log_one_minus_cdf_min, torch.log(cdf_delta.clamp(min=1e-12))),
+    )
+
+
+def gaussian_log_likelihood(x: torch.Tensor, means: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """Elementwise continuous Gaussian log-density log N(x; means, e^log_var) in nats (decoder for continuous 2-D data)."""
+    check_same_shape(x, means, "x", "means")
+    return -0.5 * (math.log(2 * math.pi) + log_var + (x - means) ** 2 * torch.exp(-log_var))
+
+
+def prior_kl(schedule: NoiseSchedule, x0: torch.Tensor) -> torch.Tensor:
+    """L_T = KL(q(x_T | x_0) || N(0, I)) per example, nats per dimension (Ho et al. 2020, eq. 5). No trainable parameter."""
+    t = torch.full((x0.shape[0],), schedule.T - 1, dtype=torch.long, device=x0.device)
+    mean = extract(schedule.sqrt_alpha_bar, t, x0) * x0
+    log_var = torch.log(1 - extract(schedule.alpha_bar, t, x0)).expand_as(x0)
+    zeros = torch.zeros_like(x0)
+    return mean_flat(normal_kl(mean, log_var, zeros, zeros))
+
+
+def _model_log_variance(schedule: NoiseSchedule, t: torch.Tensor, x: torch.Tensor, variance: str) -> torch.Tensor:
+    """log sigma_t^2 for the two fixed choices: sigma_t^2 = beta_t ("beta") or tilde-beta_t ("posterior")."""
+    check_choice(variance, ("beta", "posterior"), "variance")
+    if variance == "beta":
+        # Ho et al. use beta_1 at the first step too (tilde-beta_1 = 0 would give log 0); improved-diffusion does the same.
+        log_beta = torch.log(torch.cat([schedule.posterior_variance[1:2], schedule.beta[1:]]))
+        return extract(log_beta, t, x).expand_as(x)
+    return extract(schedule.posterior_log_variance_clipped, t, x).expand_as(x)
+
+
+def elbo_terms(
+    schedule: NoiseSchedule,
+    model: EpsModel,
+    x0: torch.Tensor,
+    t: torch.Tensor | int,
+    *,
+    variance: str = "posterior",
+    decoder: str = "discretized",
+    eps: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One term of the variational bound per example, nats per dimension (Ho et al. 2020, eq. 5):
+    L_{t-1} = KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t)) for code t >= 1, and L_0 = -log p(x_0 | x_1) for t = 0.
+
+    ``decoder`` is "discretized" (8-bit images in [-1, 1], eq. 13) or "gaussian" (continuous data such as 2-D points).
+    """
+    check_choice(decoder, ("discretized", "gaussian"), "decoder")
+    t = check_timesteps(t, schedule.T, x0.shape[0])
+    x_t = q_sample(schedule, x0, t, eps=eps, generator=generator)
+    eps_hat = model(x_t, t)
+    check_same_shape(x_t, eps_hat, "x_t", "model output")
+    x0_hat = predict_x0_from_eps(schedule, x_t, t, eps_hat)
+    model_mean, _, _ = q_posterior(schedule, x0_hat, x_t, t)
+    model_log_var = _model_log_variance(schedule, t, x_t, variance)
+    true_mean, _, true_log_var = q_posterior(schedule, x0, x_t, t)
+    kl = mean_flat(normal_kl(true_mean, true_log_var, model_mean, model_log_var))
+    if decoder == "discretized":
+        nll = -mean_flat(discretized_gaussian_log_likelihood(x0, model_mean, 0.5 * model_log_var))
+    else:
+        nll = -mean_flat(gaussian_log_likelihood(x0, model_mean, model_log_var))
+    return torch.where(t == 0, nll, kl)
+
+
+def elbo_weight(schedule: NoiseSchedule, t: torch.Tensor, variance: str = "posterior") -> torch.Tensor:
+    """Weight lambda_t that turns ||eps - eps_hat||^2 into L_{t-1}: beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t))
+    (Ho et al. 2020, eq. 12). L_simple drops it (sets it to 1), which is the paper's eq. 14. Shape (B,)."""
+    t = check_timesteps(t, schedule.T)
+    check_choice(variance, ("beta", "posterior"), "variance")
+    sigma2 = schedule.beta if variance == "beta" else schedule.posterior_variance
+    sigma2 = torch.where(sigma2 > 0, sigma2, schedule.beta)  # t=0 (paper t=1) has tilde-beta = 0; use beta_1 there
+    w = schedule.beta**2 / (2 * sigma2 * schedule.alpha * (1 - schedule.alpha_bar))
+    return w.to(t.device)[t]
+
+
+def simple_loss(
+    model: EpsModel,
+    schedule: NoiseSchedule,
+    x0: torch.Tensor,
+    *,
+    t: torch.Tensor | None = None,
+    eps: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """L_simple = E_{t, x_0, eps} ||eps - eps_theta(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t)||^2
+    (Ho et al. 2020, eq. 14; Algorithm 1). t is drawn uniformly from [0, T) unless given. Returns a scalar."""
+    if t is None:
+        t = torch.randint(0, schedule.T, (x0.shape[0],), generator=generator, device=x0.device if generator is None else generator.device)
+        t = t.to(x0.device)
+    t = check_timesteps(t, schedule.T, x0.shape[0])
+    if eps is None:
+        eps = torch.randn(x0.shape, generator=generator, device=x0.device if generator is None else generator.device, dtype=x0.dtype).to(x0.device)
+    check_same_shape(x0, eps, "x0", "eps")
+    x_t = q_sample(schedule, x0, t, eps=eps)
+    eps_hat = model(x_t, t)
+    check_same_shape(eps, eps_hat, "eps", "model output")
+    return torch.mean((eps - eps_hat.float()) ** 2)

@@ -1,0 +1,7 @@
+"""Models of the course: the sinusoidal time embedding, the 2-D MLP noise predictor and the U-Nets."""
+
+from .embeddings import SinusoidalEmbedding, sinusoidal_embedding
+from .mlp import MLPConfig, MLPDenoiser
+from .unet import BasicUNet
+
+__all__ = ["SinusoidalEmbedding", "sinusoidal_embedding", "MLPConfig", "MLPDenoiser", "BasicUNet"]

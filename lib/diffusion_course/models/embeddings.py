@@ -1,0 +1,37 @@
+"""Sinusoidal timestep embedding (Vaswani et al. 2017, section 3.5; used for t by Ho et al. 2020, Appendix B)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+__all__ = ["sinusoidal_embedding", "SinusoidalEmbedding"]
+
+
+def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Embed timesteps t (B,) as (B, dim): [sin(t w_0) .. sin(t w_{h-1}), cos(t w_0) .. cos(t w_{h-1})],
+    w_i = max_period^(-i/h), h = dim // 2. Nearby t get nearby vectors; every t gets a distinct one."""
+    if t.ndim != 1:
+        raise ValueError(f"t must have shape (B,); got {tuple(t.shape)}")
+    if dim < 2 or dim % 2:
+        raise ValueError(f"dim must be an even int >= 2; got {dim}")
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None, :]  # (B, half)
+    return torch.cat([torch.sin(args), torch.cos(args)], dim=1)  # (B, dim)
+
+
+class SinusoidalEmbedding(nn.Module):
+    """Module form of :func:`sinusoidal_embedding` (no trainable parameters)."""
+
+    def __init__(self, dim: int, max_period: float = 10000.0) -> None:
+        super().__init__()
+        if dim < 2 or dim % 2:
+            raise ValueError(f"dim must be an even int >= 2; got {dim}")
+        self.dim = dim
+        self.max_period = max_period
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return sinusoidal_embedding(t, self.dim, self.max_period)
