@@ -53,7 +53,7 @@ def _raw_2d(name: str, n: int, seed: int) -> np.ndarray:
     return centres + 0.1 * rng.standard_normal((n, 2))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _standardiser(name: str) -> tuple[np.ndarray, np.ndarray]:
     """Mean and per-axis std of a large fixed draw, so every draw is standardised by the same constants."""
     ref = _raw_2d(name, 200_000, seed=12345)

@@ -4,7 +4,7 @@ and the simple noise-prediction loss."""
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -6,7 +6,7 @@ sampling loops call ``model(x_t, t)`` (t a LongTensor of shape (B,)) in plain si
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -148,7 +148,9 @@ def ddim_timesteps(T: int, steps: int, spacing: str = "uniform") -> torch.Tensor
         if ts[-1] > T - 1:
             ts = np.floor(np.linspace(0, T - 1, steps)).astype(np.int64)
     elif spacing == "trailing":
-        ts = (np.round(np.arange(T, 0, -T / steps)) - 1).astype(np.int64)[::-1].copy()
+        # k = 0..S-1 computed from an integer range: np.arange(T, 0, -T / S) (diffusers' form) returns S + 1 entries,
+        # the last one -1, whenever T / S rounds down in floating point (e.g. T=1000, S=61).
+        ts = (np.round(T - np.arange(steps) * (T / steps)) - 1).astype(np.int64)[::-1].copy()
     else:  # leading
         ts = (np.arange(steps) * (T // steps)).astype(np.int64)
     return torch.from_numpy(ts)

@@ -6,7 +6,7 @@ Every function returns the matplotlib Figure (or an HTML animation) and gives ea
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np

@@ -2,6 +2,6 @@
 
 from .embeddings import SinusoidalEmbedding, sinusoidal_embedding
 from .mlp import MLPConfig, MLPDenoiser
-from .unet import BasicUNet
+from .unet import BasicUNet, UNet, UNetConfig
 
-__all__ = ["SinusoidalEmbedding", "sinusoidal_embedding", "MLPConfig", "MLPDenoiser", "BasicUNet"]
+__all__ = ["SinusoidalEmbedding", "sinusoidal_embedding", "MLPConfig", "MLPDenoiser", "BasicUNet", "UNetConfig", "UNet"]

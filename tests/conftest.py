@@ -1,0 +1,66 @@
+"""Shared fixtures of the unit, property and oracle tests.
+
+Every test is CPU-only and seeded: randomness comes from a ``torch.Generator`` passed explicitly, never from the
+global RNG, so a failing test reproduces exactly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from diffusion_course.schedules import NoiseSchedule
+
+
+@pytest.fixture(scope="session")
+def ddpm_schedule() -> NoiseSchedule:
+    """The DDPM paper's schedule: T = 1000, beta linear from 1e-4 to 0.02 (Ho et al. 2020, section 4)."""
+    return NoiseSchedule.linear(1000)
+
+
+@pytest.fixture()
+def gen() -> torch.Generator:
+    """A fresh CPU generator with a fixed seed for each test."""
+    return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture(autouse=True)
+def _no_profile_leak(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run every test under a known profile, whatever the caller's COURSE_PROFILE is (tests that need another set it)."""
+    monkeypatch.setenv("COURSE_PROFILE", "cpu")
+
+
+def _gaussian_eps_model(schedule: NoiseSchedule, m: torch.Tensor, s: float):
+    """The exact (Bayes-optimal) noise predictor for data x_0 ~ N(m, s^2 I).
+
+    x_t = sqrt(ab) x_0 + sqrt(1 - ab) eps is Gaussian with mean sqrt(ab) m and variance v = ab s^2 + 1 - ab, so
+    E[eps | x_t] = sqrt(1 - ab) (x_t - sqrt(ab) m) / v. ``m`` has the shape of one data point.
+    """
+    alpha_bar = schedule.alpha_bar.double()
+
+    def model(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        ab = alpha_bar[t].reshape(-1, *([1] * (x_t.ndim - 1)))
+        v = ab * s**2 + 1 - ab
+        eps = (1 - ab).sqrt() * (x_t.double() - ab.sqrt() * m.double()) / v
+        return eps.to(x_t.dtype)
+
+    return model
+
+
+def _standard_error_bounds(n: int, var: float, k: float = 5.0) -> tuple[float, float]:
+    """k standard errors of a sample mean and of a sample variance of n Gaussian draws with variance ``var``."""
+    return k * math.sqrt(var / n), k * var * math.sqrt(2.0 / (n - 1))
+
+
+@pytest.fixture(scope="session")
+def gaussian_eps_model():
+    """Factory ``(schedule, m, s) -> model(x_t, t)``: the exact noise predictor for x_0 ~ N(m, s^2 I)."""
+    return _gaussian_eps_model
+
+
+@pytest.fixture(scope="session")
+def se_bounds():
+    """Factory ``(n, var, k=5) -> (tol_mean, tol_var)``: k standard errors of a sample mean and a sample variance."""
+    return _standard_error_bounds
