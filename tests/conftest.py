@@ -26,6 +26,16 @@ def gen() -> torch.Generator:
     return torch.Generator().manual_seed(1234)
 
 
+@pytest.fixture()
+def one_thread():
+    """Run a test on one intra-op thread: the unit tests' tensors are small, and on a busy (CI or shared) machine a
+    second OpenMP thread makes each tiny op wait for a core -- 1,000 small steps went from 1 s to 80 s here."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _no_profile_leak(monkeypatch: pytest.MonkeyPatch) -> None:
     """Run every test under a known profile, whatever the caller's COURSE_PROFILE is (tests that need another set it)."""

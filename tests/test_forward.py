@@ -22,6 +22,8 @@ from diffusion_course.forward import (
 )
 from diffusion_course.schedules import NoiseSchedule
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 X0 = torch.tensor([-1.5, 0.3, 2.0])  # one fixed data point, 3 coordinates
 
 

@@ -88,7 +88,7 @@ def q_mean_variance(schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor |
     """
     t = check_timesteps(t, schedule.T, x0.shape[0])
     mean = extract(schedule.sqrt_alpha_bar, t, x0) * x0
-    var = (1 - extract(schedule.alpha_bar, t, x0)).expand_as(x0)
+    var = (extract(schedule.sqrt_one_minus_alpha_bar, t, x0) ** 2).expand_as(x0)  # not 1 - alpha_bar: float32 cancels
     return mean, var
 
 

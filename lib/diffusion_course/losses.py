@@ -73,11 +73,14 @@ def gaussian_log_likelihood(x: torch.Tensor, means: torch.Tensor, log_var: torch
 
 def prior_kl(schedule: NoiseSchedule, x0: torch.Tensor) -> torch.Tensor:
     """L_T = KL(q(x_T | x_0) || N(0, I)) per example, nats per dimension (Ho et al. 2020, eq. 5). No trainable parameter."""
+    # float64 inside: L_T is ~1e-5 nats, the sum of terms of order 1 that cancel, so float32 keeps only 2-3 digits.
+    x = x0.double()
     t = torch.full((x0.shape[0],), schedule.T - 1, dtype=torch.long, device=x0.device)
-    mean = extract(schedule.sqrt_alpha_bar, t, x0) * x0
-    log_var = torch.log(1 - extract(schedule.alpha_bar, t, x0)).expand_as(x0)
-    zeros = torch.zeros_like(x0)
-    return mean_flat(normal_kl(mean, log_var, zeros, zeros))
+    alpha_bar_T = extract(schedule.alpha_bar, t, x)
+    mean = alpha_bar_T.sqrt() * x
+    log_var = torch.log1p(-alpha_bar_T).expand_as(x)
+    zeros = torch.zeros_like(x)
+    return mean_flat(normal_kl(mean, log_var, zeros, zeros)).to(x0.dtype)
 
 
 def _model_log_variance(schedule: NoiseSchedule, t: torch.Tensor, x: torch.Tensor, variance: str) -> torch.Tensor:
@@ -108,6 +111,11 @@ def elbo_terms(
     """
     check_choice(decoder, ("discretized", "gaussian"), "decoder")
     t = check_timesteps(t, schedule.T, x0.shape[0])
+    if decoder == "discretized" and ((x0 < -1 - 1e-6).any() or (x0 > 1 + 1e-6).any()):
+        raise ValueError(
+            f"x0 must lie in [-1, 1] for decoder='discretized' (8-bit images); got values in "
+            f"[{float(x0.min()):.3g}, {float(x0.max()):.3g}]. Use decoder='gaussian' for continuous data such as 2-D points."
+        )
     x_t = q_sample(schedule, x0, t, eps=eps, generator=generator)
     eps_hat = model(x_t, t)
     check_same_shape(x_t, eps_hat, "x_t", "model output")
@@ -130,7 +138,7 @@ def elbo_weight(schedule: NoiseSchedule, t: torch.Tensor, variance: str = "poste
     check_choice(variance, ("beta", "posterior"), "variance")
     sigma2 = schedule.beta if variance == "beta" else schedule.posterior_variance
     sigma2 = torch.where(sigma2 > 0, sigma2, schedule.beta)  # t=0 (paper t=1) has tilde-beta = 0; use beta_1 there
-    w = schedule.beta**2 / (2 * sigma2 * schedule.alpha * (1 - schedule.alpha_bar))
+    w = schedule.beta**2 / (2 * sigma2 * schedule.alpha * schedule.sqrt_one_minus_alpha_bar**2)  # = 1 - alpha_bar, precisely
     return w.to(t.device)[t]
 
 

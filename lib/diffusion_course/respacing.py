@@ -38,9 +38,11 @@ def respaced_schedule(schedule: NoiseSchedule, timesteps: torch.Tensor | Sequenc
     """The S-step schedule whose alpha_bar equals ``schedule.alpha_bar`` at the kept ``timesteps`` (ascending):
     beta'_k = 1 - alpha_bar_{tau_k} / alpha_bar_{tau_{k-1}} (Nichol & Dhariwal 2021, section 4)."""
     ts = _check_kept(timesteps, schedule.T)
-    ab = schedule.alpha_bar.detach().cpu().to(torch.float64)[ts]  # (S,)
-    ab_prev = torch.cat([torch.ones(1, dtype=torch.float64), ab[:-1]])
-    return NoiseSchedule.from_betas(1.0 - ab / ab_prev)
+    # log alpha_bar_t = sum_{s<=t} log(1 - beta_s) in float64 from the stored betas (which keep full relative
+    # precision, unlike 1 - alpha_bar in float32); beta'_k = 1 - exp(log alpha_bar_{tau_k} - log alpha_bar_{tau_{k-1}}).
+    log_ab = torch.cumsum(torch.log1p(-schedule.beta.detach().cpu().to(torch.float64)), 0)[ts]  # (S,)
+    log_ab_prev = torch.cat([torch.zeros(1, dtype=torch.float64), log_ab[:-1]])
+    return NoiseSchedule.from_betas(-torch.expm1(log_ab - log_ab_prev))
 
 
 class RespacedModel(nn.Module):

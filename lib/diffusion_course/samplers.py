@@ -105,7 +105,13 @@ def ddim_step(
     t = check_timesteps(t, schedule.T, B)
     if isinstance(t_prev, int) and not isinstance(t_prev, bool):
         t_prev = torch.full((B,), t_prev, dtype=torch.long)
-    t_prev = check_timesteps(t_prev + 1, schedule.T + 1, B, name="t_prev + 1") - 1  # t_prev in [-1, T-1]
+    if isinstance(t_prev, torch.Tensor) and not t_prev.dtype.is_floating_point and t_prev.numel():
+        if int(t_prev.min()) < -1 or int(t_prev.max()) > schedule.T - 1:
+            raise ValueError(
+                f"t_prev must lie in [-1, T-1] = [-1, {schedule.T - 1}] (-1 stands for the clean data); "
+                f"got values in [{int(t_prev.min())}, {int(t_prev.max())}]"
+            )
+    t_prev = check_timesteps(t_prev + 1, schedule.T + 1, B, name="t_prev") - 1  # shape and dtype; t_prev in [-1, T-1]
     if (t_prev.to(t.device) >= t).any():
         raise ValueError("t_prev must be smaller than t (DDIM steps go backwards in time)")
     check_same_shape(x_t, eps_hat, "x_t", "eps_hat")
@@ -113,11 +119,18 @@ def ddim_step(
     if clip_x0 is not None:
         x0_hat = x0_hat.clamp(-clip_x0, clip_x0)
         eps_hat = predict_eps_from_x0(schedule, x_t, t, x0_hat)  # keep eps consistent with the clipped x0
+    # 1 - alpha_bar comes from the stored sqrt_one_minus_alpha_bar (derived in float64): formed as 1 - alpha_bar in
+    # float32 it keeps only ~4 digits where alpha_bar = 1 - 1e-4, i.e. on the last steps of sampling.
+    zero = torch.zeros(1, device=schedule.device)
     ab_t = extract(schedule.alpha_bar, t, x_t)
-    ab_table = torch.cat([torch.ones(1, device=schedule.device), schedule.alpha_bar])  # index 0 is "t = -1"
-    ab_prev = extract(ab_table, t_prev + 1, x_t)
-    sigma = eta * ((1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev)).clamp(min=0).sqrt()
-    direction = (1 - ab_prev - sigma**2).clamp(min=0).sqrt() * eps_hat
+    one_minus_ab_t = extract(schedule.sqrt_one_minus_alpha_bar, t, x_t) ** 2
+    ab_prev = extract(torch.cat([zero + 1, schedule.alpha_bar]), t_prev + 1, x_t)  # index 0 is "t = -1" (clean data)
+    one_minus_ab_prev = extract(torch.cat([zero, schedule.sqrt_one_minus_alpha_bar]), t_prev + 1, x_t) ** 2
+    # eq. 16 with 1 - alpha_bar_t / alpha_bar_prev = (alpha_bar_prev - alpha_bar_t) / alpha_bar_prev, the difference
+    # taken from the table that keeps its digits: 1 - alpha_bar near the data, alpha_bar near pure noise.
+    gap = torch.where(ab_prev > 0.5, one_minus_ab_t - one_minus_ab_prev, ab_prev - ab_t)
+    sigma = eta * (one_minus_ab_prev / one_minus_ab_t * gap / ab_prev).clamp(min=0).sqrt()
+    direction = (one_minus_ab_prev - sigma**2).clamp(min=0).sqrt() * eps_hat
     x_prev = ab_prev.sqrt() * x0_hat + direction
     if eta > 0:
         if noise is None:
@@ -278,8 +291,7 @@ def ddim_invert(
             t_cur = torch.full((B,), ts[k - 1], dtype=torch.long, device=device)
             eps_hat = model(x, t_cur).float()
             x0_hat = predict_x0_from_eps(schedule, x, t_cur, eps_hat)
-        ab_next = extract(schedule.alpha_bar, t_next, x)
-        x = ab_next.sqrt() * x0_hat + (1 - ab_next).sqrt() * eps_hat
+        x = extract(schedule.sqrt_alpha_bar, t_next, x) * x0_hat + extract(schedule.sqrt_one_minus_alpha_bar, t_next, x) * eps_hat
         if traj is not None:
             traj.append(x.cpu())
     return (x, torch.stack(traj)) if traj is not None else x

@@ -108,6 +108,9 @@ def extract(values: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Ten
     """
     if t.ndim != 1 or t.shape[0] != x.shape[0]:
         raise ValueError(f"t must have shape (B,) with B = x.shape[0] = {x.shape[0]}; got shape {tuple(t.shape)}")
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= values.shape[0]):
+        # a negative index would silently read from the end of the table
+        raise ValueError(f"t must lie in [0, {values.shape[0] - 1}]; got values in [{int(t.min())}, {int(t.max())}]")
     out = values.to(device=x.device)[t.to(x.device)].to(x.dtype)
     return out.reshape(x.shape[0], *([1] * (x.ndim - 1)))
 
@@ -184,7 +187,8 @@ class NoiseSchedule:
 
     def snr(self) -> torch.Tensor:
         """Signal-to-noise ratio alpha_bar_t / (1 - alpha_bar_t) (Kingma et al. 2021, eq. 3), shape (T,)."""
-        return self.alpha_bar / (1 - self.alpha_bar)
+        # the stored sqrt(1 - alpha_bar) was derived in float64; 1 - alpha_bar in float32 would keep ~4 digits at t = 0
+        return self.alpha_bar / self.sqrt_one_minus_alpha_bar**2
 
     def __repr__(self) -> str:
         return (

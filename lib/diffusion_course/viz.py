@@ -6,14 +6,26 @@ Every function returns the matplotlib Figure (or an HTML animation) and gives ea
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib import animation
 
-__all__ = ["image_grid", "show_images", "scatter_2d", "plot_trajectories", "animate_points", "animate_images", "plot_curve"]
+__all__ = [
+    "image_grid",
+    "show_images",
+    "scatter_2d",
+    "plot_trajectories",
+    "animate_points",
+    "animate_images",
+    "plot_curve",
+    "show_image_rows",
+    "scatter_panels",
+    "plot_heatmap",
+    "generative_models_schematic",
+]
 
 
 def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 1) -> np.ndarray:
@@ -159,4 +171,140 @@ def plot_curve(values: Sequence[float], title: str, xlabel: str = "step", ylabel
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
+    return fig
+
+
+# --- additions for chapters 1 and 4 (and later chapters): named panels, heat maps, the generative-model schematic ---
+
+
+def _to_unit_range(images: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
+    """Map images from ``value_range`` = (lo, hi) to the [-1, 1] that :func:`image_grid` expects."""
+    lo, hi = value_range
+    if not hi > lo:
+        raise ValueError(f"value_range must be (lo, hi) with hi > lo; got {value_range}")
+    return (images.detach().float().cpu() - lo) / (hi - lo) * 2 - 1
+
+
+def show_image_rows(rows: Mapping[str, torch.Tensor], title: str, *, value_range: tuple[float, float] = (-1.0, 1.0),
+                    size: float = 1.0) -> plt.Figure:
+    """One row of images per entry of ``rows`` (name -> (B, C, H, W)), each row titled with its name.
+
+    ``value_range`` is the range of the pixel values ((0, 1) for chapter 1's uniform-noise images); ``size`` is the
+    height of one image row in inches.
+    """
+    if not rows:
+        raise ValueError("rows must hold at least one (name -> images) entry")
+    grids = [image_grid(_to_unit_range(imgs, value_range), nrow=imgs.shape[0]) for imgs in rows.values()]
+    width = max(g.shape[1] / g.shape[0] for g in grids) * size
+    fig, axes = plt.subplots(len(grids), 1, figsize=(max(width, 3.0), (size + 0.35) * len(grids) + 0.4), squeeze=False)
+    for ax, (name, imgs), grid in zip(axes[:, 0], rows.items(), grids):
+        ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1)
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(f"{imgs.shape[0]} img", fontsize=7)
+    axes[-1, 0].set_xlabel(f"images of {tuple(next(iter(rows.values())).shape[-2:])} pixels, one per column", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def scatter_panels(clouds: Mapping[str, torch.Tensor], title: str, *, lim: float = 3.0, ncols: int | None = None,
+                   size: float = 2.8, s: float = 2.0) -> plt.Figure:
+    """Side-by-side scatters of named (N, 2) point clouds (e.g. data next to samples), one titled panel each."""
+    if not clouds:
+        raise ValueError("clouds must hold at least one (name -> points) entry")
+    n = len(clouds)
+    ncols = ncols or n
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.4), squeeze=False)
+    for ax, (name, pts) in zip(axes.flat, clouds.items()):
+        if pts.ndim != 2 or pts.shape[1] != 2:
+            raise ValueError(f"clouds[{name!r}] must have shape (N, 2); got {tuple(pts.shape)}")
+        scatter_2d(pts, name, ax=ax, lim=lim, s=s)
+        ax.title.set_fontsize(9)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_heatmap(values: torch.Tensor | np.ndarray, title: str, xlabel: str, ylabel: str, *, ax: plt.Axes | None = None,
+                 cmap: str = "RdBu_r", colorbar_label: str | None = None) -> plt.Figure:
+    """Show a 2-D array (rows x columns) as a heat map with a colour bar (e.g. a time embedding: t x dimension)."""
+    v = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+    if v.ndim != 2:
+        raise ValueError(f"values must be 2-D (rows, columns); got shape {v.shape}")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 4))
+    else:
+        fig = ax.figure
+    im = ax.imshow(v, aspect="auto", cmap=cmap, interpolation="nearest")
+    cbar = fig.colorbar(im, ax=ax)
+    if colorbar_label:
+        cbar.set_label(colorbar_label)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return fig
+
+
+def _box(ax: plt.Axes, x: float, y: float, text: str, color: str) -> None:
+    ax.text(x, y, text, ha="center", va="center", fontsize=9,
+            bbox=dict(boxstyle="round,pad=0.35", facecolor=color, edgecolor="0.3"))
+
+
+def _arrow(ax: plt.Axes, x0: float, x1: float, y: float, label: str = "", color: str = "0.2", dy: float = 0.0) -> None:
+    ax.annotate("", xy=(x1, y + dy), xytext=(x0, y + dy), arrowprops=dict(arrowstyle="->", color=color, lw=1.3))
+    if label:
+        ax.text((x0 + x1) / 2, y + dy + (0.13 if dy >= 0 else -0.13), label, ha="center", va="center", fontsize=8, color=color)
+
+
+def generative_models_schematic() -> plt.Figure:
+    """GAN vs VAE vs diffusion in one titled figure: what each one maps to what, drawn as boxes and arrows."""
+    fig, axes = plt.subplots(3, 1, figsize=(8.5, 5.4))
+    data_c, noise_c, net_c = "#cfe3f7", "#f3d6d6", "#e4f2d7"
+    rows = [
+        ("GAN: one network maps noise to data in one shot",
+         r"generator $G$ learns $z \to x$; a discriminator judges its samples during training"),
+        ("VAE: an encoder and a decoder, one latent step",
+         r"both networks are learned together; the latent is one Gaussian step away from the data"),
+        ("Diffusion: a fixed noising chain and a learned denoising chain",
+         r"$q$ adds a little Gaussian noise $T$ times (fixed, no parameters); $p_\theta$ removes it step by step (learned)"),
+    ]
+    for ax, (title, xlabel) in zip(axes, rows):
+        ax.set_xlim(0, 10)
+        ax.set_ylim(-0.6, 0.6)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for s in ax.spines.values():
+            s.set_visible(False)
+        ax.set_title(title, fontsize=10, loc="left")
+        ax.set_xlabel(xlabel, fontsize=8)
+    ax = axes[0]
+    _box(ax, 1.0, 0, "noise $z$\n" + r"$\sim \mathcal{N}(0, I)$", noise_c)
+    _box(ax, 5.0, 0, "generator $G$", net_c)
+    _box(ax, 9.0, 0, r"sample $\hat{x}$", data_c)
+    _arrow(ax, 1.8, 4.1, 0)
+    _arrow(ax, 5.9, 8.1, 0)
+    ax = axes[1]
+    _box(ax, 0.8, 0, "data $x_0$", data_c)
+    _box(ax, 3.0, 0, r"encoder $q_\phi$", net_c)
+    _box(ax, 5.2, 0, r"$z = \mu + \sigma \epsilon$", noise_c)
+    _box(ax, 7.3, 0, r"decoder $p_\theta$", net_c)
+    _box(ax, 9.2, 0, r"$\hat{x}$", data_c)
+    for a, b in [(1.5, 2.3), (3.7, 4.1), (6.3, 6.7), (7.95, 8.7)]:
+        _arrow(ax, a, b, 0)
+    ax = axes[2]
+    xs = [0.8, 3.0, 5.0, 7.0, 9.2]
+    names = ["$x_0$ (data)", "$x_1$", "$x_{t-1}$", "$x_t$", r"$x_T \sim \mathcal{N}(0, I)$"]
+    colors = [data_c, "#dde6ef", "#e8e0e4", "#eedadb", noise_c]
+    for x, n, c in zip(xs, names, colors):
+        _box(ax, x, 0, n, c)
+    for a, b in zip(xs[:-1], xs[1:]):
+        _arrow(ax, a + 0.55, b - 0.55, 0, "$q$" if a != 3.0 else "$q$ ...", color="#b03030", dy=0.28)
+        _arrow(ax, b - 0.55, a + 0.55, 0, r"$p_\theta$" if a != 3.0 else r"... $p_\theta$", color="#2f7d32", dy=-0.28)
+    fig.suptitle("Three ways to turn noise into data")
+    fig.tight_layout()
     return fig

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .._validate import check_positive_int
 from .embeddings import SinusoidalEmbedding
 
 __all__ = ["MLPConfig", "MLPDenoiser"]
@@ -19,7 +20,15 @@ class MLPConfig:
     data_dim: int = 2  # dimension of one data point (2 for the toy sets)
     hidden: int = 128  # width of every hidden layer
     depth: int = 3  # number of residual hidden blocks
-    time_dim: int = 32  # size of the sinusoidal time embedding
+    time_dim: int = 32  # size of the sinusoidal time embedding (even)
+
+    def __post_init__(self) -> None:
+        check_positive_int(self.data_dim, "data_dim")
+        check_positive_int(self.hidden, "hidden")
+        check_positive_int(self.depth, "depth", 0)
+        check_positive_int(self.time_dim, "time_dim", 2)
+        if self.time_dim % 2:
+            raise ValueError(f"time_dim must be even (sin and cos halves); got {self.time_dim}")
 
 
 class _Block(nn.Module):
@@ -50,6 +59,9 @@ class MLPDenoiser(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if x.ndim != 2 or x.shape[1] != self.config.data_dim:
             raise ValueError(f"x must have shape (B, {self.config.data_dim}); got {tuple(x.shape)}")
+        if t.ndim != 1 or t.shape[0] != x.shape[0]:
+            # a (1,) t would otherwise broadcast silently over the whole batch
+            raise ValueError(f"t must have shape (B,) = ({x.shape[0]},), one timestep per point; got {tuple(t.shape)}")
         temb = self.time_embed(t)  # (B, time_dim)
         h = self.inp(x)  # (B, hidden)
         for block in self.blocks:

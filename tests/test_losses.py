@@ -1,0 +1,134 @@
+"""Losses against torch.distributions (an independent implementation) and against the identities of Ho et al. 2020:
+KL between Gaussians, the decoder likelihoods, L_T, the ELBO terms with a perfect model, eq. 12's weight, L_simple."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Normal, kl_divergence
+
+from diffusion_course.forward import q_sample
+from diffusion_course.losses import (
+    discretized_gaussian_log_likelihood,
+    elbo_terms,
+    elbo_weight,
+    gaussian_log_likelihood,
+    normal_kl,
+    prior_kl,
+    simple_loss,
+)
+from diffusion_course.posterior import q_posterior
+from diffusion_course.schedules import NoiseSchedule
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_normal_kl_matches_torch_distributions(gen: torch.Generator) -> None:
+    m1, m2 = torch.randn(100, generator=gen, dtype=torch.float64), torch.randn(100, generator=gen, dtype=torch.float64)
+    lv1, lv2 = torch.randn(100, generator=gen, dtype=torch.float64), torch.randn(100, generator=gen, dtype=torch.float64)
+    ref = kl_divergence(Normal(m1, (0.5 * lv1).exp()), Normal(m2, (0.5 * lv2).exp()))
+    torch.testing.assert_close(normal_kl(m1, lv1, m2, lv2), ref)
+    assert torch.all(normal_kl(m1, lv1, m1, lv1).abs() < 1e-12)
+
+
+def test_gaussian_log_likelihood_matches_torch(gen: torch.Generator) -> None:
+    x, m = torch.randn(50, generator=gen, dtype=torch.float64), torch.randn(50, generator=gen, dtype=torch.float64)
+    lv = torch.randn(50, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(gaussian_log_likelihood(x, m, lv), Normal(m, (0.5 * lv).exp()).log_prob(x))
+
+
+@pytest.mark.parametrize("mean,log_scale", [(0.0, math.log(0.1)), (0.9, math.log(0.02)), (-0.99, math.log(0.5))])
+def test_discretized_likelihood_is_a_distribution_over_256_levels(mean: float, log_scale: float) -> None:
+    levels = torch.linspace(-1, 1, 256, dtype=torch.float64)  # the 8-bit values scaled to [-1, 1]
+    means = torch.full_like(levels, mean)
+    logp = discretized_gaussian_log_likelihood(levels, means, torch.full_like(levels, log_scale))
+    # the bins tile the real line (open-ended edge bins), so the probabilities sum to 1
+    assert float(logp.exp().sum()) == pytest.approx(1.0, abs=1e-6)
+    # each interior bin holds about the exact Gaussian mass of [x - 1/255, x + 1/255] (tanh CDF approximation)
+    d = Normal(mean, math.exp(log_scale))
+    interior = slice(1, 255)
+    exact = d.cdf(levels[interior] + 1 / 255) - d.cdf(levels[interior] - 1 / 255)
+    assert (logp.exp()[interior] - exact).abs().max() < 1e-3
+
+
+def test_prior_kl_is_small_for_ddpm_schedule(ddpm_schedule: NoiseSchedule) -> None:
+    x0 = torch.tensor([[0.0, 1.0], [-1.0, 0.5]])
+    ab = float(ddpm_schedule.alpha_bar.double()[-1])
+    q = Normal(math.sqrt(ab) * x0.double(), math.sqrt(1 - ab))
+    ref = kl_divergence(q, Normal(torch.zeros_like(x0.double()), 1.0)).mean(1)
+    got = prior_kl(ddpm_schedule, x0)
+    torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=0)
+    assert float(got.max()) < 1e-4  # L_T is negligible: nothing to learn there
+
+
+def _perfect_model(eps: torch.Tensor, delta: torch.Tensor | None = None):
+    """A 'model' that returns the true noise (plus a chosen error), to check the bound's algebra."""
+    return lambda x_t, t: eps + (0 if delta is None else delta)
+
+
+def test_elbo_terms_with_perfect_model(ddpm_schedule: NoiseSchedule, gen: torch.Generator) -> None:
+    s = ddpm_schedule
+    x0 = torch.randn(16, 2, generator=gen)
+    eps = torch.randn(16, 2, generator=gen)
+    t = torch.arange(1, 1000, 64)[:16]
+    # variance "posterior": the model's Gaussian is the true posterior, so every L_{t-1} is 0
+    kl = elbo_terms(s, _perfect_model(eps), x0, t, variance="posterior", decoder="gaussian", eps=eps)
+    assert kl.abs().max() < 1e-4
+    # variance "beta": the means agree, the KL is the variance mismatch 0.5 (log(beta/tb) + tb/beta - 1)
+    kl_beta = elbo_terms(s, _perfect_model(eps), x0, t, variance="beta", decoder="gaussian", eps=eps)
+    tb, b = s.posterior_variance[t].double(), s.beta[t].double()
+    ref = 0.5 * (torch.log(b / tb) + tb / b - 1)
+    torch.testing.assert_close(kl_beta.double(), ref, rtol=1e-3, atol=1e-6)
+
+
+def test_elbo_weight_turns_eps_error_into_kl(ddpm_schedule: NoiseSchedule, gen: torch.Generator) -> None:
+    """Ho et al. 2020, eq. 12: L_{t-1} = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t)) ||eps - eps_hat||^2."""
+    s = ddpm_schedule
+    x0 = torch.randn(20, 3, generator=gen)
+    eps = torch.randn(20, 3, generator=gen)
+    delta = 0.1 * torch.randn(20, 3, generator=gen)
+    t = torch.randint(1, 1000, (20,), generator=gen)
+    kl = elbo_terms(s, _perfect_model(eps, delta), x0, t, variance="posterior", decoder="gaussian", eps=eps)
+    ref = elbo_weight(s, t, "posterior") * (delta**2).mean(1)
+    torch.testing.assert_close(kl, ref, rtol=2e-3, atol=1e-7)
+
+
+def test_l0_is_the_decoder_nll(ddpm_schedule: NoiseSchedule, gen: torch.Generator) -> None:
+    s = ddpm_schedule
+    x0 = torch.rand(4, 3, generator=gen) * 2 - 1
+    eps = torch.randn(4, 3, generator=gen)
+    delta = 0.5 * torch.randn(4, 3, generator=gen)
+    model = _perfect_model(eps, delta)
+    t = torch.zeros(4, dtype=torch.long)
+    x_t = q_sample(s, x0, t, eps=eps)
+    x0_hat = (x_t - s.sqrt_one_minus_alpha_bar[0] * (eps + delta)) / s.sqrt_alpha_bar[0]
+    mean, _, _ = q_posterior(s, x0_hat, x_t, t)
+    log_var = s.posterior_log_variance_clipped[0]  # the "posterior" choice at t=0 uses tilde-beta_2 (finite)
+    ref = -Normal(mean.double(), float((0.5 * log_var).exp())).log_prob(x0.double()).mean(1)
+    got = elbo_terms(s, model, x0, t, variance="posterior", decoder="gaussian", eps=eps)
+    torch.testing.assert_close(got.double(), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_simple_loss(ddpm_schedule: NoiseSchedule) -> None:
+    x0 = torch.randn(32, 2, generator=torch.Generator().manual_seed(0))
+    # a model that knows nothing (predicts 0) pays E||eps||^2; with a given eps that is exactly mean(eps^2)
+    eps = torch.randn(32, 2, generator=torch.Generator().manual_seed(1))
+    zero = lambda x_t, t: torch.zeros_like(x_t)  # noqa: E731
+    assert float(simple_loss(zero, ddpm_schedule, x0, eps=eps, generator=torch.Generator().manual_seed(2))) == pytest.approx(
+        float((eps**2).mean()), rel=1e-6
+    )
+    # an oracle that returns the true eps has zero loss
+    assert float(simple_loss(_perfect_model(eps), ddpm_schedule, x0, eps=eps, t=torch.zeros(32, dtype=torch.long))) == 0.0
+    # same generator seed, same loss; the t given is the t the model sees
+    seen: list[torch.Tensor] = []
+
+    def spy(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        seen.append(t)
+        return torch.zeros_like(x_t)
+
+    a = simple_loss(spy, ddpm_schedule, x0, generator=torch.Generator().manual_seed(3))
+    b = simple_loss(spy, ddpm_schedule, x0, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and torch.equal(seen[0], seen[1])
+    assert seen[0].dtype == torch.long and int(seen[0].min()) >= 0 and int(seen[0].max()) < 1000

@@ -1,0 +1,230 @@
+"""Samplers: single steps against their equations, DDIM(eta=0) determinism, DDIM(all steps, eta=1) = DDPM with the
+posterior variance, the kept-timestep sequences, and whole sampling loops with the exact noise predictor of
+Gaussian data (where the right answer is known in closed form)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from diffusion_course.forward import predict_x0_from_eps
+from diffusion_course.posterior import posterior_mean_from_eps
+from diffusion_course.samplers import (
+    DDIM_SPACINGS,
+    ddim_invert,
+    ddim_sample,
+    ddim_step,
+    ddim_timesteps,
+    ddpm_sample,
+    ddpm_step,
+)
+from diffusion_course.schedules import NoiseSchedule
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+# --- single steps ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variance", ["beta", "posterior"])
+def test_ddpm_step_is_eq11_mean_plus_sigma_z(ddpm_schedule: NoiseSchedule, gen: torch.Generator, variance: str) -> None:
+    s = ddpm_schedule
+    x_t = torch.randn(6, 2, generator=gen)
+    eps_hat = torch.randn(6, 2, generator=gen)
+    noise = torch.randn(6, 2, generator=gen)
+    t = torch.tensor([1, 2, 10, 300, 998, 999])
+    out = ddpm_step(s, x_t, t, eps_hat, variance=variance, noise=noise)
+    sigma2 = (s.beta if variance == "beta" else s.posterior_variance)[t][:, None]
+    ref = posterior_mean_from_eps(s, x_t, t, eps_hat) + sigma2.sqrt() * noise  # Algorithm 2, line 4
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("variance", ["beta", "posterior"])
+def test_ddpm_last_step_adds_no_noise(ddpm_schedule: NoiseSchedule, gen: torch.Generator, variance: str) -> None:
+    x_t = torch.randn(4, 1, 3, 3, generator=gen)
+    eps_hat = torch.randn(4, 1, 3, 3, generator=gen)
+    a = ddpm_step(ddpm_schedule, x_t, 0, eps_hat, variance=variance, noise=torch.zeros_like(x_t))
+    b = ddpm_step(ddpm_schedule, x_t, 0, eps_hat, variance=variance, noise=torch.randn(4, 1, 3, 3, generator=gen))
+    assert torch.equal(a, b)
+    # and the returned mean is x0_hat itself (posterior_mean_coef2 = 0 at code t = 0)
+    torch.testing.assert_close(a, predict_x0_from_eps(ddpm_schedule, x_t, 0, eps_hat))
+
+
+def test_ddpm_step_clip(ddpm_schedule: NoiseSchedule, gen: torch.Generator) -> None:
+    x_t = 3 * torch.randn(8, 2, generator=gen)
+    eps_hat = torch.zeros(8, 2)
+    out = ddpm_step(ddpm_schedule, x_t, 0, eps_hat, clip_x0=1.0)  # at t = 0 the output is the (clipped) x0_hat
+    assert out.abs().max() <= 1.0 and (out.abs() == 1.0).any()
+
+
+def test_ddim_eta0_step_ignores_noise(ddpm_schedule: NoiseSchedule, gen: torch.Generator) -> None:
+    x_t = torch.randn(5, 2, generator=gen)
+    eps_hat = torch.randn(5, 2, generator=gen)
+    a = ddim_step(ddpm_schedule, x_t, 500, 480, eps_hat, eta=0.0, noise=torch.randn(5, 2, generator=gen))
+    b = ddim_step(ddpm_schedule, x_t, 500, 480, eps_hat, eta=0.0)
+    assert torch.equal(a, b)
+    # eq. 12 with sigma = 0: sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev) eps_hat
+    ab_prev = ddpm_schedule.alpha_bar[480]
+    ref = ab_prev.sqrt() * predict_x0_from_eps(ddpm_schedule, x_t, 500, eps_hat) + (1 - ab_prev).sqrt() * eps_hat
+    torch.testing.assert_close(a, ref)
+
+
+def test_ddim_eta1_single_steps_equal_ddpm_posterior(ddpm_schedule: NoiseSchedule, gen: torch.Generator) -> None:
+    """With t_prev = t - 1 and eta = 1, DDIM's sigma_t^2 (eq. 16) is tilde-beta_t: the step is DDPM's (Song et al. 2021, sec. 4.1)."""
+    s = ddpm_schedule
+    t = torch.arange(0, 1000)  # every timestep at once, one per example
+    x_t = torch.randn(1000, 2, generator=gen)
+    eps_hat = torch.randn(1000, 2, generator=gen)
+    noise = torch.randn(1000, 2, generator=gen)
+    ddim = ddim_step(s, x_t, t, t - 1, eps_hat, eta=1.0, noise=noise)
+    ddpm = ddpm_step(s, x_t, t, eps_hat, variance="posterior", noise=noise)
+    torch.testing.assert_close(ddim, ddpm, rtol=1e-4, atol=1e-4)
+    # the noise coefficient itself: the difference made by the noise is sqrt(tilde-beta_t) * noise
+    ddim_0 = ddim_step(s, x_t, t, t - 1, eps_hat, eta=1.0, noise=torch.zeros_like(noise))
+    ddim_1 = ddim_step(s, x_t, t, t - 1, eps_hat, eta=1.0, noise=torch.ones_like(noise))
+    sigma = (ddim_1 - ddim_0)[:, 0]
+    assert float(sigma[0]) == 0.0  # t = 0 -> clean data: no noise on the last step
+    torch.testing.assert_close(sigma[1:].double() ** 2, s.posterior_variance[1:].double(), rtol=2e-3, atol=1e-9)
+
+
+# --- kept timesteps --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spacing", DDIM_SPACINGS)
+@pytest.mark.parametrize("T", [1, 7, 50, 200, 1000])
+def test_ddim_timesteps_properties(T: int, spacing: str) -> None:
+    for steps in sorted({k for k in (1, 2, 3, T // 7, T // 2, 61, T - 1, T) if 1 <= k <= T}):
+        ts = ddim_timesteps(T, steps, spacing)
+        assert ts.dtype == torch.long and ts.shape == (steps,), (T, steps)
+        assert int(ts.min()) >= 0 and int(ts.max()) <= T - 1, (T, steps, ts)
+        assert (torch.diff(ts) > 0).all(), (T, steps, ts)  # ascending and unique
+        if steps == T:
+            assert ts.tolist() == list(range(T))  # keeping every step is the full chain
+        if spacing in ("uniform", "trailing"):
+            assert int(ts[-1]) == T - 1  # sampling starts from pure noise
+        if spacing == "uniform" and steps > 1:
+            assert int(ts[0]) == 0
+        if spacing == "leading" and steps < T and T % steps == 0:
+            assert int(ts[-1]) < T - 1 and int(ts[0]) == 0  # leading never reaches T-1 (chapter 8's point)
+
+
+def test_uniform_timesteps_reproduce_floor_linspace() -> None:
+    expected = np.floor(np.linspace(0, 199, 50)).astype(int).tolist()
+    assert ddim_timesteps(200, 50, "uniform").tolist() == expected
+
+
+def test_trailing_and_leading_examples() -> None:
+    assert ddim_timesteps(1000, 10, "trailing").tolist() == [99, 199, 299, 399, 499, 599, 699, 799, 899, 999]
+    assert ddim_timesteps(1000, 10, "leading").tolist() == [0, 100, 200, 300, 400, 500, 600, 700, 800, 900]
+    # regression: a floating-point arange gave 62 timesteps, the first -1, for T = 1000 and 61 steps
+    ts = ddim_timesteps(1000, 61, "trailing")
+    assert ts.shape == (61,) and int(ts.min()) >= 0
+
+
+def test_quadratic_timesteps_dense_near_zero() -> None:
+    ts = ddim_timesteps(1000, 50, "quadratic").numpy()
+    gaps = np.diff(ts)
+    assert gaps[0] < gaps[-1]  # small steps where the image is nearly clean
+
+
+# --- whole loops with an exact model ---------------------------------------------------------------------------------
+
+
+def test_ddim_eta0_sample_is_deterministic(ddpm_schedule: NoiseSchedule, gaussian_eps_model) -> None:
+    model = gaussian_eps_model(ddpm_schedule, torch.tensor([1.0, -0.5]), 0.5)
+    x_T = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
+    a = ddim_sample(model, ddpm_schedule, (64, 2), steps=20, eta=0.0, x_T=x_T, generator=torch.Generator().manual_seed(1))
+    b = ddim_sample(model, ddpm_schedule, (64, 2), steps=20, eta=0.0, x_T=x_T, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(a, b)
+    c = ddim_sample(model, ddpm_schedule, (64, 2), steps=20, eta=0.5, x_T=x_T, generator=torch.Generator().manual_seed(1))
+    d = ddim_sample(model, ddpm_schedule, (64, 2), steps=20, eta=0.5, x_T=x_T, generator=torch.Generator().manual_seed(2))
+    assert not torch.equal(c, d)  # with eta > 0 the generator matters
+
+
+def test_ddim_all_steps_eta1_loop_equals_ddpm_posterior_loop(gaussian_eps_model) -> None:
+    """Same seed, same draws: DDIM over every timestep with eta = 1 is DDPM with sigma^2 = tilde-beta, end to end."""
+    s = NoiseSchedule.linear(100, 1e-3, 0.2)
+    model = gaussian_eps_model(s, torch.tensor([0.5]), 0.3)
+    a, traj_a = ddim_sample(model, s, (256, 1), steps=100, eta=1.0, generator=torch.Generator().manual_seed(9), return_trajectory=True)
+    b, traj_b = ddpm_sample(model, s, (256, 1), variance="posterior", generator=torch.Generator().manual_seed(9), return_trajectory=True)
+    assert traj_a.shape == traj_b.shape == (101, 256, 1)
+    torch.testing.assert_close(traj_a, traj_b, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_ddpm_sample_unit_variance_gaussian_is_exact(ddpm_schedule: NoiseSchedule, gaussian_eps_model, se_bounds) -> None:
+    """For data N(m, 1) the true reverse conditional is N(tilde-mu(E[x_0|x_t], x_t), beta_t) (Ho et al. 2020, sec. 3.2:
+    sigma^2 = beta_t is optimal for x_0 ~ N(0, I)), so Algorithm 2 with the exact eps samples N(m, 1) up to
+    alpha_bar_T-sized terms."""
+    m = torch.tensor([1.5, -2.0])
+    model = gaussian_eps_model(ddpm_schedule, m, 1.0)
+    n = 20_000
+    x = ddpm_sample(model, ddpm_schedule, (n, 2), variance="beta", generator=torch.Generator().manual_seed(4)).double()
+    tol_mean, tol_var = se_bounds(n, 1.0)
+    assert (x.mean(0) - m.double()).abs().max() < tol_mean
+    assert (x.var(0) - 1.0).abs().max() < tol_var
+
+
+def test_ddpm_posterior_variance_trajectory_for_a_point_mass(ddpm_schedule: NoiseSchedule, gaussian_eps_model, se_bounds) -> None:
+    """For data that is a single point m, sigma^2 = tilde-beta_t is the exact reverse variance (Ho et al. 2020, sec. 3.2):
+    the chain's x_t is distributed as q(x_t | x_0 = m) = N(sqrt(ab_t) m, 1 - ab_t) at every t, and x_0 = m."""
+    s = NoiseSchedule.linear(200, 1e-4, 0.1)
+    m = torch.tensor([2.0])
+    model = gaussian_eps_model(s, m, 0.0)
+    n = 20_000
+    x0, traj = ddpm_sample(model, s, (n, 1), variance="posterior", generator=torch.Generator().manual_seed(5), return_trajectory=True)
+    torch.testing.assert_close(x0, torch.full_like(x0, 2.0), rtol=1e-4, atol=1e-4)
+    for t in (150, 50, 5):
+        xt = traj[s.T - 1 - t].double()  # traj[0] is x_T (code t = T-1); after k steps, traj[k] is at code t = T-1-k
+        ab = float(s.alpha_bar.double()[t])
+        tol_mean, tol_var = se_bounds(n, 1 - ab)
+        assert abs(float(xt.mean()) - math.sqrt(ab) * 2.0) < tol_mean, t
+        assert abs(float(xt.var()) - (1 - ab)) < tol_var, t
+
+
+def test_ddim_invert_then_sample_reconstructs(ddpm_schedule: NoiseSchedule, gaussian_eps_model) -> None:
+    """Data N(m, s^2) with its exact eps: every DDIM step is linear in z = x_0 - m, so invert-then-sample is
+    x_0 -> m + F z with F computed here in closed form. Each interval contributes C^2 / (v_p v_t) <= 1 (Cauchy-Schwarz),
+    C = s^2 sqrt(ab_p ab_t) + sqrt((1 - ab_p)(1 - ab_t)), v = ab s^2 + 1 - ab: F < 1 and F -> 1 as steps grow."""
+    m, s_data = torch.tensor([1.0, -0.5]), 0.5
+    model = gaussian_eps_model(ddpm_schedule, m, s_data)
+    x0 = m + s_data * torch.randn(256, 2, generator=torch.Generator().manual_seed(6))
+    ab_all = np.cumprod(1 - np.linspace(1e-4, 0.02, 1000))  # float64, independent of the lib
+    errors = {}
+    for steps in (10, 50, 250):
+        ab = ab_all[np.floor(np.linspace(0, 999, steps)).astype(int)]
+        v = ab * s_data**2 + 1 - ab
+        c = s_data**2 * np.sqrt(ab[:-1] * ab[1:]) + np.sqrt((1 - ab[:-1]) * (1 - ab[1:]))
+        # the first inversion step starts from the clean x_0 and uses eps_theta(x_0, tau_1)
+        first_up = np.sqrt(ab[0]) + (1 - ab[0]) / v[0]
+        last_down = s_data**2 * np.sqrt(ab[0]) / v[0]
+        a_T = first_up * np.prod(c / v[:-1])
+        F = first_up * last_down * np.prod(c**2 / (v[:-1] * v[1:]))
+        x_T = ddim_invert(model, ddpm_schedule, x0, steps=steps)
+        torch.testing.assert_close(x_T, math.sqrt(ab[-1]) * m + float(a_T) * (x0 - m), rtol=0, atol=1e-4)
+        back = ddim_sample(model, ddpm_schedule, x0.shape, steps=steps, eta=0.0, x_T=x_T)
+        torch.testing.assert_close(back, m + float(F) * (x0 - m), rtol=0, atol=1e-4)
+        errors[steps] = float((back - x0).abs().max())
+    # reconstruction error shrinks, at first order in 1/steps (5x the steps, about 5x smaller)
+    assert errors[10] > errors[50] > errors[250], errors
+    assert 3 < errors[50] / errors[250] < 7, errors
+    # many steps approach the continuous Gaussian flow: x_T = sqrt(ab_T) m + sqrt(v_T) (x_0 - m) / s
+    x_T = ddim_invert(model, ddpm_schedule, x0, steps=250)
+    v_T = ab_all[-1] * s_data**2 + 1 - ab_all[-1]
+    ref = math.sqrt(ab_all[-1]) * m + math.sqrt(v_T) * (x0 - m) / s_data
+    assert float((x_T - ref).abs().max()) < 0.05
+
+
+def test_samplers_reproducible_and_trajectory_layout(ddpm_schedule: NoiseSchedule, gaussian_eps_model) -> None:
+    model = gaussian_eps_model(ddpm_schedule, torch.zeros(2), 1.0)
+    a = ddpm_sample(model, ddpm_schedule, (8, 2), generator=torch.Generator().manual_seed(3))
+    b = ddpm_sample(model, ddpm_schedule, (8, 2), generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    out, traj = ddim_sample(model, ddpm_schedule, (8, 2), steps=25, eta=0.3, generator=torch.Generator().manual_seed(3), return_trajectory=True)
+    assert traj.shape == (26, 8, 2) and traj.device.type == "cpu"
+    assert torch.equal(traj[-1], out)
+    x_T = torch.randn(8, 2, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(traj[0], x_T)  # x_T is the first draw of the generator

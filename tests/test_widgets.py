@@ -1,0 +1,173 @@
+"""The beta_t explorer, headless: change every control from Python and check the plotted data follows."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from diffusion_course.forward import q_sample  # noqa: E402
+from diffusion_course.schedules import NoiseSchedule, make_betas  # noqa: E402
+from diffusion_course.viz import image_grid  # noqa: E402
+from diffusion_course.widgets import BetaExplorer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def explorer() -> BetaExplorer:
+    return BetaExplorer(n_points=300, dpi=40)
+
+
+def _expected_points(e: BetaExplorer, t: int) -> np.ndarray:
+    s = NoiseSchedule.from_betas(make_betas(e.kind.value, e.T.value, e.beta_1.value, e.beta_T.value))
+    tt = torch.full((e.points0.shape[0],), t, dtype=torch.long)
+    return q_sample(s, e.points0, tt, eps=e.points_eps).numpy()
+
+
+def test_initial_state_is_the_ddpm_schedule(explorer):
+    d = explorer.plotted()
+    ref = NoiseSchedule.linear(1000)
+    assert explorer.schedule is not None and explorer.schedule.T == 1000
+    np.testing.assert_allclose(d["beta"], ref.beta.double().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(d["alpha_bar"], ref.alpha_bar.double().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(d["snr"], ref.snr().double().numpy(), rtol=1e-5)
+    assert d["marker_t"] == explorer.t.value == 250
+    assert explorer.t.max == 999
+    assert len(explorer.out.outputs) == 1 and "image/png" in explorer.out.outputs[0]["data"]
+
+
+@pytest.mark.parametrize("kind", ["cosine", "quadratic", "sigmoid", "linear"])
+def test_kind_changes_the_curves(explorer, kind):
+    explorer.kind.value = kind
+    d = explorer.plotted()
+    want = make_betas(kind, explorer.T.value, explorer.beta_1.value, explorer.beta_T.value)
+    np.testing.assert_allclose(d["beta"], want.to(torch.float32).double().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(d["alpha_bar"], torch.cumprod(1 - want, 0).numpy(), rtol=1e-4)
+    np.testing.assert_allclose(d["points"], _expected_points(explorer, explorer.t.value), atol=1e-6)
+    assert explorer.beta_1.disabled == explorer.beta_T.disabled == (kind == "cosine")
+    assert ("cosine" in explorer.message.value) == (kind == "cosine")
+
+
+def test_t_moves_marker_points_and_image(explorer):
+    explorer.kind.value = "linear"
+    before = explorer.plotted()
+    explorer.t.value = 500
+    d = explorer.plotted()
+    s = explorer.schedule
+    assert d["marker_t"] == 500
+    assert d["marker_beta"] == pytest.approx(float(s.beta[500]))
+    assert d["marker_alpha_bar"] == pytest.approx(float(s.alpha_bar[500]))
+    assert d["marker_snr"] == pytest.approx(float(s.snr()[500]), rel=1e-5)
+    np.testing.assert_allclose(d["points"], _expected_points(explorer, 500), atol=1e-6)
+    assert not np.allclose(d["points"], before["points"])
+    imgs = q_sample(s, explorer.images0, torch.full((4,), 500, dtype=torch.long), eps=explorer.images_eps)
+    np.testing.assert_allclose(d["image"], image_grid(torch.cat([explorer.images0, imgs]), nrow=4), atol=1e-6)
+    np.testing.assert_array_equal(d["beta"], before["beta"])  # moving t leaves the schedule alone
+    assert "alpha_bar_t = " in explorer.readout.value and f"{float(s.alpha_bar[500]):.4g}" in explorer.readout.value
+    assert "t = 500" in explorer.figure._suptitle.get_text()
+
+
+def test_fixed_noise_makes_t_smooth(explorer):
+    explorer.t.value = 100
+    a = explorer.plotted()["points"]
+    explorer.t.value = 101
+    b = explorer.plotted()["points"]
+    assert np.abs(a - b).max() < 0.05  # one step moves points a little: the same noise, not a fresh draw
+
+
+def test_T_changes_length_and_t_range(explorer):
+    explorer.t.value = 500  # half-way through T = 1000
+    explorer.T.value = 200
+    d = explorer.plotted()
+    assert len(d["beta"]) == len(d["steps"]) == 200
+    assert explorer.t.max == 199
+    assert explorer.t.value == round(500 / 999 * 199)  # t keeps its place along the chain
+    assert d["marker_t"] == explorer.t.value
+    np.testing.assert_allclose(d["beta"], make_betas("linear", 200).to(torch.float32).double().numpy(), rtol=1e-6)
+    explorer.T.value = 1000
+    assert len(explorer.plotted()["beta"]) == 1000 and explorer.t.max == 999
+
+
+def test_beta_sliders_change_the_linear_schedule(explorer):
+    explorer.kind.value = "linear"
+    explorer.beta_1.value = 1e-3
+    explorer.beta_T.value = 0.05
+    d = explorer.plotted()
+    assert d["beta"][0] == pytest.approx(explorer.beta_1.value, rel=1e-6)
+    assert d["beta"][-1] == pytest.approx(explorer.beta_T.value, rel=1e-6)
+    explorer.beta_1.value, explorer.beta_T.value = 1e-4, 0.02
+
+
+def test_bad_values_show_a_message_not_a_traceback(explorer):
+    explorer.kind.value = "linear"
+    draws = explorer.n_draws
+    explorer.beta_T.value = 1.0  # the slider reaches 1, which is outside (0, 1)
+    assert explorer.schedule is None
+    assert "Cannot build this schedule" in explorer.message.value and "beta_T" in explorer.message.value
+    assert len(explorer.out.outputs) == 1 and "beta_T must lie in" in explorer.out.outputs[0]["text"]
+    explorer.t.value = 10  # moving t while the schedule is invalid must not crash either
+    assert explorer.n_draws == draws
+    explorer.beta_T.value = 0.02
+    assert explorer.schedule is not None and "image/png" in explorer.out.outputs[0]["data"]
+    assert explorer.message.value == ""
+
+
+def test_decreasing_and_weak_schedules_get_a_note(explorer):
+    with explorer.hold():
+        explorer.beta_1.value = 0.02
+        explorer.beta_T.value = 1e-4
+    assert "decreases" in explorer.message.value
+    with explorer.hold():
+        explorer.beta_1.value, explorer.beta_T.value = 1e-5, 1e-4
+    assert "alpha_bar_T" in explorer.message.value  # x_T far from N(0, I)
+    with explorer.hold():
+        explorer.beta_1.value, explorer.beta_T.value = 1e-4, 0.02
+    assert explorer.message.value == ""
+
+
+def test_hold_redraws_once(explorer):
+    draws = explorer.n_draws
+    with explorer.hold():
+        explorer.kind.value = "quadratic"
+        explorer.T.value = 500
+        explorer.t.value = 42
+    assert explorer.n_draws == draws + 1
+    d = explorer.plotted()
+    assert d["marker_t"] == 42 and len(d["beta"]) == 500
+    with explorer.hold():
+        explorer.kind.value, explorer.T.value = "linear", 1000
+
+
+def test_one_figure_one_output_after_many_updates(explorer):
+    figs_before = plt.get_fignums()
+    fig, out = explorer.figure, explorer.out
+    n_axes = len(fig.axes)
+    n_lines = len(explorer.axes["beta"].lines)
+    for t in (1, 50, 300, 999):
+        explorer.t.value = t
+    for kind in ("cosine", "linear"):
+        explorer.kind.value = kind
+    explorer.T.value = 300
+    explorer.T.value = 1000
+    assert explorer.figure is fig and explorer.out is out
+    assert len(fig.axes) == n_axes and len(explorer.axes["beta"].lines) == n_lines  # artists updated, not added
+    assert len(out.outputs) == 1  # the PNG is replaced, never appended
+    assert plt.get_fignums() == figs_before  # never registered with pyplot, so no stray figure is shown
+    outputs = [c for c in explorer.widget.children if type(c).__name__ == "Output"]
+    assert outputs == [out]
+
+
+def test_large_fonts_and_constructor_validation():
+    big = BetaExplorer(n_points=50, dpi=30, large_fonts=True, T=100, t=99, kind="cosine")
+    assert big.font_size > 10 and big.plotted()["marker_t"] == 99
+    assert big.axes["beta"].title.get_fontsize() >= 15
+    with pytest.raises(ValueError, match="kind"):
+        BetaExplorer(kind="exponential")
+    with pytest.raises(ValueError, match="t must lie"):
+        BetaExplorer(T=100, t=100)
+    with pytest.raises(ValueError, match="T must lie"):
+        BetaExplorer(T=5)
