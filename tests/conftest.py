@@ -10,7 +10,6 @@ import math
 
 import pytest
 import torch
-
 from diffusion_course.schedules import NoiseSchedule
 
 
@@ -36,12 +35,6 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(autouse=True)
-def _no_profile_leak(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run every test under a known profile, whatever the caller's COURSE_PROFILE is (tests that need another set it)."""
-    monkeypatch.setenv("COURSE_PROFILE", "cpu")
-
-
 def _gaussian_eps_model(schedule: NoiseSchedule, m: torch.Tensor, s: float):
     """The exact (Bayes-optimal) noise predictor for data x_0 ~ N(m, s^2 I).
 
@@ -49,11 +42,13 @@ def _gaussian_eps_model(schedule: NoiseSchedule, m: torch.Tensor, s: float):
     E[eps | x_t] = sqrt(1 - ab) (x_t - sqrt(ab) m) / v. ``m`` has the shape of one data point.
     """
     alpha_bar = schedule.alpha_bar.double()
+    one_minus_alpha_bar = schedule.sqrt_one_minus_alpha_bar.double() ** 2  # precise near t = 0, unlike 1 - alpha_bar
 
     def model(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        ab = alpha_bar[t].reshape(-1, *([1] * (x_t.ndim - 1)))
-        v = ab * s**2 + 1 - ab
-        eps = (1 - ab).sqrt() * (x_t.double() - ab.sqrt() * m.double()) / v
+        shape = (-1, *([1] * (x_t.ndim - 1)))
+        ab, one_minus_ab = alpha_bar[t].reshape(shape), one_minus_alpha_bar[t].reshape(shape)
+        v = ab * s**2 + one_minus_ab
+        eps = one_minus_ab.sqrt() * (x_t.double() - ab.sqrt() * m.double()) / v
         return eps.to(x_t.dtype)
 
     return model

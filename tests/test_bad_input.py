@@ -7,11 +7,10 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 import torch
-
 from diffusion_course import data, forward, losses, posterior, profiles, samplers, schedules
 from diffusion_course.models import MLPConfig, MLPDenoiser, SinusoidalEmbedding, sinusoidal_embedding
 from diffusion_course.schedules import NoiseSchedule

@@ -329,6 +329,24 @@ def test_reverse_step_mistakes_are_named(fn, key, words):
         assert w in result.message, (w, result.message)
 
 
+def test_extract_refusing_t_minus_one_gets_a_hint():
+    result = ex.check_reverse_step(lambda s, x_t, t, e, z: rs_learner(s, x_t, t - 1, e, z), quiet=True)
+    assert "off_by_one" in result.mistakes  # diagnosed from the timesteps where it ran (mismatch at t = 999 first)
+    only_t0 = ex.check_q_sample(lambda s, x0, t, eps: qs_learner(s, x0, torch.where(t == 0, t - 1, t), eps), quiet=True)
+    assert only_t0.status == "error" and "It failed at t = 0" in only_t0.message
+
+
+def test_ddim_t_prev_minus_one_through_extract_gets_a_hint():
+    def fn(s, x_t, t, t_prev, eps_hat, eta, z):
+        ab, abp = E(s.alpha_bar, t, x_t), E(s.alpha_bar, t_prev, x_t)  # extract refuses t_prev = -1
+        x0_hat = (x_t - (1 - ab).sqrt() * eps_hat) / ab.sqrt()
+        sigma = eta * ((1 - abp) / (1 - ab)).sqrt() * (1 - ab / abp).sqrt()
+        return abp.sqrt() * x0_hat + (1 - abp - sigma**2).clamp(min=0).sqrt() * eps_hat + sigma * z
+
+    result = ex.check_ddim_step(fn, quiet=True)
+    assert result.status == "error" and "t_prev = -1 stands for the clean data" in result.message
+
+
 def test_reverse_step_scalar_if_gets_the_mask_hint():
     result = ex.check_reverse_step(rs_scalar_if, quiet=True)
     assert result.status == "error" and "scalar_t" in result.mistakes
@@ -343,7 +361,8 @@ def test_noise_at_t0_reports_the_real_numbers():
 
 # ---------------------------------------------------------------------------------------------------- DDIM mistakes
 def ddim_wrapped(s, x_t, t, t_prev, eps_hat, eta, z):
-    ab, abp = E(s.alpha_bar, t, x_t), E(s.alpha_bar, t_prev, x_t)  # alpha_bar[-1] at t_prev = -1
+    ab = E(s.alpha_bar, t, x_t)
+    abp = s.alpha_bar[t_prev].reshape(-1, *([1] * (x_t.ndim - 1)))  # plain indexing: alpha_bar[-1] at t_prev = -1
     x0_hat = (x_t - (1 - ab).sqrt() * eps_hat) / ab.sqrt()
     sigma = eta * ((1 - abp) / (1 - ab)).sqrt() * (1 - ab / abp).clamp(min=0).sqrt()
     return abp.sqrt() * x0_hat + (1 - abp - sigma**2).clamp(min=0).sqrt() * eps_hat + sigma * z

@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-
 from diffusion_course.forward import (
     add_noise,
     corrupt,

@@ -7,8 +7,6 @@ import math
 
 import pytest
 import torch
-from torch.distributions import Normal, kl_divergence
-
 from diffusion_course.forward import q_sample
 from diffusion_course.losses import (
     discretized_gaussian_log_likelihood,
@@ -21,6 +19,7 @@ from diffusion_course.losses import (
 )
 from diffusion_course.posterior import q_posterior
 from diffusion_course.schedules import NoiseSchedule
+from torch.distributions import Normal, kl_divergence
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -2,52 +2,81 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
-__all__ = ["CheckpointError", "atomic_save", "load_checkpoint", "architecture_of", "save_weights", "load_weights"]
+__all__ = ["CheckpointError", "atomic_save", "load_checkpoint", "architecture_of", "save_weights", "load_weights", "read_card"]
 
 
 class CheckpointError(ValueError):
     """A checkpoint that is corrupt, or built for another architecture than the model it is loaded into."""
 
 
+# Config fields that change how a model trains but not which weights it has or what they compute.
+_NOT_ARCHITECTURE = ("dropout",)
+
+
+def _config_dict(config: Any) -> dict[str, Any] | str | None:
+    """A model config as a JSON-safe dict (dataclass fields; tuples become lists), else its repr."""
+    if config is None:
+        return None
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return json.loads(json.dumps(dataclasses.asdict(config)))
+    return repr(config)
+
+
 def architecture_of(model: nn.Module) -> dict[str, Any]:
     """A description of the model that two compatible models share: class name, config, parameter shapes."""
-    config = getattr(model, "config", None)
     return {
         "class": type(model).__name__,
-        "config": repr(config) if config is not None else None,
+        "config": _config_dict(getattr(model, "config", None)),
         "shapes": {k: list(v.shape) for k, v in model.state_dict().items()},
     }
 
 
 def _check_architecture(model: nn.Module, saved: dict[str, Any], path: Path) -> None:
+    """Raise CheckpointError unless ``saved`` (from :func:`architecture_of`) describes a model like ``model``."""
     mine = architecture_of(model)
     if saved.get("class") != mine["class"]:
         raise CheckpointError(f"{path} holds a {saved.get('class')} but the model is a {mine['class']}")
-    if saved.get("shapes") != mine["shapes"]:
-        missing = sorted(set(mine["shapes"]) - set(saved.get("shapes", {})))
-        extra = sorted(set(saved.get("shapes", {})) - set(mine["shapes"]))
-        differ = [k for k in mine["shapes"] if k in saved.get("shapes", {}) and saved["shapes"][k] != mine["shapes"][k]]
+    saved_shapes = saved.get("shapes") or {}
+    if saved_shapes != mine["shapes"]:
+        missing = sorted(set(mine["shapes"]) - set(saved_shapes))
+        extra = sorted(set(saved_shapes) - set(mine["shapes"]))
+        differ = [k for k in mine["shapes"] if k in saved_shapes and saved_shapes[k] != mine["shapes"][k]]
         detail = []
         if differ:
             k = differ[0]
-            detail.append(f"{len(differ)} tensors differ in shape (first: {k} saved {saved['shapes'][k]}, model {mine['shapes'][k]})")
+            detail.append(f"{len(differ)} tensors differ in shape (first: {k} saved {saved_shapes[k]}, model {mine['shapes'][k]})")
         if missing:
             detail.append(f"{len(missing)} model tensors are absent (first: {missing[0]})")
         if extra:
             detail.append(f"{len(extra)} saved tensors are unknown to the model (first: {extra[0]})")
         raise CheckpointError(
-            f"{path} was saved from a {saved.get('class')} of another size; {'; '.join(detail)}. "
+            f"{path} was saved from a {saved.get('class')} of another architecture; {'; '.join(detail)}. "
             f"Saved config: {saved.get('config')}; model config: {mine['config']}"
         )
+    # Same shapes can still mean another network (e.g. another number of attention heads): compare the configs too.
+    a, b = saved.get("config"), mine["config"]
+    if isinstance(a, dict) and isinstance(b, dict):
+        differ = [k for k in sorted(set(a) | set(b)) if k not in _NOT_ARCHITECTURE and a.get(k) != b.get(k)]
+        if differ:
+            pairs = ", ".join(f"{k}: saved {a.get(k)!r}, model {b.get(k)!r}" for k in differ)
+            raise CheckpointError(f"{path} was saved from a {saved.get('class')} with another config ({pairs})")
+
+
+def _umask_mode() -> int:
+    """rw-r--r-- filtered by the process umask: what an ordinary open() would give (mkstemp's default is rw-------)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
@@ -60,6 +89,7 @@ def atomic_save(obj: Any, path: str | Path) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -87,6 +117,20 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None) -> dict[st
     return state
 
 
+def _replace_atomically(write: Callable[[Path], None], path: Path) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path`` (removed on failure)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, _umask_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def save_weights(model: nn.Module, path: str | Path, card: dict[str, Any] | None = None) -> Path:
     """Write the model's weights as safetensors (no pickle) and, beside them, ``<name>.json`` with the card and the
     architecture. Both files are written atomically. Returns the card's path."""
@@ -95,34 +139,50 @@ def save_weights(model: nn.Module, path: str | Path, card: dict[str, Any] | None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"class": type(model).__name__})
-    os.replace(tmp, path)
+    _replace_atomically(lambda tmp: save_file(tensors, str(tmp), metadata={"class": type(model).__name__}), path)
     card_path = path.with_suffix(".json")
     full = dict(card or {})
     full["architecture"] = architecture_of(model)
-    tmp_card = card_path.with_name(card_path.name + ".tmp")
-    tmp_card.write_text(json.dumps(full, indent=2) + "\n")
-    os.replace(tmp_card, card_path)
+    _replace_atomically(lambda tmp: tmp.write_text(json.dumps(full, indent=2) + "\n"), card_path)
     return card_path
 
 
+def read_card(path: str | Path) -> dict[str, Any]:
+    """The JSON card beside safetensors weights ``path`` (``x.safetensors`` -> ``x.json``); {} when there is none."""
+    card_path = Path(path).with_suffix(".json")
+    if not card_path.exists():
+        return {}
+    try:
+        card = json.loads(card_path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{card_path} is not valid JSON (corrupt or truncated?): {err}") from None
+    if not isinstance(card, dict):
+        raise CheckpointError(f"{card_path} must hold a JSON object; got {type(card).__name__}")
+    return card
+
+
 def load_weights(model: nn.Module, path: str | Path) -> dict[str, Any]:
-    """Load safetensors weights written by :func:`save_weights` into ``model`` after checking its card's architecture.
-    Returns the card. Raises :class:`CheckpointError` for a corrupt file or a model of another architecture."""
+    """Load safetensors weights written by :func:`save_weights` into ``model`` after checking the architecture (the
+    card's, and the file's own tensor names and shapes). Returns the card. Raises :class:`CheckpointError` for a corrupt
+    or truncated file or a model of another architecture, before touching the model's weights."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
-    card_path = path.with_suffix(".json")
-    card: dict[str, Any] = json.loads(card_path.read_text()) if card_path.exists() else {}
+    if not path.exists():
+        raise FileNotFoundError(f"no weights at {path}")
+    card = read_card(path)
     if "architecture" in card:
         _check_architecture(model, card["architecture"], path)
     try:
         tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as err:
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"{path} is not a readable safetensors file (corrupt or truncated?): {err}") from None
-    if "architecture" not in card:
-        _check_architecture(model, {"class": type(model).__name__, "shapes": {k: list(v.shape) for k, v in tensors.items()}}, path)
+    file_arch = {"class": type(model).__name__, "shapes": {k: list(v.shape) for k, v in tensors.items()}}
+    _check_architecture(model, file_arch, path)  # the file itself must match too, whatever its card says
+    mine = model.state_dict()
+    bad = [k for k, v in tensors.items() if v.dtype != mine[k].dtype and not (v.is_floating_point() and mine[k].is_floating_point())]
+    if bad:
+        raise CheckpointError(f"{path}: tensor {bad[0]} has dtype {tensors[bad[0]].dtype}, the model expects {mine[bad[0]].dtype}")
     model.load_state_dict(tensors)
     return card

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 
 import torch
 from torch import nn
@@ -13,17 +15,18 @@ __all__ = ["EMA", "ema_decay_at", "decay_half_life"]
 
 
 def ema_decay_at(step: int, decay: float, warmup: bool = True) -> float:
-    """Decay used at optimiser step ``step`` (1-based count of updates): min(decay, (1 + step) / (10 + step)) with
-    warm-up, so early averages are not dominated by the random initialisation (TensorFlow's ExponentialMovingAverage
-    num_updates rule)."""
+    """Decay of the EMA update that follows ``step`` earlier updates (0 for the first): min(decay, (1 + step) / (10 + step))
+    with warm-up, so early averages are not dominated by the random initialisation (TensorFlow's ExponentialMovingAverage
+    num_updates rule; diffusers' EMAModel uses the same). Without warm-up it is ``decay`` itself."""
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+        raise ValueError(f"step must be an int >= 0 (updates done so far); got {step!r}")
+    check_range(decay, "decay", 0.0, 1.0)
     return min(decay, (1 + step) / (10 + step)) if warmup else decay
 
 
 def decay_half_life(decay: float) -> float:
     """Number of updates after which a weight's contribution has halved: ln(0.5) / ln(decay). 0.999 -> about 693 steps."""
     check_range(decay, "decay", 0.0, 1.0, open_low=True, open_high=True)
-    import math
-
     return math.log(0.5) / math.log(decay)
 
 
@@ -31,7 +34,9 @@ class EMA:
     """Shadow copy of ``model`` updated as shadow <- d * shadow + (1 - d) * weights after each optimiser step.
 
     Floating-point parameters and buffers are averaged; integer buffers (e.g. BatchNorm's step counter) are copied.
-    decay = 0 makes the shadow a copy of the model; decay = 1 freezes it at its initial value.
+    decay = 0 makes the shadow a copy of the model. With ``warmup=False``, decay = 1 freezes it at its initial value;
+    with the warm-up (the default) the decay actually used is min(decay, (1 + n) / (10 + n)) after n updates, so even
+    decay = 1 follows the model early on and slows down as n grows (see :func:`ema_decay_at`).
     """
 
     def __init__(self, model: nn.Module, decay: float = 0.999, *, warmup: bool = True) -> None:
@@ -53,8 +58,12 @@ class EMA:
         d = self.current_decay()
         self.num_updates += 1
         src = model.state_dict()
-        for name, shadow in self.shadow.state_dict().items():
-            value = src[name].detach()
+        mine = self.shadow.state_dict()
+        if src.keys() != mine.keys():
+            diff = sorted(set(mine) ^ set(src))[:3]
+            raise ValueError(f"model must have the same parameters and buffers as the EMA shadow; these differ: {diff}")
+        for name, shadow in mine.items():
+            value = src[name].detach().to(shadow.device)
             if shadow.dtype.is_floating_point:
                 shadow.mul_(d).add_(value.to(shadow.dtype), alpha=1 - d)
             else:

@@ -247,6 +247,12 @@ def _error_hints(err: BaseException, case: dict, passed_2d: bool) -> list[str]:
     if ("out of bounds" in text or "out of range" in text) and t_max == case["tab"].T - 1:
         hints.append("It failed at the last timestep t = T-1. Code timesteps run 0..T-1 (the paper's 1..T), so an index "
                      "like t+1 (the paper's t) runs past the end of the table.")
+    if "must lie in" in text and int(case["t"].min()) == 0:
+        hints.append("It failed at t = 0: an index t-1 (the paper's t-1) becomes -1 there. Code t already stands for the "
+                     "paper's t+1, so index the tables with t itself.")
+    if "t_prev" in case and int(case["t_prev"].min()) == -1 and ("must lie in" in text or "out of" in text):
+        hints.append("t_prev = -1 stands for the clean data, where alpha_bar = 1; no table has an entry for it. Handle it "
+                     "separately, e.g. index torch.cat([torch.ones(1), schedule.alpha_bar]) with t_prev + 1.")
     if "ambiguous" in text:
         hints.append("t is a LongTensor of shape (B,) with one timestep per example, so `if t == 0:` is ambiguous. Use a "
                      "mask such as (t > 0), reshaped to broadcast, to switch a term off where t == 0.")
@@ -327,47 +333,47 @@ def _diagnose(spec: _Spec, fn: Callable, probes: list[dict]) -> tuple[list[str],
     coefs, linear = _measure(spec, fn, probes)
     names = " and ".join(term.name for term in spec.terms)
     if not linear:
-        return ([f"Your output is not a fixed multiple of each input ({names}) at a given t, as the formula is (no squares, "
+        return ([f"  Your output is not a fixed multiple of each input ({names}) at a given t, as the formula is (no squares, "
                  "products of inputs, clipping or per-element coefficients), so I cannot split it term by term. "
                  "Compare your formula with the one above the exercise."], [])
     if all(not torch.isfinite(c).any() for c in coefs.values()):
         return ([], [])
-    lines = [f"Term by term (at a fixed t your function is linear in {names}, so each coefficient was measured):"]
+    lines = [f"  Term by term (at a fixed t your function is linear in {names}, so each coefficient was measured):"]
     for gv in spec.global_variants:
         want = {term.name: torch.cat([gv.coefs(case["tab"], case)[term.name].double() for case in probes]) for term in spec.terms}
         if all(_matches(coefs[term.name], want[term.name], term.atol) for term in spec.terms):
             right = {term.name: _stack(probes, term.coef) for term in spec.terms}
             if all(_matches(coefs[term.name], right[term.name], term.atol) for term in spec.terms):
                 continue  # the variant coincides with the right answer on the measured probes
-            lines.append(f"  This matches a known mistake: {gv.text}")
+            lines.append(f"    This matches a known mistake: {gv.text}")
             return lines, [gv.key]
     keys: list[str] = []
     for term in spec.terms:
         got = coefs[term.name]
         right = _stack(probes, term.coef)
         if _matches(got, right, term.atol):
-            lines.append(f"  coefficient of {term.name}: correct, {term.formula}")
+            lines.append(f"    coefficient of {term.name}: correct, {term.formula}")
             continue
         both = torch.isfinite(got) & torch.isfinite(right)
         bad = torch.nonzero(both & ~_close(got, right.nan_to_num(), atol=term.atol))
         if len(bad):
             i = int(bad[0])
             case, b = _locate(probes, i)
-            lines.append(f"  coefficient of {term.name}: wrong. At {_describe_case(case, b)}: expected {float(right[i]):.6g} "
+            lines.append(f"    coefficient of {term.name}: wrong. At {_describe_case(case, b)}: expected {float(right[i]):.6g} "
                          f"= {term.formula}, got {float(got[i]):.6g}.")
         else:
-            lines.append(f"  coefficient of {term.name}: could not be measured everywhere (your function failed on some probes).")
+            lines.append(f"    coefficient of {term.name}: could not be measured everywhere (your function failed on some probes).")
         variants = list(term.variants) + [_Variant("wrong_sign", "the sign of this term is flipped." + term.sign_note,
                                                    lambda tab, case, c=term.coef: -c(tab, case))]
         found = False
         for v in variants:
             if _matches(got, _stack(probes, v.coef), term.atol):
-                lines.append(f"    This matches a known mistake: {v.text}")
+                lines.append(f"      This matches a known mistake: {v.text}")
                 keys.append(v.key)
                 found = True
                 break
         if not found:
-            lines.append("    It matches none of the mistakes I know; compare this coefficient with the formula.")
+            lines.append("      It matches none of the mistakes I know; compare this coefficient with the formula.")
     return lines, keys
 
 
@@ -432,7 +438,7 @@ def _run(spec: _Spec, fn: Callable, quiet: bool) -> CheckResult:
                 keys.append("off_by_one")
             diag, found = _diagnose(spec, fn, _probes(spec, tabs))
             if found:
-                lines.append("On the timesteps where it ran:")
+                lines.append("  On the timesteps where it ran:")
                 lines += diag
                 keys = found + keys
             return done("error", "\n".join(lines), tuple(keys), n + 1, failure)
@@ -511,8 +517,8 @@ def _qs_eps(tab: _Tables, case: dict) -> torch.Tensor:
 
 
 _OFF_BY_ONE_MINUS = ("off by one: you used t-1 (treating the code index as the paper's). Code t runs 0..T-1 and already "
-                     "stands for the paper's t+1, so index the tables with t itself (at t = 0, [t-1] even wraps round to the "
-                     "last entry).")
+                     "stands for the paper's t+1, so index the tables with t itself (at t = 0, a plain index [t-1] even wraps "
+                     "round to the last entry).")
 _OFF_BY_ONE_PLUS = "off by one: you used t+1. Code t runs 0..T-1 and stands for the paper's t+1; index the tables with t."
 
 _Q_SAMPLE = _Spec(

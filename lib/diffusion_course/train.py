@@ -15,7 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._validate import check_choice, check_positive_int, check_range
-from .checkpoints import architecture_of, atomic_save, load_checkpoint
+from .checkpoints import CheckpointError, architecture_of, atomic_save, load_checkpoint
 from .ema import EMA
 from .losses import simple_loss
 from .schedules import NoiseSchedule
@@ -86,6 +86,22 @@ def _autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | Non
     return torch.bfloat16
 
 
+# Settings that must match for a resumed run to continue the same run (steps may grow: training is extended).
+_RESUME_MUST_MATCH = ("batch_size", "lr", "warmup_steps", "lr_schedule", "grad_clip", "ema_decay", "seed")
+
+
+def _check_resume_config(saved: dict, config: TrainConfig, path: Path) -> None:
+    """Raise CheckpointError when the checkpoint was written by a run with other settings (it would not resume exactly)."""
+    mine = asdict(config)
+    differ = [k for k in _RESUME_MUST_MATCH if k in saved and str(saved[k]) != str(mine[k] if mine[k] is not None else "None")]
+    if differ:
+        pairs = ", ".join(f"{k}: checkpoint {saved[k]} vs config {mine[k]}" for k in differ)
+        raise CheckpointError(
+            f"{path} was written by a run with other settings ({pairs}); resuming would not continue that run. "
+            f"Use the same settings, or another checkpoint_path to start afresh."
+        )
+
+
 def train(
     model: nn.Module,
     data: torch.Tensor,
@@ -94,10 +110,14 @@ def train(
     schedule: NoiseSchedule | None = None,
     loss_fn: LossFn | None = None,
 ) -> TrainResult:
-    """Train ``model`` on ``data`` (N, ...) for ``config.steps`` steps, minimising L_simple (Algorithm 1) unless
-    ``loss_fn`` is given. The device is the model's. With ``config.checkpoint_path`` set and a checkpoint there, the
-    run resumes exactly (model, EMA, optimiser, step, RNG and the loss history) and produces the same losses as an
-    uninterrupted run.
+    """Train ``model`` on ``data`` (N, ...) for ``config.steps`` steps, minimising L_simple (Ho et al. 2020, Algorithm 1)
+    unless ``loss_fn`` is given. The device is the model's. With ``config.checkpoint_path`` set and a checkpoint there,
+    the run resumes exactly (model, EMA, optimiser, step, both RNGs and the loss history) and produces the same losses
+    and weights as an uninterrupted run.
+
+    Randomness: batches, timesteps and noise come from a CPU generator seeded with ``config.seed``; anything inside the
+    model that uses torch's global RNG (dropout) runs on a forked global RNG seeded from ``config.seed`` too, so the
+    caller's global RNG is left untouched and a run is reproducible from its config alone.
     """
     if loss_fn is None:
         if schedule is None:
@@ -109,9 +129,19 @@ def train(
 
     if data.ndim < 2 or data.shape[0] < 1:
         raise ValueError(f"data must have shape (N, ...) with N >= 1; got {tuple(data.shape)}")
-    device = next(model.parameters()).device
-    data = data.to(device)
+    params = list(model.parameters())
+    if not params:
+        raise ValueError("model has no parameters to train")
+    device = params[0].device
+    cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        return _train(model, data.to(device), config, loss_fn, device)
+
+
+def _train(model: nn.Module, data: torch.Tensor, config: TrainConfig, loss_fn: LossFn, device: torch.device) -> TrainResult:
+    """The loop of :func:`train`, run inside a forked global RNG."""
     gen = torch.Generator().manual_seed(config.seed)  # CPU generator: same stream on every device
+    torch.manual_seed(config.seed + 1)  # global RNG (dropout); forked by train(), so the caller's state is kept
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     ema = EMA(model, config.ema_decay) if config.ema_decay is not None else None
     losses: list[float] = []
@@ -119,23 +149,34 @@ def train(
     ckpt = Path(config.checkpoint_path) if config.checkpoint_path else None
     if ckpt is not None and ckpt.exists():
         state = load_checkpoint(ckpt, model)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if ema is not None and state.get("ema") is not None:
-            ema.load_state_dict(state["ema"])
-        gen.set_state(state["rng"])
-        losses = list(state["losses"])
         start = int(state["step"])
         if start > config.steps:
             raise ValueError(f"checkpoint {ckpt} is at step {start}, beyond config.steps = {config.steps}")
+        _check_resume_config(state.get("config", {}), config, ckpt)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if ema is not None:
+            if state.get("ema") is None:
+                raise CheckpointError(f"{ckpt} holds no EMA weights but config.ema_decay = {config.ema_decay}")
+            ema.load_state_dict(state["ema"])
+        gen.set_state(state["rng"])
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
+        losses = [float(v) for v in state["losses"]]
+    last_saved = start if ckpt is not None and start > 0 else None
 
     def save(step: int) -> None:
+        nonlocal last_saved
         atomic_save(
             {
                 "model": model.state_dict(),
                 "optimizer": opt.state_dict(),
                 "ema": ema.state_dict() if ema is not None else None,
                 "rng": gen.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                 "step": step,
                 "losses": torch.tensor(losses, dtype=torch.float64),
                 "architecture": architecture_of(model),
@@ -143,37 +184,48 @@ def train(
             },
             ckpt,
         )
+        last_saved = step
+
+    def stop(step: int, what: str) -> FloatingPointError:
+        bar.close()
+        model.eval()
+        where = f" The last good checkpoint is {ckpt} (step {last_saved})." if last_saved is not None else ""
+        return FloatingPointError(
+            f"{what} at step {step + 1} (lr {opt.param_groups[0]['lr']:.3g}); training stopped before the update, so "
+            f"the weights are those after step {step} and still finite.{where} Try a lower lr or a grad_clip."
+        )
 
     amp_dtype = _autocast_dtype(config, device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     model.train()
     t0 = time.perf_counter()
     bar = tqdm(range(start, config.steps), desc="training", disable=not config.progress, initial=start, total=config.steps)
-    for step in bar:
+    for step in bar:  # 0-based; the loss of step k is losses[k]
         for group in opt.param_groups:
             group["lr"] = config.lr * _lr_factor(step, config)
         idx = torch.randint(0, data.shape[0], (config.batch_size,), generator=gen).to(device)
         x0 = data[idx]
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             loss = loss_fn(model, x0, gen)
+        if loss.numel() != 1:
+            bar.close()
+            raise ValueError(f"loss_fn must return a scalar tensor; got shape {tuple(loss.shape)}")
         value = float(loss.detach())
         if not math.isfinite(value):
-            bar.close()
-            where = f"; the last good checkpoint is {ckpt} (step {start if not losses else len(losses)})" if ckpt else ""
-            raise FloatingPointError(
-                f"loss became {value} at step {step + 1} (lr {opt.param_groups[0]['lr']:.3g}); training stopped before "
-                f"the update so the weights stay finite{where}. Try a lower lr or grad_clip."
-            )
+            raise stop(step, f"loss became {value}")
         opt.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
         else:
             loss.backward()
-        if config.grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        # The global gradient norm: clipped to grad_clip, and checked (a finite loss can still give inf gradients).
+        norm = nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip if config.grad_clip is not None else float("inf"))
+        if scaler is None and not math.isfinite(float(norm)):
+            opt.zero_grad(set_to_none=True)
+            raise stop(step, f"gradient norm became {float(norm)}")
         if scaler is not None:
-            scaler.step(opt)
+            scaler.step(opt)  # skips the step itself when fp16 gradients overflowed
             scaler.update()
         else:
             opt.step()
@@ -185,7 +237,7 @@ def train(
         if ckpt is not None and config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
             save(step + 1)
     bar.close()
-    if ckpt is not None:
+    if ckpt is not None and last_saved != config.steps:
         save(config.steps)
     seconds = time.perf_counter() - t0
     model.eval()

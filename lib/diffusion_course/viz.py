@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from tempfile import TemporaryDirectory
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -98,6 +100,17 @@ def plot_trajectories(traj: torch.Tensor, title: str, ax: plt.Axes | None = None
     return fig
 
 
+def _jshtml(anim: animation.Animation, interval: int, frame_format: str = "png", jpeg_quality: int | None = None) -> str:
+    """``anim.to_jshtml(default_mode="once")`` with a choice of frame format: JPEG frames keep noisy images small."""
+    writer = animation.HTMLWriter(fps=1000 / interval, embed_frames=True, default_mode="once")
+    writer.frame_format = frame_format
+    savefig_kwargs = {"pil_kwargs": {"quality": jpeg_quality}} if frame_format == "jpeg" and jpeg_quality else {}
+    with TemporaryDirectory() as tmp:
+        path = Path(tmp, "animation.html")
+        anim.save(str(path), writer=writer, savefig_kwargs=savefig_kwargs)
+        return path.read_text()
+
+
 def _frame_indices(n: int, frames: int) -> list[int]:
     return sorted(set(np.linspace(0, n - 1, min(frames, n)).round().astype(int).tolist()))
 
@@ -111,8 +124,8 @@ def animate_points(traj: torch.Tensor, title: str, frames: int = 40, lim: float 
 
     idx = _frame_indices(traj.shape[0], frames)
     p = traj.detach().cpu().numpy()
-    fig, ax = plt.subplots(figsize=(3.6, 3.6), dpi=72)
-    sc = ax.scatter(p[idx[0], :, 0], p[idx[0], :, 1], s=2, alpha=0.5)
+    fig, ax = plt.subplots(figsize=(3.6, 3.6), dpi=64)
+    sc = ax.scatter(p[idx[0], :, 0], p[idx[0], :, 1], s=3, alpha=0.5, linewidths=0)  # no marker edges: smaller frames
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
@@ -125,7 +138,7 @@ def animate_points(traj: torch.Tensor, title: str, frames: int = 40, lim: float 
         return (sc,)
 
     anim = animation.FuncAnimation(fig, update, frames=len(idx), interval=interval, blit=False)
-    html = HTML(anim.to_jshtml(default_mode="once"))
+    html = HTML(_jshtml(anim, interval))
     plt.close(fig)
     return html
 
@@ -148,7 +161,7 @@ def animate_images(traj: torch.Tensor, title: str, frames: int = 30, nrow: int |
         return (im,)
 
     anim = animation.FuncAnimation(fig, update, frames=len(idx), interval=interval, blit=False)
-    html = HTML(anim.to_jshtml(default_mode="once"))
+    html = HTML(_jshtml(anim, interval, frame_format="jpeg", jpeg_quality=60))  # noisy frames: JPEG is ~5x smaller than PNG
     plt.close(fig)
     return html
 
@@ -202,8 +215,8 @@ def show_image_rows(rows: Mapping[str, torch.Tensor], title: str, *, value_range
         ax.set_title(name, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_ylabel(f"{imgs.shape[0]} img", fontsize=7)
-    axes[-1, 0].set_xlabel(f"images of {tuple(next(iter(rows.values())).shape[-2:])} pixels, one per column", fontsize=8)
+    h, w = next(iter(rows.values())).shape[-2:]
+    axes[-1, 0].set_xlabel(f"one {h}x{w} image per column", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -231,8 +244,12 @@ def scatter_panels(clouds: Mapping[str, torch.Tensor], title: str, *, lim: float
 
 
 def plot_heatmap(values: torch.Tensor | np.ndarray, title: str, xlabel: str, ylabel: str, *, ax: plt.Axes | None = None,
-                 cmap: str = "RdBu_r", colorbar_label: str | None = None) -> plt.Figure:
-    """Show a 2-D array (rows x columns) as a heat map with a colour bar (e.g. a time embedding: t x dimension)."""
+                 cmap: str = "RdBu_r", colorbar_label: str | None = None,
+                 extent: tuple[float, float, float, float] | None = None) -> plt.Figure:
+    """Show a 2-D array (rows x columns) as a heat map with a colour bar (e.g. a time embedding: t x dimension).
+
+    ``extent`` = (left, right, bottom, top) puts the axes in data units (e.g. timesteps) instead of array indices.
+    """
     v = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
     if v.ndim != 2:
         raise ValueError(f"values must be 2-D (rows, columns); got shape {v.shape}")
@@ -240,7 +257,7 @@ def plot_heatmap(values: torch.Tensor | np.ndarray, title: str, xlabel: str, yla
         fig, ax = plt.subplots(figsize=(6, 4))
     else:
         fig = ax.figure
-    im = ax.imshow(v, aspect="auto", cmap=cmap, interpolation="nearest")
+    im = ax.imshow(v, aspect="auto", cmap=cmap, interpolation="nearest", extent=extent)
     cbar = fig.colorbar(im, ax=ax)
     if colorbar_label:
         cbar.set_label(colorbar_label)
