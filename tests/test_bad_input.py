@@ -185,6 +185,8 @@ CHOICE_CASES = [
     ("discretized_gaussian_log_likelihood", "x", lambda: losses.discretized_gaussian_log_likelihood(X + 2, X, X)),
     ("ddim_step", "eta", lambda: samplers.ddim_step(S, X, 5, 1, EPS, eta=-0.1)),
     ("ddim_sample", "eta", lambda: samplers.ddim_sample(ZERO, S, (4, 2), steps=5, eta=-1.0)),
+    ("ddim_step", "eta", lambda: samplers.ddim_step(S, X, 5, 1, EPS, eta=1.5)),
+    ("ddim_sample", "eta", lambda: samplers.ddim_sample(ZERO, S, (4, 2), steps=5, eta=2.0)),
     ("ddpm_step", "clip_x0", lambda: samplers.ddpm_step(S, X, 1, EPS, clip_x0=0.0)),
     ("ddim_step", "clip_x0", lambda: samplers.ddim_step(S, X, 5, 1, EPS, clip_x0=-1.0)),
     ("ddpm_sample", "clip_x0", lambda: samplers.ddpm_sample(ZERO, S, (4, 2), clip_x0=0.0)),

@@ -6,15 +6,13 @@ from __future__ import annotations
 import re
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from diffusion_course import viz
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from diffusion_course import viz  # noqa: E402
+matplotlib.use("Agg")  # headless: figures are inspected, never shown
 
 KB = 1000
 ANIMATION_LIMIT = 600 * KB  # "a few hundred KB" per animation for the typical inputs below

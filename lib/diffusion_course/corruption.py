@@ -7,7 +7,7 @@ and there is no probabilistic model behind the sampler. Chapter 4 replaces each 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

@@ -99,7 +99,7 @@ def ddim_step(
     2. sigma = eta sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) sqrt(1 - alpha_bar_t / alpha_bar_prev)   (eq. 16)
     3. x_prev = sqrt(alpha_bar_prev) x0_hat + sqrt(1 - alpha_bar_prev - sigma^2) eps_hat + sigma z
     """
-    check_range(eta, "eta", 0.0, float("inf"))
+    check_range(eta, "eta", 0.0, 1.0)
     _check_clip(clip_x0)
     B = x_t.shape[0]
     t = check_timesteps(t, schedule.T, B)
@@ -239,7 +239,7 @@ def ddim_sample(
     eta = 0 is deterministic given x_T; eta = 1 with every timestep kept is DDPM with the posterior variance.
     Returns x_0; with ``return_trajectory`` also a CPU tensor (steps+1, *shape).
     """
-    check_range(eta, "eta", 0.0, float("inf"))
+    check_range(eta, "eta", 0.0, 1.0)
     _check_clip(clip_x0)
     ts = ddim_timesteps(schedule.T, steps, spacing).tolist()
     device = _default_device(model, x_T)

@@ -15,7 +15,7 @@ noise term every point is squeezed towards the same place; the added noise hides
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm

@@ -1,0 +1,198 @@
+"""The training loop: exact resume after a crash, the NaN/inf guard, reproducibility, the LR schedule, config checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from diffusion_course.checkpoints import CheckpointError, load_checkpoint
+from diffusion_course.data import digits
+from diffusion_course.losses import simple_loss
+from diffusion_course.models import MLPConfig, MLPDenoiser, UNet, UNetConfig
+from diffusion_course.schedules import NoiseSchedule
+from diffusion_course.train import TrainConfig, _lr_factor, train
+
+SCHEDULE = NoiseSchedule.linear(100)
+X8 = digits()[0][:256]  # (256, 1, 8, 8)
+
+
+def _unet(seed: int = 0) -> UNet:
+    """A tiny U-Net WITH dropout, so exact resume also needs the global RNG restored."""
+    torch.manual_seed(seed)
+    return UNet(UNetConfig(base_channels=8, norm_groups=4, channel_mults=(1, 2), attention_levels=(1,), num_res_blocks=1, dropout=0.2))
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(steps=12, batch_size=16, lr=3e-3, warmup_steps=3, lr_schedule="cosine", ema_decay=0.9, progress=False, seed=7)
+    return TrainConfig(**{**base, **kw})
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def _crash_after(calls: int):
+    """L_simple that raises on call number ``calls + 1``: a power cut in the middle of a run."""
+    count = {"n": 0}
+
+    def loss_fn(model, x0, g):
+        count["n"] += 1
+        if count["n"] > calls:
+            raise Crash("simulated crash")
+        return simple_loss(model, SCHEDULE, x0, generator=g)
+
+    return loss_fn
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_resume_after_crash_reproduces_the_uninterrupted_run(tmp_path: Path) -> None:
+    full_model = _unet()
+    full = train(full_model, X8, _cfg(), schedule=SCHEDULE)
+
+    ckpt = str(tmp_path / "run.pt")
+    crashed = _unet()
+    with pytest.raises(Crash):
+        train(crashed, X8, _cfg(checkpoint_path=ckpt, checkpoint_every=4), loss_fn=_crash_after(9))  # dies in step 10
+    assert load_checkpoint(ckpt)["step"] == 8  # the last checkpoint before the crash
+
+    resumed_model = _unet(seed=123)  # a fresh process: other initial weights, other global RNG
+    torch.manual_seed(999)
+    resumed = train(resumed_model, X8, _cfg(checkpoint_path=ckpt, checkpoint_every=4), schedule=SCHEDULE)
+    assert resumed.resumed_from == 8
+    assert resumed.losses == full.losses  # bit-identical, dropout included
+    assert _same_weights(resumed_model, full_model)
+    assert _same_weights(resumed.ema.shadow, full.ema.shadow)
+    assert resumed.ema.num_updates == full.ema.num_updates == 12
+
+
+def test_half_then_half_equals_one_go(tmp_path: Path) -> None:
+    """N steps in one go vs N/2, then a new model + loop resuming from the checkpoint (constant LR, so the first half
+    is a complete run of its own)."""
+    one_go_model = _unet()
+    one_go = train(one_go_model, X8, _cfg(steps=10, lr_schedule="constant"), schedule=SCHEDULE)
+    ckpt = str(tmp_path / "half.pt")
+    train(_unet(), X8, _cfg(steps=5, lr_schedule="constant", checkpoint_path=ckpt), schedule=SCHEDULE)
+    second_model = _unet(seed=5)
+    second = train(second_model, X8, _cfg(steps=10, lr_schedule="constant", checkpoint_path=ckpt), schedule=SCHEDULE)
+    assert second.resumed_from == 5
+    assert second.losses == one_go.losses
+    assert _same_weights(second_model, one_go_model)
+
+
+def test_same_seed_same_run_and_global_rng_untouched() -> None:
+    state = torch.get_rng_state()
+    a = train(_unet(), X8, _cfg(steps=5), schedule=SCHEDULE).losses
+    assert torch.equal(torch.get_rng_state(), state)  # the loop forks the global RNG
+    b = train(_unet(), X8, _cfg(steps=5), schedule=SCHEDULE).losses
+    c = train(_unet(), X8, _cfg(steps=5, seed=8), schedule=SCHEDULE).losses
+    assert a == b and a != c
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nan_guard_stops_at_the_exact_step(bad: float) -> None:
+    k = 6
+
+    def loss_fn(model, x0, g):
+        loss = simple_loss(model, SCHEDULE, x0, generator=g)
+        loss_fn.calls += 1
+        return loss * bad if loss_fn.calls == k else loss
+
+    loss_fn.calls = 0
+    model = _unet()
+    with pytest.raises(FloatingPointError, match=f"loss became {bad} at step {k} "):
+        train(model, X8, _cfg(), loss_fn=loss_fn)
+    # the weights are those after step k - 1: compare with a run of k - 1 steps of the same schedule
+    reference = _unet()
+    ref_loss = _crash_after(k - 1)
+    with pytest.raises(Crash):
+        train(reference, X8, _cfg(), loss_fn=ref_loss)
+    assert _same_weights(model, reference)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_inf_gradient_guard() -> None:
+    """A finite loss whose gradient is not finite (d sqrt(x)/dx at 0) stops the run before the update."""
+
+    def loss_fn(model, x0, g):
+        p = next(model.parameters())
+        return simple_loss(model, SCHEDULE, x0, generator=g) + (p - p.detach()).abs().sum().sqrt()
+
+    model = MLPDenoiser(MLPConfig(hidden=16, depth=1))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(FloatingPointError, match="gradient norm became .* at step 1 "):
+        train(model, torch.randn(64, 2), _cfg(grad_clip=None), loss_fn=loss_fn)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_nan_message_names_the_last_checkpoint(tmp_path: Path) -> None:
+    def loss_fn(model, x0, g):
+        loss_fn.calls += 1
+        return simple_loss(model, SCHEDULE, x0, generator=g) * (float("nan") if loss_fn.calls == 7 else 1.0)
+
+    loss_fn.calls = 0
+    ckpt = tmp_path / "g.pt"
+    with pytest.raises(FloatingPointError, match=r"last good checkpoint is .*g\.pt \(step 4\)"):
+        train(_unet(), X8, _cfg(checkpoint_path=str(ckpt), checkpoint_every=4), loss_fn=loss_fn)
+
+
+def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
+    ckpt = str(tmp_path / "r.pt")
+    train(_unet(), X8, _cfg(steps=4, checkpoint_path=ckpt), schedule=SCHEDULE)
+    with pytest.raises(CheckpointError, match="batch_size: checkpoint 16 vs config 32"):
+        train(_unet(), X8, _cfg(steps=8, batch_size=32, checkpoint_path=ckpt), schedule=SCHEDULE)
+    with pytest.raises(ValueError, match="beyond config.steps"):
+        train(_unet(), X8, _cfg(steps=2, checkpoint_path=ckpt), schedule=SCHEDULE)
+
+
+def test_resume_into_another_architecture_is_refused(tmp_path: Path) -> None:
+    ckpt = str(tmp_path / "a.pt")
+    train(_unet(), X8, _cfg(steps=2, checkpoint_path=ckpt), schedule=SCHEDULE)
+    torch.manual_seed(0)
+    wider = UNet(UNetConfig(base_channels=16, norm_groups=4, channel_mults=(1, 2), attention_levels=(1,), num_res_blocks=1))
+    with pytest.raises(CheckpointError, match="another architecture"):
+        train(wider, X8, _cfg(steps=4, checkpoint_path=ckpt), schedule=SCHEDULE)
+
+
+def test_lr_schedule() -> None:
+    cfg = _cfg(steps=100, warmup_steps=10, lr_schedule="cosine")
+    assert [_lr_factor(s, cfg) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
+    assert _lr_factor(10, cfg) == pytest.approx(1.0)
+    assert _lr_factor(55, cfg) == pytest.approx(0.5)
+    assert _lr_factor(99, cfg) < 0.001
+    const = _cfg(steps=100, warmup_steps=0, lr_schedule="constant")
+    assert {_lr_factor(s, const) for s in range(100)} == {1.0}
+
+
+def test_loss_history_and_ema_returned() -> None:
+    result = train(_unet(), X8, _cfg(steps=6, ema_decay=None), schedule=SCHEDULE)
+    assert len(result.losses) == 6 and result.ema is None and result.resumed_from == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(steps=0), "steps"),
+        (dict(lr=0.0), "lr"),
+        (dict(lr_schedule="linear"), "lr_schedule"),
+        (dict(ema_decay=1.5), "ema_decay"),
+        (dict(amp="fp8"), "amp"),
+        (dict(grad_clip=0.0), "grad_clip"),
+    ],
+)
+def test_bad_config(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        _cfg(**kwargs)
+
+
+def test_bad_calls() -> None:
+    with pytest.raises(ValueError, match="schedule is required"):
+        train(_unet(), X8, _cfg())
+    with pytest.raises(ValueError, match="data must have shape"):
+        train(_unet(), torch.zeros(5), _cfg(), schedule=SCHEDULE)
+    with pytest.raises(ValueError, match="scalar"):
+        train(_unet(), X8, _cfg(), loss_fn=lambda m, x, g: m(x, torch.zeros(x.shape[0], dtype=torch.long)).mean(dim=(1, 2, 3)))
