@@ -45,3 +45,12 @@ lint: install
 
 clean:
 	rm -rf build .pytest_cache
+
+# make weights - retrain the shipped weights in data/ (classifier, MNIST U-Net, then their quality into the cards);
+#                uses CUDA when present, else the CPU; pass e.g. UNET_ARGS="--steps 20000" for a longer GPU run
+.PHONY: weights
+UNET_ARGS ?=
+weights: install
+	$(PY) -m diffusion_course.pretrained train-classifier
+	$(PY) -m diffusion_course.pretrained train-unet $(UNET_ARGS)
+	$(PY) -m diffusion_course.pretrained evaluate

@@ -85,8 +85,9 @@ def test_half_then_half_equals_one_go(tmp_path: Path) -> None:
 
 
 def test_same_seed_same_run_and_global_rng_untouched() -> None:
+    model = _unet()
     state = torch.get_rng_state()
-    a = train(_unet(), X8, _cfg(steps=5), schedule=SCHEDULE).losses
+    a = train(model, X8, _cfg(steps=5), schedule=SCHEDULE).losses
     assert torch.equal(torch.get_rng_state(), state)  # the loop forks the global RNG
     b = train(_unet(), X8, _cfg(steps=5), schedule=SCHEDULE).losses
     c = train(_unet(), X8, _cfg(steps=5, seed=8), schedule=SCHEDULE).losses
@@ -196,3 +197,14 @@ def test_bad_calls() -> None:
         train(_unet(), torch.zeros(5), _cfg(), schedule=SCHEDULE)
     with pytest.raises(ValueError, match="scalar"):
         train(_unet(), X8, _cfg(), loss_fn=lambda m, x, g: m(x, torch.zeros(x.shape[0], dtype=torch.long)).mean(dim=(1, 2, 3)))
+
+
+def test_on_step_sees_every_step_and_can_run_extra_emas() -> None:
+    from diffusion_course.ema import EMA
+
+    model = _unet()
+    seen, extra = [], EMA(model, 0.9)
+    result = train(model, X8, _cfg(steps=5), schedule=SCHEDULE, on_step=lambda step, m: (seen.append(step), extra.update(m)))
+    assert seen == [1, 2, 3, 4, 5]
+    # an EMA updated by the hook with the loop's decay is the loop's own EMA
+    assert _same_weights(extra.shadow, result.ema.shadow)

@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from diffusion_course.models import BasicUNet, UNet, UNetConfig
-from diffusion_course.models.unet import ResBlock, SelfAttention
+from diffusion_course.models.unet import (
+    ResBlock,
+    SelfAttention,
+    conv2d_output_size,
+    conv2d_parameter_count,
+    conv_transpose2d_output_size,
+)
 from diffusion_course.schedules import NoiseSchedule
 from diffusion_course.train import TrainConfig, train
 
@@ -167,3 +173,28 @@ def test_learns_8x8_digits() -> None:
     losses = train(model, x, cfg, schedule=NoiseSchedule.linear(1000)).losses
     assert sum(losses[:10]) / 10 > 0.8  # eps_hat starts at 0
     assert sum(losses[-30:]) / 30 < 0.35
+
+
+def test_layer_arithmetic_matches_torch() -> None:
+    """The chapter-5 formulas against the layers themselves, over a grid of settings."""
+    x = torch.zeros(1, 2, 11, 11)
+    for k in (1, 2, 3, 5):
+        for s in (1, 2, 3):
+            for p in range(0, k // 2 + 1):
+                for d in (1, 2):
+                    if d * (k - 1) + 1 > 11 + 2 * p:
+                        continue
+                    conv = torch.nn.Conv2d(2, 4, k, stride=s, padding=p, dilation=d)
+                    assert conv(x).shape[-1] == conv2d_output_size(11, k, s, p, d)
+                    assert sum(q.numel() for q in conv.parameters()) == conv2d_parameter_count(2, 4, k)
+                    pool = torch.nn.MaxPool2d(k, stride=s, padding=p, dilation=d)
+                    assert pool(x).shape[-1] == conv2d_output_size(11, k, s, p, d)
+                    for op in range(0, max(s, d)):
+                        tconv = torch.nn.ConvTranspose2d(2, 4, k, stride=s, padding=p, output_padding=op, dilation=d)
+                        assert tconv(x).shape[-1] == conv_transpose2d_output_size(11, k, s, p, op, d)
+    grouped = torch.nn.Conv2d(8, 16, 3, groups=4, bias=False)
+    assert sum(q.numel() for q in grouped.parameters()) == conv2d_parameter_count(8, 16, 3, bias=False, groups=4)
+    with pytest.raises(ValueError, match="does not fit"):
+        conv2d_output_size(2, 5)
+    with pytest.raises(ValueError, match="output_padding"):
+        conv_transpose2d_output_size(4, 3, stride=2, output_padding=2)

@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
+
 from diffusion_course import viz
 
 matplotlib.use("Agg")  # headless: figures are inspected, never shown

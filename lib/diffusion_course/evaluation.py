@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from ._validate import check_positive_int, check_range
 from .respacing import ddpm_sample_respaced
 from .samplers import DDIM_SPACINGS, ddim_sample
+from .schedules import NoiseSchedule
 
 __all__ = ["TableCell", "QualityTable", "ddim_table", "sample_in_batches", "SIGMA_HAT"]
 
@@ -102,7 +103,7 @@ def sample_in_batches(
 
 def ddim_table(
     model: EpsModel,
-    schedule,
+    schedule: NoiseSchedule,
     item_shape: Sequence[int],
     *,
     score_fn: Callable[[torch.Tensor], float],

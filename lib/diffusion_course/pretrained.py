@@ -102,8 +102,8 @@ def load_classifier(*, directory: str | Path | None = None) -> tuple[MNISTClassi
 # ------------------------------------------------------------------------------------------------ producing them
 
 
-def _provenance(seconds: float, device: torch.device) -> dict[str, Any]:
-    """Where and how a set of weights was made: command, commit, device, time."""
+def _git_state() -> dict[str, Any]:
+    """The commit and whether tracked files differ from it, taken when training starts."""
     root = Path(__file__).resolve().parents[2]
 
     def git(*args: str) -> str:
@@ -113,11 +113,15 @@ def _provenance(seconds: float, device: torch.device) -> dict[str, Any]:
             return "unknown"
 
     dirty = git("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": git("rev-parse", "HEAD"), "git_tree_dirty": bool(dirty) if dirty != "unknown" else "unknown"}
+
+
+def _provenance(seconds: float, device: torch.device, git_state: dict[str, Any]) -> dict[str, Any]:
+    """Where and how a set of weights was made: command, commit, device, time."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     return {
         "command": "python -m diffusion_course.pretrained " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        "git_commit": git("rev-parse", "HEAD"),
-        "git_tree_dirty": bool(dirty) if dirty != "unknown" else "unknown",
+        **git_state,
         "device": name,
         "torch": torch.__version__,
         "seconds": round(seconds, 1),
@@ -132,6 +136,7 @@ def _device() -> torch.device:
 def _train_classifier_cmd(args: argparse.Namespace) -> None:
     from .data import mnist
 
+    git_state = _git_state()
     x, y = mnist("train")
     xt, yt = mnist("test")
     cfg = ClassifierConfig()
@@ -144,7 +149,7 @@ def _train_classifier_cmd(args: argparse.Namespace) -> None:
                      "data": f"data.mnist('train'): {len(x)} images", "final_loss": round(sum(losses[-50:]) / 50, 4)},
         "test_accuracy": round(acc, 4),
         "test_images": len(xt),
-        **_provenance(seconds, torch.device("cpu")),
+        **_provenance(seconds, torch.device("cpu"), git_state),
     }
     path = Path(args.out) / CLASSIFIER_FILE
     save_weights(model, path, card)
@@ -156,6 +161,7 @@ def _train_unet_cmd(args: argparse.Namespace) -> None:
     from .train import TrainConfig, train
 
     device = _device()
+    git_state = _git_state()
     x, _ = mnist("train")
     schedule = NoiseSchedule.from_betas(make_betas("linear", 1000, 1e-4, 0.02))
     with torch.random.fork_rng(devices=[]):
@@ -177,7 +183,7 @@ def _train_unet_cmd(args: argparse.Namespace) -> None:
                      "data": f"data.mnist('train'): {len(x)} images", "resumed_from_step": result.resumed_from,
                      "seconds_this_call": round(result.seconds, 1),
                      "final_loss_mean_of_last_200": round(sum(result.losses[-200:]) / len(result.losses[-200:]), 4)},
-        **_provenance(result.seconds, device),
+        **_provenance(result.seconds, device, git_state),
     }
     out = Path(args.out)
     save_weights(result.ema.shadow, out / UNET_EMA_FILE, {**base, "weights": "EMA (sample with these)"})

@@ -9,7 +9,7 @@ DDIM paper's Table 1 (Song et al. 2021, section 5.1); with the posterior varianc
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn

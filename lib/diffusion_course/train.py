@@ -20,10 +20,12 @@ from .ema import EMA
 from .losses import simple_loss
 from .schedules import NoiseSchedule
 
-__all__ = ["TrainConfig", "TrainResult", "train", "LossFn"]
+__all__ = ["TrainConfig", "TrainResult", "train", "LossFn", "StepHook"]
 
 # loss_fn(model, x0, generator) -> scalar loss; the generator is a CPU torch.Generator owned by the loop.
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Generator], torch.Tensor]
+# on_step(step, model) after each optimiser step; step counts from 1.
+StepHook = Callable[[int, nn.Module], None]
 
 
 @dataclass(kw_only=True)
@@ -109,6 +111,7 @@ def train(
     *,
     schedule: NoiseSchedule | None = None,
     loss_fn: LossFn | None = None,
+    on_step: StepHook | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` (N, ...) for ``config.steps`` steps, minimising L_simple (Ho et al. 2020, Algorithm 1)
     unless ``loss_fn`` is given. The device is the model's. With ``config.checkpoint_path`` set and a checkpoint there,
@@ -118,6 +121,9 @@ def train(
     Randomness: batches, timesteps and noise come from a CPU generator seeded with ``config.seed``; anything inside the
     model that uses torch's global RNG (dropout) runs on a forked global RNG seeded from ``config.seed`` too, so the
     caller's global RNG is left untouched and a run is reproducible from its config alone.
+
+    ``on_step(step, model)`` is called after every optimiser step (1-based step count), e.g. to update extra EMAs of
+    other decays or to record a weight; it must not change the model.
     """
     if loss_fn is None:
         if schedule is None:
@@ -135,10 +141,12 @@ def train(
     device = params[0].device
     cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda_devices):
-        return _train(model, data.to(device), config, loss_fn, device)
+        return _train(model, data.to(device), config, loss_fn, device, on_step)
 
 
-def _train(model: nn.Module, data: torch.Tensor, config: TrainConfig, loss_fn: LossFn, device: torch.device) -> TrainResult:
+def _train(
+    model: nn.Module, data: torch.Tensor, config: TrainConfig, loss_fn: LossFn, device: torch.device, on_step: StepHook | None
+) -> TrainResult:
     """The loop of :func:`train`, run inside a forked global RNG."""
     gen = torch.Generator().manual_seed(config.seed)  # CPU generator: same stream on every device
     torch.manual_seed(config.seed + 1)  # global RNG (dropout); forked by train(), so the caller's state is kept
@@ -232,6 +240,8 @@ def _train(model: nn.Module, data: torch.Tensor, config: TrainConfig, loss_fn: L
         if ema is not None:
             ema.update(model)
         losses.append(value)
+        if on_step is not None:
+            on_step(step + 1, model)
         if config.progress and (step % 50 == 0 or step == config.steps - 1):
             bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
         if ckpt is not None and config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:

@@ -1,0 +1,154 @@
+"""The image quality score: the Frechet distance against closed forms and an eigenvalue oracle, and quality_report's
+behaviour on real digits, noise and a single digit class (properties, not stored numbers)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from diffusion_course.classifier import ClassifierConfig, MNISTClassifier, random_shift
+from diffusion_course.metrics import QualityReport, frechet_distance, gaussian_frechet_distance, quality_report
+
+
+def _feats(n: int, d: int, seed: int, scale: float = 1.0, dist: int | None = None) -> torch.Tensor:
+    """n correlated Gaussian features; the distribution (mixing matrix, mean) comes from ``dist`` (default: seed)."""
+    gd = torch.Generator().manual_seed(seed if dist is None else dist)
+    mix = torch.randn(d, d, generator=gd, dtype=torch.float64) / d**0.5
+    mean = torch.randn(d, generator=gd, dtype=torch.float64)
+    g = torch.Generator().manual_seed(10_000 + seed)
+    return (torch.randn(n, d, generator=g, dtype=torch.float64) @ mix) * scale + mean
+
+
+def _oracle(a: torch.Tensor, b: torch.Tensor) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a) + Tr(S_b) - 2 sum sqrt(eig(S_a^1/2 S_b S_a^1/2)), without scipy.sqrtm."""
+    a, b = a.double(), b.double()
+    sa, sb = torch.cov(a.T), torch.cov(b.T)
+    w, v = torch.linalg.eigh(sa)
+    root_a = v @ torch.diag(w.clamp(min=0).sqrt()) @ v.T
+    cross = torch.linalg.eigvalsh(root_a @ sb @ root_a).clamp(min=0).sqrt().sum()
+    return float((a.mean(0) - b.mean(0)).square().sum() + sa.trace() + sb.trace() - 2 * cross)
+
+
+def test_matches_eigenvalue_oracle() -> None:
+    a, b = _feats(400, 6, 0), _feats(300, 6, 1, scale=1.7)
+    assert frechet_distance(a, b) == pytest.approx(_oracle(a, b), rel=1e-8)
+
+
+def test_identity_symmetry_and_translation() -> None:
+    a, b = _feats(300, 5, 2), _feats(300, 5, 3)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+    assert frechet_distance(a, b) == pytest.approx(frechet_distance(b, a), rel=1e-8)
+    v = torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0], dtype=torch.float64)
+    assert frechet_distance(a, a + v) == pytest.approx(float(v @ v), rel=1e-8)  # same covariance: only the means differ
+
+
+def test_one_dimension_closed_form() -> None:
+    a, b = _feats(500, 1, 4), _feats(500, 1, 5, scale=3.0)
+    mu_a, mu_b, s_a, s_b = a.mean(), b.mean(), a.std(), b.std()  # unbiased, like the covariance
+    assert frechet_distance(a, b) == pytest.approx(float((mu_a - mu_b) ** 2 + (s_a - s_b) ** 2), rel=1e-8)
+
+
+def test_diagonal_gaussians_closed_form() -> None:
+    mu_a, mu_b = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
+    va, vb = np.array([1.0, 4.0, 9.0]), np.array([4.0, 4.0, 1.0])
+    expected = ((mu_a - mu_b) ** 2).sum() + ((np.sqrt(va) - np.sqrt(vb)) ** 2).sum()
+    assert gaussian_frechet_distance(mu_a, np.diag(va), mu_b, np.diag(vb)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_float32_input_is_computed_in_float64() -> None:
+    a, b = _feats(200, 8, 6), _feats(200, 8, 7)
+    assert frechet_distance(a.float(), b.float()) == pytest.approx(frechet_distance(a, b), rel=1e-5)
+
+
+def test_fewer_samples_than_features_stays_finite() -> None:
+    d = frechet_distance(_feats(10, 32, 8), _feats(12, 32, 9))
+    assert np.isfinite(d) and d >= 0
+
+
+def test_shrinks_with_sample_size() -> None:
+    """Same distribution, more samples -> smaller distance: why the floor must use the same sample size."""
+    big = _feats(4000, 8, 10, dist=0)
+    small = [frechet_distance(_feats(50, 8, 20 + i, dist=0), big) for i in range(5)]
+    large = [frechet_distance(_feats(1000, 8, 40 + i, dist=0), big) for i in range(5)]
+    assert np.mean(large) < 0.2 * np.mean(small)
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(ValueError, match="same D"):
+        frechet_distance(torch.zeros(5, 3), torch.zeros(5, 4))
+    with pytest.raises(ValueError, match="at least 2"):
+        frechet_distance(torch.zeros(1, 3), torch.zeros(5, 3))
+    with pytest.raises(ValueError, match="samples must have shape"):
+        quality_report(torch.zeros(4, 1, 8, 8), classifier=MNISTClassifier(), reference=torch.zeros(5, 1, 28, 28), train_images=torch.zeros(5, 1, 28, 28))
+
+
+def test_random_shift() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.full((6, 1, 28, 28), -1.0)
+    x[:, :, 10:18, 10:18] = 1.0  # a square well inside the frame
+    y = random_shift(x, 2, g)
+    assert y.shape == x.shape
+    assert torch.equal((y + 1).sum(dim=(1, 2, 3)), (x + 1).sum(dim=(1, 2, 3)))  # the square is moved, not cut
+    assert torch.equal(random_shift(x, 0, g), x)
+
+
+def _tiny_report(samples: torch.Tensor, ref: torch.Tensor, train: torch.Tensor) -> QualityReport:
+    torch.manual_seed(0)
+    clf = MNISTClassifier(ClassifierConfig(width=4, feature_dim=8)).eval()
+    return quality_report(samples, classifier=clf, reference=ref, train_images=train, floor_repeats=3)
+
+
+def test_report_fields_with_an_untrained_classifier() -> None:
+    g = torch.Generator().manual_seed(1)
+    ref, train = torch.rand(300, 1, 28, 28, generator=g) * 2 - 1, torch.rand(300, 1, 28, 28, generator=g) * 2 - 1
+    samples = torch.rand(50, 1, 28, 28, generator=g) * 3 - 1.5  # a third of the pixels outside [-1, 1]
+    r = _tiny_report(samples, ref, train)
+    assert r.n == 50 and r.ratio == pytest.approx(r.frechet / r.floor)
+    assert sum(r.class_shares) == pytest.approx(1.0, abs=1e-3) and len(r.class_shares) == 10
+    assert 0.0 <= r.class_entropy <= 1.0 and 0.1 <= r.confidence <= 1.0
+    assert r.out_of_range == pytest.approx(1 / 3, abs=0.02)
+    assert "ratio" in r.summary()
+    with pytest.raises(ValueError, match="at most 300"):
+        _tiny_report(torch.zeros(301, 1, 28, 28), ref, train)
+
+
+# ------------------------------------------------------------------ with the shipped classifier and real digits
+
+
+@pytest.fixture(scope="module")
+def mnist_splits():
+    from diffusion_course.data import mnist
+
+    return mnist("train"), mnist("test")
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    from diffusion_course.pretrained import load_classifier
+
+    return load_classifier()[0]
+
+
+def test_real_digits_score_near_the_floor(mnist_splits, classifier) -> None:
+    (x_train, _), (x_test, _) = mnist_splits
+    # the offline test set is sorted by digit: split it at random, not by position
+    perm = torch.randperm(len(x_test), generator=torch.Generator().manual_seed(0))
+    r = quality_report(x_test[perm[:200]], classifier=classifier, reference=x_test[perm[200:]], train_images=x_train)
+    assert 0.4 < r.ratio < 2.0
+    assert r.confidence > 0.9 and r.class_entropy > 0.95
+
+
+def test_noise_scores_far_above_the_floor(mnist_splits, classifier) -> None:
+    (x_train, _), (x_test, _) = mnist_splits
+    noise = torch.rand(200, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    r = quality_report(noise, classifier=classifier, reference=x_test, train_images=x_train)
+    assert r.ratio > 20
+
+
+def test_a_single_digit_is_unbalanced(mnist_splits, classifier) -> None:
+    (x_train, y_train), (x_test, _) = mnist_splits
+    threes = x_train[y_train == 3][:200]
+    r = quality_report(threes, classifier=classifier, reference=x_test, train_images=x_train)
+    assert max(r.class_shares) > 0.9 and r.class_entropy < 0.25
+    assert r.ratio > 3  # mode collapse shows in the Frechet distance too

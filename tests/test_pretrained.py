@@ -1,0 +1,128 @@
+"""The shipped weights in data/: they load on the CPU, their cards say how they were made and are honest, the U-Net
+samples digits that the classifier recognises, and the one documented command runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from diffusion_course.classifier import accuracy
+from diffusion_course.data import DATA_DIR
+from diffusion_course.metrics import classifier_outputs
+from diffusion_course.models import UNet
+from diffusion_course.pretrained import (
+    CLASSIFIER_FILE,
+    UNET_EMA_FILE,
+    UNET_RAW_FILE,
+    load_classifier,
+    load_pretrained_unet,
+    main,
+    schedule_from_card,
+)
+from diffusion_course.samplers import ddim_sample, ddpm_sample
+from diffusion_course.schedules import NoiseSchedule
+
+PROVENANCE = {"command", "git_commit", "git_tree_dirty", "device", "torch", "seconds", "date"}
+
+
+def test_shipped_files_are_small_and_safetensors() -> None:
+    files = [DATA_DIR / f for f in (UNET_EMA_FILE, UNET_RAW_FILE, CLASSIFIER_FILE)]
+    cards = [f.with_suffix(".json") for f in files]
+    assert all(f.exists() for f in files + cards)
+    assert sum(f.stat().st_size for f in files + cards) < 10 * 2**20
+    assert all(f.read_bytes()[8:9] == b"{" for f in files)  # safetensors: 8-byte header length, then a JSON header
+
+
+@pytest.fixture(scope="module")
+def unet():
+    return load_pretrained_unet("ema")
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return load_classifier()
+
+
+def test_unet_card(unet) -> None:
+    model, card = unet
+    assert isinstance(model, UNet) and not model.training
+    assert PROVENANCE <= set(card)
+    assert card["training"]["steps"] > 0 and "seed" in card["training"]
+    assert card["command"].startswith("python -m diffusion_course.pretrained train-unet")
+    assert card["parameters"] == sum(p.numel() for p in model.parameters())
+    q = card["quality"]
+    assert q["ratio"] == pytest.approx(q["frechet"] / q["floor"], rel=1e-2) and q["samples"] >= 100
+
+
+def test_schedule_from_card_is_the_ddpm_schedule(unet) -> None:
+    torch.testing.assert_close(schedule_from_card(unet[1]).beta, NoiseSchedule.linear(1000).beta)
+
+
+def test_raw_and_ema_weights_differ() -> None:
+    ema, _ = load_pretrained_unet("ema")
+    raw, card = load_pretrained_unet("raw")
+    assert "raw" in card["weights"]
+    assert any(not torch.equal(a, b) for a, b in zip(ema.state_dict().values(), raw.state_dict().values()))
+    with pytest.raises(ValueError, match="which"):
+        load_pretrained_unet("best")
+
+
+def test_classifier_card_is_honest(classifier) -> None:
+    """The card's test accuracy is recomputed here, on the same test images."""
+    from diffusion_course.data import mnist
+
+    model, card = classifier
+    assert PROVENANCE <= set(card)
+    x, y = mnist("test")
+    acc = accuracy(model, x, y)
+    assert acc == pytest.approx(card["test_accuracy"], abs=1e-3)
+    assert acc > 0.95
+
+
+def test_unet_samples_read_as_digits(unet, classifier) -> None:
+    """A few samples (DDIM, 50 steps, to keep the test short) are images in range that the classifier reads as digits
+    of several classes with a confidence well above what it gives to noise."""
+    model, card = unet
+    schedule = schedule_from_card(card)
+    g = torch.Generator().manual_seed(0)
+    x = ddim_sample(model, schedule, (24, 1, 28, 28), steps=50, generator=g)
+    assert x.shape == (24, 1, 28, 28) and torch.isfinite(x).all()
+    assert x.min() > -1.5 and x.max() < 1.5
+    assert ((x < -1.05) | (x > 1.05)).float().mean() < 0.02
+    _, p = classifier_outputs(classifier[0], x.clamp(-1, 1))
+    _, p_noise = classifier_outputs(classifier[0], torch.rand(24, 1, 28, 28, generator=g) * 2 - 1)
+    confidence = p.max(1).values
+    assert confidence.mean() > 0.8
+    assert (confidence > 0.5).float().mean() > 0.75  # most samples are recognised
+    assert confidence.mean() > p_noise.max(1).values.mean() + 0.05
+    assert len(set(p.argmax(1).tolist())) >= 5  # not a single mode
+
+
+def test_ddpm_sampling_runs_with_the_shipped_model(unet) -> None:
+    """Algorithm 2 end to end on the shipped weights (8 images; the full 1000 steps)."""
+    model, card = unet
+    x = ddpm_sample(model, schedule_from_card(card), (4, 1, 28, 28), clip_x0=1.0, generator=torch.Generator().manual_seed(1))
+    assert x.shape == (4, 1, 28, 28) and torch.isfinite(x).all() and x.abs().max() < 1.5
+
+
+def test_missing_weights_say_how_to_make_them(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="make weights"):
+        load_pretrained_unet(directory=tmp_path)
+
+
+def test_the_documented_command_runs(tmp_path: Path) -> None:
+    """`train-classifier` and `train-unet` on a few steps: files, cards with provenance, and they load back."""
+    main(["train-classifier", "--steps", "3", "--out", str(tmp_path)])
+    main(["train-unet", "--steps", "2", "--checkpoint-every", "1", "--out", str(tmp_path)])
+    for name in (CLASSIFIER_FILE, UNET_EMA_FILE, UNET_RAW_FILE):
+        card = json.loads((tmp_path / name).with_suffix(".json").read_text())
+        assert PROVENANCE <= set(card)
+    model, card = load_pretrained_unet("ema", directory=tmp_path)
+    assert card["training"]["steps"] == 2
+    load_classifier(directory=tmp_path)
+    assert (tmp_path / "checkpoints" / "mnist_unet.pt").exists()
+    with pytest.raises(SystemExit):
+        main(["--help"])
