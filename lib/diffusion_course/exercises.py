@@ -13,14 +13,14 @@ Each checker calls the learner's function on random inputs (2-D points and 4-D i
 
 Learner signatures (t and t_prev are LongTensors of shape (B,), one timestep per example, code index 0..T-1):
 
-=====================  ============================================================  ===============================
-checker                your function                                                 returns
-=====================  ============================================================  ===============================
-check_q_sample         fn(schedule, x0, t, eps)                                      x_t (Ho et al. 2020, eq. 4)
-check_posterior_mean   fn(schedule, x0, x_t, t)                                      tilde-mu_t (eq. 7)
-check_reverse_step     fn(schedule, x_t, t, eps_hat, z)                              x_{t-1} (Algorithm 2, line 4)
-check_ddim_step        fn(schedule, x_t, t, t_prev, eps_hat, eta, z)                 x_{t_prev} (Song et al. 2021, eq. 12)
-=====================  ============================================================  ===============================
+====================  ===============================================  ==================================================
+checker               your function                                    returns
+====================  ===============================================  ==================================================
+check_q_sample        fn(schedule, x0, t, eps)                         x_t (Ho et al. 2020, eq. 4)
+check_posterior_mean  fn(schedule, x0, x_t, t)                         tilde-mu_t (Ho et al. 2020, eq. 7)
+check_reverse_step    fn(schedule, x_t, t, eps_hat, z)                 x_{t-1} (Ho et al. 2020, Algorithm 2, line 4)
+check_ddim_step       fn(schedule, x_t, t, t_prev, eps_hat, eta, z)    x_{t_prev} (Song et al. 2021, eq. 12)
+====================  ===============================================  ==================================================
 
 Each checker returns a :class:`CheckResult`, true when the function is correct.
 """
@@ -30,8 +30,9 @@ from __future__ import annotations
 import math
 import os
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -178,13 +179,13 @@ def _describe_t(t: int) -> str:
     return f"t = {t} (paper t = {t + 1})"
 
 
-def _describe_case(case: dict, b: int | None = None) -> str:
+def _describe_case(case: dict, b: int | None = None, with_shape: bool = True) -> str:
     t = case["t"]
     if b is None:
         tt = "t = " + ", ".join(str(int(v)) for v in t) + " (one per example)" if case.get("mixed") else _describe_t(int(t[0]))
     else:
         tt = _describe_t(int(t[b]))
-    parts = [case["tab"].name, f"inputs of shape {tuple(case['shape'])}", tt]
+    parts = [case["tab"].name] + ([f"inputs of shape {tuple(case['shape'])}"] if with_shape else []) + [tt]
     if "t_prev" in case:
         tp = int(case["t_prev"][0 if b is None else b])
         parts.append(f"t_prev = {tp}" + (" (the clean data)" if tp == -1 else ""))
@@ -359,7 +360,7 @@ def _diagnose(spec: _Spec, fn: Callable, probes: list[dict]) -> tuple[list[str],
         if len(bad):
             i = int(bad[0])
             case, b = _locate(probes, i)
-            lines.append(f"    coefficient of {term.name}: wrong. At {_describe_case(case, b)}: expected {float(right[i]):.6g} "
+            lines.append(f"    coefficient of {term.name}: wrong. At {_describe_case(case, b, with_shape=False)}: expected {float(right[i]):.6g} "
                          f"= {term.formula}, got {float(got[i]):.6g}.")
         else:
             lines.append(f"    coefficient of {term.name}: could not be measured everywhere (your function failed on some probes).")

@@ -17,8 +17,8 @@ import base64
 import html
 import io
 import math
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import matplotlib
 import numpy as np
@@ -78,6 +78,7 @@ class BetaExplorer:
         check_choice(kind, SCHEDULE_KINDS, "kind")
         check_positive_int(T, "T", T_RANGE[0], T_RANGE[1])
         check_positive_int(n_points, "n_points", 1)
+        check_positive_int(dpi, "dpi", 20, 300)
         t = T // 4 if t is None else t
         check_positive_int(t, "t", 0, T - 1)
 
