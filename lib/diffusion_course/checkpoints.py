@@ -6,8 +6,9 @@ import dataclasses
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -111,7 +112,8 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None) -> dict[st
     except Exception as err:
         raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated?): {type(err).__name__}: {err}") from None
     if not isinstance(state, dict) or "model" not in state or "architecture" not in state:
-        raise CheckpointError(f"{path} is not a diffusion_course training checkpoint (keys: {list(state)[:6] if isinstance(state, dict) else type(state).__name__})")
+        found = list(state)[:6] if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"{path} is not a diffusion_course training checkpoint (keys: {found})")
     if model is not None:
         _check_architecture(model, state["architecture"], path)
     return state

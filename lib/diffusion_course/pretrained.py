@@ -118,7 +118,8 @@ def _git_state() -> dict[str, Any]:
 
 def _provenance(seconds: float, device: torch.device, git_state: dict[str, Any]) -> dict[str, Any]:
     """Where and how a set of weights was made: command, commit, device, time."""
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    cpu = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu
     return {
         "command": "python -m diffusion_course.pretrained " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         **git_state,
@@ -188,6 +189,7 @@ def _train_unet_cmd(args: argparse.Namespace) -> None:
     out = Path(args.out)
     save_weights(result.ema.shadow, out / UNET_EMA_FILE, {**base, "weights": "EMA (sample with these)"})
     save_weights(model, out / UNET_RAW_FILE, {**base, "weights": "raw (last optimiser step; for the raw-vs-EMA comparison)"})
+    Path(cfg.checkpoint_path).unlink(missing_ok=True)  # the run is complete: the next call trains afresh instead of resuming
     print(f"U-Net: {n_params:,} parameters, {args.steps} steps in {result.seconds:.0f} s on {device.type}; "
           f"final loss {base['training']['final_loss_mean_of_last_200']:.4f} -> {out / UNET_EMA_FILE}")
 

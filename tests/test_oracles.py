@@ -1,0 +1,65 @@
+"""The exact Gaussian noise predictor: eq. 4 inverted for a point mass, and the posterior mean for a Gaussian
+(checked by the orthogonality of its error, by Monte Carlo), plus shapes and errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from diffusion_course.forward import predict_eps_from_x0, q_sample
+from diffusion_course.oracles import GaussianEps
+from diffusion_course.samplers import ddpm_sample
+
+
+def test_point_mass_is_eq4_solved_for_eps(ddpm_schedule, gen) -> None:
+    x0 = torch.tensor([1.5, -0.5])
+    model = GaussianEps(ddpm_schedule, x0, 0.0)
+    t = torch.tensor([0, 1, 300, 999])
+    x_t = torch.randn(4, 2, generator=gen)
+    torch.testing.assert_close(model(x_t, t), predict_eps_from_x0(ddpm_schedule, x_t, t, x0.expand(4, 2)), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("t", [0, 100, 500, 999])
+def test_gaussian_oracle_is_the_posterior_mean(ddpm_schedule, t: int) -> None:
+    # E[eps | x_t] is the best predictor: its error is uncorrelated with x_t and has mean 0, and its MSE equals the
+    # closed-form posterior variance 1 - (1 - ab) / (ab s^2 + 1 - ab), well below a naive predictor's.
+    m, s, n = torch.tensor([2.0, -1.0]), 0.5, 200_000
+    g = torch.Generator().manual_seed(t)
+    x0 = m + s * torch.randn(n, 2, generator=g, dtype=torch.float64)
+    eps = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    tt = torch.full((n,), t)
+    x_t = q_sample(ddpm_schedule, x0, tt, eps=eps)
+    err = eps - GaussianEps(ddpm_schedule, m, s)(x_t, tt)
+    se = 5 / math.sqrt(n)
+    assert err.mean(0).abs().max().item() < se
+    centred = x_t - x_t.mean(0)
+    corr = (err * centred).mean(0) / (err.std(0) * centred.std(0))
+    assert corr.abs().max().item() < se
+    ab = float(ddpm_schedule.alpha_bar[t])
+    mse_expected = 1 - (1 - ab) / (ab * s**2 + 1 - ab)
+    assert abs((err**2).mean().item() - mse_expected) < 0.02 * max(mse_expected, 0.05)
+
+
+def test_ddpm_with_the_oracle_reproduces_the_gaussian(gen) -> None:
+    from diffusion_course.schedules import NoiseSchedule
+
+    schedule = NoiseSchedule.linear(200, 5e-4, 0.1)
+    m, s = torch.tensor([1.0, -2.0]), 0.4
+    x = ddpm_sample(GaussianEps(schedule, m, s), schedule, (20_000, 2), generator=gen)
+    assert (x.mean(0) - m).abs().max().item() < 0.02
+    assert (x.std(0) - s).abs().max().item() < 0.02
+
+
+def test_shapes_dtype_and_errors(ddpm_schedule) -> None:
+    model = GaussianEps(ddpm_schedule, torch.zeros(1, 4, 4), 0.3)
+    x = torch.randn(3, 1, 4, 4)
+    out = model(x, torch.tensor([0, 5, 999]))
+    assert out.shape == x.shape and out.dtype == torch.float32
+    with pytest.raises(ValueError, match="x_t must have shape"):
+        model(torch.randn(3, 2), torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match=r"\[0, 999\]"):
+        model(x, torch.tensor([0, 1, 1000]))
+    with pytest.raises(ValueError, match="std must lie in"):
+        GaussianEps(ddpm_schedule, torch.zeros(2), -1.0)
