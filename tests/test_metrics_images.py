@@ -3,6 +3,8 @@ behaviour on real digits, noise and a single digit class (properties, not stored
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -61,9 +63,16 @@ def test_float32_input_is_computed_in_float64() -> None:
     assert frechet_distance(a.float(), b.float()) == pytest.approx(frechet_distance(a, b), rel=1e-5)
 
 
-def test_fewer_samples_than_features_stays_finite() -> None:
-    d = frechet_distance(_feats(10, 32, 8), _feats(12, 32, 9))
+def test_singular_covariances_stay_finite_without_warnings() -> None:
+    """Fewer samples than features, or a feature that never varies (an always-black pixel): finite, no warning."""
+    a, b = _feats(300, 6, 11), _feats(300, 6, 12)
+    a[:, 0], b[:, 0] = -1.0, -1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d = frechet_distance(_feats(10, 32, 8), _feats(12, 32, 9))
+        d_const = frechet_distance(a, b)
     assert np.isfinite(d) and d >= 0
+    assert d_const == pytest.approx(frechet_distance(a[:, 1:], b[:, 1:]), rel=1e-3)  # the constant feature adds nothing
 
 
 def test_shrinks_with_sample_size() -> None:

