@@ -84,19 +84,25 @@ def test_classifier_card_is_honest(classifier) -> None:
 
 def test_unet_samples_read_as_digits(unet, classifier) -> None:
     """Algorithm 2 end to end on the shipped weights (1000 DDPM steps, 12 images): images in range that the classifier
-    reads as digits of several classes, with a confidence well above what it gives to noise."""
+    reads as digits of several classes with reasonable confidence, and whose features lie nearer real digits than noise's.
+    (Uniform noise is no contrast for the confidence: this classifier calls it a confident "0".)"""
+    from diffusion_course.data import mnist
+
     model, card = unet
     g = torch.Generator().manual_seed(0)
     x = ddpm_sample(model, schedule_from_card(card), (12, 1, 28, 28), variance="beta", clip_x0=1.0, generator=g)
     assert x.shape == (12, 1, 28, 28) and torch.isfinite(x).all()
     assert x.min() >= -1.0 and x.max() <= 1.0  # the last step returns the clipped x0_hat
-    _, p = classifier_outputs(classifier[0], x)
-    _, p_noise = classifier_outputs(classifier[0], torch.rand(12, 1, 28, 28, generator=g) * 2 - 1)
+    f, p = classifier_outputs(classifier[0], x)
     confidence = p.max(1).values
     assert confidence.mean() > 0.7
     assert (confidence > 0.5).float().mean() >= 0.75  # most samples are recognised
-    assert confidence.mean() > p_noise.max(1).values.mean() + 0.05
-    assert len(set(p.argmax(1).tolist())) >= 4  # not a single mode
+    assert len(set(p.argmax(1).tolist())) >= 4  # several digits, not a single mode
+    f_noise, p_noise = classifier_outputs(classifier[0], torch.rand(12, 1, 28, 28, generator=g) * 2 - 1)
+    f_real, _ = classifier_outputs(classifier[0], mnist("test")[0])
+    nearest = torch.cdist(f, f_real).min(1).values.median()
+    nearest_noise = torch.cdist(f_noise, f_real).min(1).values.median()
+    assert nearest < 0.85 * nearest_noise
 
 
 def test_missing_weights_say_how_to_make_them(tmp_path: Path) -> None:

@@ -25,7 +25,9 @@ __all__ = [
 def _noise_like(x: torch.Tensor, eps: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
     """Return ``eps`` checked against x's shape, or fresh standard normal noise drawn with ``generator``."""
     if eps is None:
-        return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        # draw on the generator's device (a CPU generator gives the same noise for CPU and CUDA inputs), then move
+        device = generator.device if generator is not None else x.device
+        return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
     check_same_shape(x, eps, "x", "eps")
     return eps
 
@@ -42,7 +44,8 @@ def corrupt(x: torch.Tensor, amount: torch.Tensor | float, generator: torch.Gene
         raise ValueError(f"amount must be a float or a tensor of shape (B,) = ({x.shape[0]},); got shape {tuple(amount.shape)}")
     if (amount < 0).any() or (amount > 1).any() or not torch.isfinite(amount).all():
         raise ValueError(f"amount must lie in [0, 1]; got values in [{float(amount.min()):.3g}, {float(amount.max()):.3g}]")
-    noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    noise = torch.rand(x.shape, generator=generator, device=generator.device if generator is not None else x.device, dtype=x.dtype)
+    noise = noise.to(x.device)
     amount = amount.reshape(-1, *([1] * (x.ndim - 1)))
     return x * (1 - amount) + noise * amount
 
