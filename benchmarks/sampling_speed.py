@@ -16,9 +16,10 @@ import time
 
 import torch
 from common import environment, median_time, sync, table, write_result
+from train_throughput import ours, theirs
+
 from diffusion_course.samplers import ddim_sample, ddpm_sample
 from diffusion_course.schedules import NoiseSchedule
-from train_throughput import ours, theirs
 
 
 def load_model(width: int, device: torch.device) -> tuple[torch.nn.Module, str]:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 from common import environment, table, write_result
+
 from diffusion_course.data import mnist
 from diffusion_course.metrics import quality_report
 from diffusion_course.models.unet import UNet

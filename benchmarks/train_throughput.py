@@ -15,10 +15,11 @@ import math
 
 import torch
 from common import environment, median_time, table, write_result
+from torch.utils.flop_counter import FlopCounterMode
+
 from diffusion_course.data import mnist
 from diffusion_course.models.unet import UNet, UNetConfig
 from diffusion_course.schedules import NoiseSchedule
-from torch.utils.flop_counter import FlopCounterMode
 
 # Dense bf16 tensor-core peaks (no sparsity), from the vendors' data sheets.
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}

@@ -10,6 +10,7 @@ import math
 
 import pytest
 import torch
+
 from diffusion_course.schedules import NoiseSchedule
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
+
 from diffusion_course import data, forward, losses, posterior, profiles, samplers, schedules
 from diffusion_course.models import MLPConfig, MLPDenoiser, SinusoidalEmbedding, sinusoidal_embedding
 from diffusion_course.schedules import NoiseSchedule

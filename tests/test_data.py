@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from diffusion_course import data
 from diffusion_course.data import TOY_2D, digits, fashion_mnist, mnist, swiss_roll, toy_2d
 

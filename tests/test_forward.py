@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+
 from diffusion_course.forward import (
     add_noise,
     corrupt,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from diffusion_course.data import swiss_roll
 from diffusion_course.metrics import sliced_wasserstein
 from diffusion_course.models import MLPConfig, MLPDenoiser

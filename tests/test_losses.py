@@ -7,6 +7,8 @@ import math
 
 import pytest
 import torch
+from torch.distributions import Normal, kl_divergence
+
 from diffusion_course.forward import q_sample
 from diffusion_course.losses import (
     discretized_gaussian_log_likelihood,
@@ -19,7 +21,6 @@ from diffusion_course.losses import (
 )
 from diffusion_course.posterior import q_posterior
 from diffusion_course.schedules import NoiseSchedule
-from torch.distributions import Normal, kl_divergence
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

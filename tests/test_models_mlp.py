@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from diffusion_course.models import MLPConfig, MLPDenoiser, SinusoidalEmbedding, sinusoidal_embedding
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from diffusion_course.forward import q_sample
 from diffusion_course.posterior import posterior_mean_from_eps, q_posterior
 from diffusion_course.schedules import NoiseSchedule, linear_betas

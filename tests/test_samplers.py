@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from diffusion_course.forward import predict_x0_from_eps
 from diffusion_course.posterior import posterior_mean_from_eps
 from diffusion_course.samplers import (

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from diffusion_course.schedules import (
     SCHEDULE_KINDS,
     NoiseSchedule,

@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ._validate import check_same_shape, check_timesteps
+from .samplers import _default_device, _start
 from .schedules import NoiseSchedule, extract
 
 __all__ = ["simplified_step", "simplified_sample"]
@@ -71,14 +72,7 @@ def simplified_sample(
 
     Returns x_0 of ``shape``; with ``return_trajectory`` also a CPU tensor (T+1, *shape) holding x_T, ..., x_0.
     """
-    if x_T is None:
-        device = next(model.parameters()).device if isinstance(model, torch.nn.Module) else torch.device("cpu")
-        gen_device = generator.device if generator is not None else device
-        x = torch.randn(tuple(shape), generator=generator, device=gen_device).to(device)
-    else:
-        if tuple(x_T.shape) != tuple(shape):
-            raise ValueError(f"x_T must have shape {tuple(shape)}; got {tuple(x_T.shape)}")
-        x = x_T
+    x = _start(shape, x_T, generator, _default_device(model, x_T))  # the same x_T as ddpm_sample draws
     schedule = schedule.to(x.device)
     traj = [x.cpu()] if return_trajectory else None
     for i in tqdm(range(schedule.T - 1, -1, -1), desc="simplified sampling", disable=not progress, leave=False):
