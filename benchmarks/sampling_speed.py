@@ -80,16 +80,24 @@ def main() -> None:
     ref = theirs(args.width).to(device).eval()
     x = torch.randn(shape, device=device)
     t = torch.full((batch,), 500, device=device, dtype=torch.long)
+    matched = ours(args.width).to(device).eval()  # same parameter count as ``ref``
+    if device.type == "cuda":
+        ref, matched = ref.to(memory_format=torch.channels_last), matched.to(memory_format=torch.channels_last)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     with torch.no_grad(), autocast:
         ours_ms = median_time(lambda: model(x, t), device) * 1000
+        matched_ms = median_time(lambda: matched(x, t), device) * 1000
         theirs_ms = median_time(lambda: ref(x, t).sample, device) * 1000
     path = write_result("sampling_speed", {"batch": batch, "weights": weights, "rows": rows,
-                                           "forward_ms": {"ours": ours_ms, "diffusers": theirs_ms},
+                                           "forward_ms": {"ours_sampled_model": ours_ms, "ours_matched": matched_ms, "diffusers_matched": theirs_ms},
+                                           "params": {"ours_sampled_model": count(model), "ours_matched": count(matched),
+                                                      "diffusers_matched": count(ref)},
                                            "goals": {"ddim50_speedup": 15, "ms_per_step_batch1000_h100": 10}})
     print()
     print(f"batch {batch}, {weights}, device {environment()['device']}")
     print(table(rows, ["sampler", "steps", "seconds", "ms_per_step", "img_s", "speedup_vs_ddpm", "note"]))
-    print(f"\none denoising step (model forward), batch {batch}: ours {ours_ms:.1f} ms, diffusers UNet2DModel {theirs_ms:.1f} ms")
+    print(f"\none denoising step (model forward), batch {batch}: sampled model ({count(model):,} parameters) {ours_ms:.1f} ms; "
+          f"at matched size ({count(ref):,} parameters) ours {matched_ms:.1f} ms, diffusers UNet2DModel {theirs_ms:.1f} ms")
     print(f"written to {path.name}")
 
 

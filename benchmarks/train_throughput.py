@@ -35,8 +35,8 @@ def bf16_peak(name: str) -> float | None:
 
 
 def ours(width: int) -> torch.nn.Module:
-    """The course U-Net: levels (w, 2w, 2w), two blocks per level, attention at 7x7 and in the middle."""
-    return UNet(UNetConfig(base_channels=width, channel_mults=(1, 2, 2), dropout=0.0))
+    """The course U-Net: levels (w, 2w, 2w), two blocks per level, attention at 14x14, 7x7 and in the middle."""
+    return UNet(UNetConfig(base_channels=width, channel_mults=(1, 2, 2), attention_levels=(1, 2), dropout=0.0))
 
 
 def theirs(width: int) -> torch.nn.Module:
