@@ -84,18 +84,14 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     """torch.save to a temporary file in the same folder, then rename it over ``path``: a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    _replace_atomically(write, path)
 
 
 def load_checkpoint(path: str | Path, model: nn.Module | None = None) -> dict[str, Any]:
