@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from diffusion_course.forward import predict_eps_from_x0, q_sample
-from diffusion_course.oracles import GaussianEps
+from diffusion_course.oracles import ExactDenoiser, GaussianEps
 from diffusion_course.samplers import ddpm_sample
+from diffusion_course.schedules import NoiseSchedule
 
 
 def test_point_mass_is_eq4_solved_for_eps(ddpm_schedule, gen) -> None:
@@ -63,3 +64,34 @@ def test_shapes_dtype_and_errors(ddpm_schedule) -> None:
         model(x, torch.tensor([0, 1, 1000]))
     with pytest.raises(ValueError, match="std must lie in"):
         GaussianEps(ddpm_schedule, torch.zeros(2), -1.0)
+
+
+def test_exact_denoiser_with_one_gaussian_is_the_gaussian_oracle() -> None:
+
+    schedule = NoiseSchedule.linear(1000)
+    mean = torch.tensor([0.3, -1.2])
+    exact, gauss = ExactDenoiser(schedule, mean[None], s=0.7), GaussianEps(schedule, mean, 0.7)
+    x_t = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
+    t = torch.randint(0, 1000, (64,), generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(exact(x_t, t), gauss(x_t, t), rtol=1e-5, atol=1e-5)
+
+
+def test_exact_denoiser_of_a_finite_set_samples_its_points() -> None:
+
+    schedule = NoiseSchedule.linear(1000)
+    points = torch.tensor([[-1.0, 0.0], [1.0, 0.5], [0.0, -1.5]])
+    x = ddpm_sample(ExactDenoiser(schedule, points), schedule, (300, 2), variance="posterior",
+                    generator=torch.Generator().manual_seed(2))
+    nearest = torch.cdist(x, points).min(1)
+    assert nearest.values.max() < 0.05  # every sample lands on a data point
+    shares = torch.bincount(nearest.indices, minlength=3).float() / 300
+    assert (shares - 1 / 3).abs().max() < 5 * (1 / 3 * 2 / 3 / 300) ** 0.5  # each point about equally often
+
+
+def test_exact_denoiser_rejects_mismatched_shapes() -> None:
+
+    schedule = NoiseSchedule.linear(10)
+    with pytest.raises(ValueError, match="x_t"):
+        ExactDenoiser(schedule, torch.zeros(3, 2))(torch.zeros(4, 3), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="s"):
+        ExactDenoiser(schedule, torch.zeros(3, 2), s=-1.0)
