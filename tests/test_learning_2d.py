@@ -82,3 +82,13 @@ def test_same_seed_same_training(one_thread) -> None:
     assert runs[0][0] == runs[1][0]
     for k in runs[0][1]:
         assert torch.equal(runs[0][1][k], runs[1][1][k]), k
+
+
+def test_toy_2d_floor_is_the_mean_of_fresh_draws() -> None:
+    from diffusion_course.data import toy_2d
+    from diffusion_course.metrics import sliced_wasserstein, toy_2d_reference_and_floor
+
+    reference, mean, lo, hi = toy_2d_reference_and_floor("moons", 300, draws=3)
+    d = [sliced_wasserstein(toy_2d("moons", 300, seed=2 + k), reference) for k in range(3)]
+    assert torch.equal(reference, toy_2d("moons", 300, seed=1))
+    assert abs(mean - sum(d) / 3) < 1e-12 and lo == min(d) and hi == max(d) and lo <= mean <= hi
