@@ -162,6 +162,8 @@ def _train_unet_cmd(args: argparse.Namespace) -> None:
     from .train import TrainConfig, train
 
     device = _device()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     git_state = _git_state()
     x, _ = mnist("train")
     schedule = NoiseSchedule.from_betas(make_betas("linear", 1000, 1e-4, 0.02))
@@ -247,10 +249,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(DATA_DIR))
     p = sub.add_parser("train-unet", help="train the MNIST U-Net (resumes from data/checkpoints/ if a run was interrupted)")
-    p.add_argument("--steps", type=int, default=2400)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: all cores torch sees)")
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
