@@ -132,3 +132,32 @@ def test_simple_loss(ddpm_schedule: NoiseSchedule) -> None:
     b = simple_loss(spy, ddpm_schedule, x0, generator=torch.Generator().manual_seed(3))
     assert torch.equal(a, b) and torch.equal(seen[0], seen[1])
     assert seen[0].dtype == torch.long and int(seen[0].min()) >= 0 and int(seen[0].max()) < 1000
+
+
+def test_min_snr_weight_by_brute_force(ddpm_schedule: NoiseSchedule) -> None:
+    from diffusion_course.losses import min_snr_weight
+
+    t = torch.tensor([0, 10, 100, 300, 999])
+    ab = ddpm_schedule.alpha_bar.double()
+    for gamma in (1.0, 5.0):
+        want = torch.tensor([min(float(ab[k] / (1 - ab[k])), gamma) / float(ab[k] / (1 - ab[k])) for k in t.tolist()], dtype=torch.float64)
+        torch.testing.assert_close(min_snr_weight(ddpm_schedule, t, gamma).double(), want, rtol=1e-4, atol=0)
+    w = min_snr_weight(ddpm_schedule, torch.arange(1000), 5.0)
+    assert float(w.max()) == pytest.approx(1.0) and float(w[0]) < 1e-3  # noisy steps keep weight 1, clean ones shrink
+    with pytest.raises(ValueError, match="gamma"):
+        min_snr_weight(ddpm_schedule, t, 0.0)
+
+
+def test_simple_loss_with_min_snr(ddpm_schedule: NoiseSchedule) -> None:
+    from diffusion_course.losses import min_snr_weight
+
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(16, 2, generator=g), torch.randn(16, 2, generator=g)
+    t = torch.randint(0, 1000, (16,), generator=g)
+    zero = lambda x_t, t: torch.zeros_like(x_t)  # noqa: E731
+    got = simple_loss(zero, ddpm_schedule, x0, t=t, eps=eps, snr_gamma=5.0)
+    want = (min_snr_weight(ddpm_schedule, t, 5.0) * (eps**2).mean(dim=1)).mean()
+    assert float(got) == pytest.approx(float(want), rel=1e-6)
+    # a gamma above every SNR changes nothing
+    huge = simple_loss(zero, ddpm_schedule, x0, t=t, eps=eps, snr_gamma=1e12)
+    assert float(huge) == pytest.approx(float(simple_loss(zero, ddpm_schedule, x0, t=t, eps=eps)), rel=1e-6)

@@ -161,3 +161,83 @@ def test_a_single_digit_is_unbalanced(mnist_splits, classifier) -> None:
     r = quality_report(threes, classifier=classifier, reference=x_test, train_images=x_train)
     assert max(r.class_shares) > 0.9 and r.class_entropy < 0.25
     assert r.ratio > 3  # mode collapse shows in the Frechet distance too
+
+
+# ------------------------------------------------------------------ honest statistics: floors, minimum n, the square root
+
+
+def test_floor_draws_are_disjoint_within_a_pass() -> None:
+    from diffusion_course.metrics import floor_draws
+
+    draws = floor_draws(4000, 200, 20, seed=3)
+    assert len(draws) == 20 and all(len(d) == 200 for d in draws)
+    assert len(torch.cat(draws).unique()) == 4000  # 20 x 200 = the whole pool, each image once
+    draws = floor_draws(4000, 1000, 20, seed=3)  # 4 per pass, 5 passes
+    for p in range(5):
+        block = torch.cat(draws[4 * p : 4 * p + 4])
+        assert len(block.unique()) == 4000
+    assert not torch.equal(draws[0], draws[4])  # a new permutation for the next pass
+    with pytest.raises(ValueError, match="n"):
+        floor_draws(100, 101, 3)
+
+
+def test_report_refuses_fewer_than_four_samples_per_feature() -> None:
+    g = torch.Generator().manual_seed(1)
+    ref, train = torch.rand(300, 1, 28, 28, generator=g) * 2 - 1, torch.rand(300, 1, 28, 28, generator=g) * 2 - 1
+    with pytest.raises(ValueError, match="min_per_feature x feature dimension = 4 x 8 = 32"):
+        _tiny_report(torch.rand(31, 1, 28, 28, generator=g), ref, train)
+    assert _tiny_report(torch.rand(32, 1, 28, 28, generator=g), ref, train).n == 32
+
+
+def test_singular_covariances_take_the_offset_path_and_stay_right() -> None:
+    # a feature that never varies (an always-black corner): cov_a is singular; the exact answer is still known
+    # in closed form for diagonal covariances: sum (sqrt(a_i) - sqrt(b_i))^2
+    a = np.array([0.0, 1.0, 4.0])
+    b = np.array([1.0, 1.0, 9.0])
+    got = gaussian_frechet_distance(np.zeros(3), np.diag(a), np.zeros(3), np.diag(b))
+    want = float(((np.sqrt(a) - np.sqrt(b)) ** 2).sum())
+    # the 1e-6 I offset moves sqrt(0) to 1e-3, so the zero-variance feature is off by about 2e-3 (pytorch-fid's bias too)
+    assert got == pytest.approx(want, abs=5e-3)
+
+
+def test_fallback_really_runs_for_singular_covariances() -> None:
+    from diffusion_course.metrics import _sqrtm_product
+
+    root, offset_used = _sqrtm_product(np.diag([0.0, 1.0]), np.eye(2))
+    assert offset_used, "the 1e-6 I offset was not applied to a singular covariance"
+    np.testing.assert_allclose(root, np.diag([1e-3, 1.0]), atol=1e-5)
+    root, offset_used = _sqrtm_product(np.diag([2.0, 1.0]), np.diag([1.0, 3.0]))
+    assert not offset_used, "the offset was applied to well-conditioned covariances"
+    np.testing.assert_allclose(root, np.diag([np.sqrt(2.0), np.sqrt(3.0)]), rtol=1e-10)
+
+
+def test_a_large_imaginary_part_raises() -> None:
+    # a "covariance" with a negative eigenvalue has no real square root: pytorch-fid raises here, and so do we
+    with pytest.raises(ValueError, match="imaginary part"):
+        gaussian_frechet_distance(np.zeros(2), np.diag([1.0, -1.0]), np.zeros(2), np.eye(2))
+
+
+def test_nearest_train_distances_against_brute_force() -> None:
+    from diffusion_course.metrics import nearest_train_distances
+
+    g = torch.Generator().manual_seed(0)
+    train = torch.rand(40, 1, 4, 4, generator=g) * 2 - 1
+    x = torch.cat([train[:3], torch.rand(5, 1, 4, 4, generator=g) * 2 - 1])
+    got = nearest_train_distances(x, train, batch_size=3)
+    want = torch.tensor([min(float((xi - tj).norm()) for tj in train) for xi in x])
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert torch.all(got[:3] < 1e-3)  # copies of training images sit at distance 0
+
+
+def test_stored_floors_match_a_recomputation(classifier) -> None:
+    from diffusion_course.metrics import floor_table
+    from diffusion_course.pretrained import load_classifier
+
+    stored = load_classifier()[1].get("floors")
+    assert stored, "the classifier card holds no floors: run `python -m diffusion_course.pretrained floors`"
+    fresh = floor_table((500,), classifier=classifier, draws=stored["500"]["draws"])
+    assert fresh["500"]["mean"] == pytest.approx(stored["500"]["mean"], rel=1e-6)
+    assert fresh["500"]["std"] == pytest.approx(stored["500"]["std"], rel=1e-6)
+    # and the floor shrinks with n, as a Frechet distance of finite samples must
+    means = [stored[k]["mean"] for k in sorted(stored, key=int)]
+    assert all(a > b for a, b in zip(means, means[1:]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -208,3 +209,37 @@ def test_on_step_sees_every_step_and_can_run_extra_emas() -> None:
     assert seen == [1, 2, 3, 4, 5]
     # an EMA updated by the hook with the loop's decay is the loop's own EMA
     assert _same_weights(extra.shadow, result.ema.shadow)
+
+
+def test_hot_loop_loss_is_l_simple_exactly() -> None:
+    """The loop's unchecked L_simple draws t and eps in the same order and computes the same numbers as simple_loss."""
+    from diffusion_course.train import _l_simple_unchecked
+
+    model = _unet().eval()
+    for gamma in (None, 5.0):
+        fast = _l_simple_unchecked(SCHEDULE, gamma)
+        a = fast(model, X8[:16], torch.Generator().manual_seed(3))
+        b = simple_loss(model, SCHEDULE, X8[:16], generator=torch.Generator().manual_seed(3), snr_gamma=gamma)
+        assert torch.equal(a, b)
+
+
+def test_snr_gamma_trains_and_is_checked() -> None:
+    result = train(_unet(), X8, _cfg(steps=4, snr_gamma=5.0), schedule=SCHEDULE)
+    assert len(result.losses) == 4 and all(math.isfinite(v) for v in result.losses)
+    with pytest.raises(ValueError, match="snr_gamma"):
+        _cfg(snr_gamma=0.0)
+    with pytest.raises(ValueError, match="snr_gamma applies to the default loss only"):
+        train(_unet(), X8, _cfg(snr_gamma=5.0), loss_fn=lambda m, x, g: simple_loss(m, SCHEDULE, x, generator=g))
+
+
+def test_bf16_autocast_on_the_cpu_trains_like_fp32() -> None:
+    """amp="bf16" works on the CPU (measured slower there, so "auto" keeps fp32) and reaches the same loss."""
+    from diffusion_course.train import _autocast_dtype
+
+    assert _autocast_dtype(_cfg(), torch.device("cpu")) is None
+    assert _autocast_dtype(_cfg(amp="bf16"), torch.device("cpu")) == torch.bfloat16
+    fp32 = train(_unet(), X8, _cfg(steps=30, ema_decay=None), schedule=SCHEDULE)
+    bf16 = train(_unet(), X8, _cfg(steps=30, ema_decay=None, amp="bf16"), schedule=SCHEDULE)
+    a, b = sum(fp32.losses[-10:]) / 10, sum(bf16.losses[-10:]) / 10
+    assert b == pytest.approx(a, rel=0.15), (a, b)
+    assert bf16.losses != fp32.losses  # it really ran in another precision

@@ -22,7 +22,10 @@ from .respacing import ddpm_sample_respaced
 from .samplers import DDIM_SPACINGS, ddim_sample
 from .schedules import NoiseSchedule
 
-__all__ = ["TableCell", "QualityTable", "ddim_table", "sample_in_batches", "SIGMA_HAT"]
+__all__ = [
+    "TableCell", "QualityTable", "ddim_table", "sample_in_batches", "SIGMA_HAT", "SamplerSetting", "CARD_SETTINGS", "table_settings",
+    "sample_setting", "to_uint8", "from_uint8",
+]
 
 EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 SIGMA_HAT = "sigma_hat"  # row label of the DDPM large-variance sampler
@@ -159,3 +162,85 @@ def ddim_table(
     bar.close()
     return QualityTable(rows=rows, steps=[int(s) for s in steps], cells=cells, floor=float(floor), n_samples=n_samples,
                         spacing=spacing, notes={"clip_x0": clip_x0, "seed": seed, "batch_size": batch_size})
+
+
+# ------------------------------------------------------------------------------------------------ the shipped model's quality
+
+
+@dataclass(frozen=True)
+class SamplerSetting:
+    """One way of sampling the shipped U-Net, scored into its card: which weights, which sampler, how many samples."""
+
+    name: str  # key in the card's quality table and in the samples file
+    weights: str  # "ema" or "raw"
+    sampler: str  # "ddpm" (Algorithm 2, T steps), "ddim" or "sigma_hat" (ancestral DDPM on kept steps, sigma^2 = beta')
+    steps: int  # model calls per sample
+    eta: float | None = None  # DDIM only
+    spacing: str = "uniform"  # kept timesteps (DDIM, sigma_hat)
+    clip_x0: float | None = 1.0
+    n: int = 1000  # samples scored
+
+    def describe(self) -> str:
+        clip = f"x0 clipped to +/-{self.clip_x0:g}" if self.clip_x0 else "no clipping"
+        if self.sampler == "ddpm":
+            return f"{self.weights} weights, DDPM {self.steps} steps (sigma^2 = beta), {clip}"
+        if self.sampler == SIGMA_HAT:
+            return f"{self.weights} weights, sigma-hat DDPM on {self.steps} {self.spacing} steps, {clip}"
+        return f"{self.weights} weights, DDIM {self.steps} {self.spacing} steps, eta = {self.eta:g}, {clip}"
+
+
+# The card's table. DDPM-1000 costs 20x a DDIM-50 sample, hence 500 of them.
+CARD_SETTINGS = (
+    SamplerSetting("ddpm1000", "ema", "ddpm", 1000, n=500),
+    SamplerSetting("ddim50_eta0", "ema", "ddim", 50, eta=0.0),
+    SamplerSetting("ddim50_eta1", "ema", "ddim", 50, eta=1.0),
+    SamplerSetting("ddim50_eta0_noclip", "ema", "ddim", 50, eta=0.0, clip_x0=None),
+    SamplerSetting("ddim50_eta1_noclip", "ema", "ddim", 50, eta=1.0, clip_x0=None),
+    SamplerSetting("raw_ddim50_eta0", "raw", "ddim", 50, eta=0.0),
+    SamplerSetting("raw_ddim50_eta1", "raw", "ddim", 50, eta=1.0),
+)
+
+
+def table_settings(n: int = 500) -> tuple[SamplerSetting, ...]:
+    """The steps x eta grid of chapter 8 (the DDIM paper's Table 1 in its own setting: "leading" spacing as in the
+    paper's code, x0 clipped, eta in {0, 0.2, 0.5, 1} and sigma-hat, S in {10, 20, 50, 100}), plus eta = 0 on the
+    other spacings and eta in {0, 1} without clipping."""
+    out = []
+    for S in (10, 20, 50, 100):
+        for eta in (0.0, 0.2, 0.5, 1.0):
+            out.append(SamplerSetting(f"leading_S{S}_eta{eta:g}", "ema", "ddim", S, eta=eta, spacing="leading", n=n))
+        out.append(SamplerSetting(f"leading_S{S}_sigmahat", "ema", SIGMA_HAT, S, spacing="leading", n=n))
+    for spacing in ("quadratic", "uniform", "trailing"):
+        for S in (10, 20, 50):
+            out.append(SamplerSetting(f"{spacing}_S{S}_eta0", "ema", "ddim", S, eta=0.0, spacing=spacing, n=n))
+    for S in (10, 50):
+        for eta in (0.0, 1.0):
+            out.append(SamplerSetting(f"leading_S{S}_eta{eta:g}_noclip", "ema", "ddim", S, eta=eta, spacing="leading", clip_x0=None, n=n))
+    return tuple(out)
+
+
+def sample_setting(model: EpsModel, schedule: NoiseSchedule, setting: SamplerSetting, *, seed: int = 0, batch_size: int = 250,
+                   item_shape: Sequence[int] = (1, 28, 28), progress: bool = True) -> torch.Tensor:
+    """Draw ``setting.n`` samples (CPU, float32) with the setting's sampler; the same seed gives the same x_T in every setting."""
+    from .samplers import ddpm_sample
+
+    common = dict(model=model, schedule=schedule, clip_x0=setting.clip_x0)
+    if setting.sampler == "ddpm":
+        return sample_in_batches(ddpm_sample, setting.n, item_shape, batch_size, seed, variance="beta", progress=progress, **common)
+    if setting.sampler == SIGMA_HAT:
+        return sample_in_batches(ddpm_sample_respaced, setting.n, item_shape, batch_size, seed, steps=setting.steps,
+                                 spacing=setting.spacing, variance="beta", progress=progress, **common)
+    return sample_in_batches(ddim_sample, setting.n, item_shape, batch_size, seed, steps=setting.steps, eta=setting.eta,
+                             spacing=setting.spacing, progress=progress, **common)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] as uint8 0..255 (values outside are clipped): how the card's samples are shipped."""
+    return ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def from_uint8(u: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`to_uint8` up to its rounding (at most 1/255 per pixel): uint8 images back to [-1, 1] floats."""
+    if u.dtype != torch.uint8:
+        raise ValueError(f"u must be a uint8 tensor; got {u.dtype}")
+    return u.float() / 127.5 - 1

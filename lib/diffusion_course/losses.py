@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import torch
 
-from ._validate import check_choice, check_same_shape, check_timesteps
+from ._validate import check_choice, check_range, check_same_shape, check_timesteps
 from .forward import predict_x0_from_eps, q_sample
 from .posterior import q_posterior
 from .schedules import NoiseSchedule, extract
@@ -22,6 +22,7 @@ __all__ = [
     "elbo_terms",
     "elbo_weight",
     "simple_loss",
+    "min_snr_weight",
     "mean_flat",
     "NATS_PER_BIT",
 ]
@@ -142,6 +143,15 @@ def elbo_weight(schedule: NoiseSchedule, t: torch.Tensor, variance: str = "poste
     return w.to(t.device)[t]
 
 
+def min_snr_weight(schedule: NoiseSchedule, t: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma weight of the eps-prediction loss (Hang et al. 2023, eq. 10 divided by SNR for eps targets):
+    w_t = min(SNR(t), gamma) / SNR(t). It is 1 where the image is noisy (SNR <= gamma) and shrinks the easy,
+    almost-clean timesteps, whose gradients otherwise dominate and conflict with the rest. Returns (B,)."""
+    check_range(gamma, "gamma", 0.0, float("inf"), open_low=True)
+    snr_t = schedule.snr().to(t.device)[t]
+    return snr_t.clamp(max=gamma) / snr_t
+
+
 def simple_loss(
     model: EpsModel,
     schedule: NoiseSchedule,
@@ -150,9 +160,11 @@ def simple_loss(
     t: torch.Tensor | None = None,
     eps: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    snr_gamma: float | None = None,
 ) -> torch.Tensor:
     """L_simple = E_{t, x_0, eps} ||eps - eps_theta(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t)||^2
-    (Ho et al. 2020, eq. 14; Algorithm 1). t is drawn uniformly from [0, T) unless given. Returns a scalar."""
+    (Ho et al. 2020, eq. 14; Algorithm 1). t is drawn uniformly from [0, T) unless given. Returns a scalar.
+    With ``snr_gamma`` each example is weighted by :func:`min_snr_weight` (Hang et al. 2023)."""
     if t is None:
         t = torch.randint(0, schedule.T, (x0.shape[0],), generator=generator, device=x0.device if generator is None else generator.device)
         t = t.to(x0.device)
@@ -163,4 +175,7 @@ def simple_loss(
     x_t = q_sample(schedule, x0, t, eps=eps)
     eps_hat = model(x_t, t)
     check_same_shape(eps, eps_hat, "eps", "model output")
-    return torch.mean((eps - eps_hat.float()) ** 2)
+    if snr_gamma is None:
+        return torch.mean((eps - eps_hat.float()) ** 2)
+    per_example = mean_flat((eps - eps_hat.float()) ** 2)
+    return torch.mean(min_snr_weight(schedule, t, snr_gamma) * per_example)

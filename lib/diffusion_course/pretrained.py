@@ -45,6 +45,10 @@ __all__ = [
     "load_pretrained_unet",
     "load_classifier",
     "schedule_from_card",
+    "load_card_samples",
+    "load_ddim_table",
+    "SAMPLES_FILE",
+    "TABLE_FILE",
     "main",
 ]
 
@@ -196,46 +200,134 @@ def _train_unet_cmd(args: argparse.Namespace) -> None:
           f"final loss {base['training']['final_loss_mean_of_last_200']:.4f} -> {out / UNET_EMA_FILE}")
 
 
-# (weights, variance, clip_x0) of every sampler setting that `evaluate` scores; the first is the headline number.
-EVAL_SETTINGS = (("ema", "beta", 1.0), ("ema", "beta", None), ("ema", "posterior", 1.0), ("raw", "beta", 1.0))
+SAMPLES_FILE = "mnist_unet_samples.safetensors"
+TABLE_FILE = "mnist_unet_ddim_table.json"
+PARTS_DIR = "checkpoints/eval"  # under data/ (git-ignored): one file per scored setting, merged by `collect`
+
+
+def load_card_samples(name: str, *, directory: str | Path | None = None) -> torch.Tensor:
+    """The shipped evaluation samples of one card setting (e.g. "ddim50_eta0", see ``card["quality"]["settings"]``) as
+    floats in [-1, 1], (n, 1, 28, 28): what the card's numbers were measured on, to look at without sampling live."""
+    from safetensors.torch import load_file
+
+    from .evaluation import from_uint8
+
+    tensors = load_file(str(_find(SAMPLES_FILE, directory)))
+    if name not in tensors:
+        raise ValueError(f"name must be one of {sorted(tensors)}; got {name!r}")
+    return from_uint8(tensors[name])
+
+
+def load_ddim_table(*, directory: str | Path | None = None) -> dict[str, Any]:
+    """The steps x eta x spacing grid measured on the shipped EMA U-Net (chapter 8), as written by ``evaluate --what table``."""
+    return json.loads(_find(TABLE_FILE, directory).read_text())
+
+
+def _floors_cmd(args: argparse.Namespace) -> None:
+    from .checkpoints import _replace_atomically
+    from .metrics import floor_table
+
+    path = Path(args.out) / CLASSIFIER_FILE
+    card = read_card(path)
+    card["floors"] = floor_table(tuple(args.n), classifier=load_classifier(directory=args.out)[0], draws=args.draws)
+    card["floors_note"] = ("Frechet distance of n real training digits to the test digits, over `draws` draws (disjoint within "
+                           "each pass over the training set): the floor every sample set of n images is compared with.")
+    _replace_atomically(lambda tmp: tmp.write_text(json.dumps(card, indent=2) + "\n"), path.with_suffix(".json"))
+    for n, f in card["floors"].items():
+        print(f"floor at n = {n:>5}: {f['mean']:.2f} +/- {f['std']:.2f} (min {f['min']:.2f}, max {f['max']:.2f}, {f['draws']} draws)")
 
 
 def _evaluate_cmd(args: argparse.Namespace) -> None:
-    from .metrics import quality_report
-    from .samplers import ddpm_sample
+    """Sample and score each setting; write its samples (uint8) and numbers as one part file under data/checkpoints/eval/."""
+    from safetensors.torch import save_file
 
+    from .evaluation import CARD_SETTINGS, sample_setting, table_settings, to_uint8
+    from .metrics import _mnist_splits, nearest_train_distances, quality_report
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = _device()
+    settings = {s.name: s for s in (CARD_SETTINGS if args.what == "card" else table_settings(args.table_n))}
+    names = args.only or list(settings)
+    unknown = [n for n in names if n not in settings]
+    if unknown:
+        raise SystemExit(f"--only must name settings of --what {args.what}: {', '.join(settings)}; got {', '.join(unknown)}")
     classifier, _ = load_classifier(directory=args.out)
-    command = "python -m diffusion_course.pretrained " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    models = {w: load_pretrained_unet(w, directory=args.out) for w in ("ema", "raw")}
-    results: dict[str, list[dict[str, Any]]] = {"ema": [], "raw": []}
-    for which, variance, clip in EVAL_SETTINGS:
-        model, card = models[which]
-        model = model.to(device)
-        schedule = schedule_from_card(card)
-        g = torch.Generator().manual_seed(args.seed)  # the same x_T and noise for every setting (common random numbers)
+    train_images, _ = _mnist_splits()
+    parts = Path(args.out) / PARTS_DIR / args.what
+    parts.mkdir(parents=True, exist_ok=True)
+    models = {}
+    for name in names:
+        st = settings[name]
+        if (parts / f"{name}.json").exists() and not args.redo:
+            print(f"{name}: already scored ({parts / name}.json); --redo to sample it again", flush=True)
+            continue
+        if st.weights not in models:
+            m, card = load_pretrained_unet(st.weights, directory=args.out)
+            models[st.weights] = (m.to(device), schedule_from_card(card))
+        model, schedule = models[st.weights]
         t0 = time.perf_counter()
-        samples = torch.cat([
-            ddpm_sample(model, schedule, (min(args.batch, args.samples - i), 1, 28, 28), variance=variance, clip_x0=clip, generator=g, progress=True).cpu()
-            for i in range(0, args.samples, args.batch)
-        ])
+        x = sample_setting(model, schedule, st, seed=args.seed, batch_size=args.batch)
         seconds = time.perf_counter() - t0
-        report = quality_report(samples, classifier=classifier)
-        print(f"{which} weights, variance={variance!r}, clip_x0={clip}: {report.summary()}  ({seconds:.0f} s)", flush=True)
-        results[which].append({
-            "sampler": f"ddpm_sample, 1000 steps, variance={variance!r}, clip_x0={clip}",
-            "variance": variance, "clip_x0": clip,
-            "samples": args.samples, "seed": args.seed, "sampling_seconds": round(seconds, 1), "sampling_device": device.type,
-            "frechet": round(report.frechet, 3), "floor": round(report.floor, 3), "floor_std": round(report.floor_std, 3),
-            "ratio": round(report.ratio, 3), "confidence": round(report.confidence, 3),
-            "reference_confidence": round(report.reference_confidence, 3), "class_entropy": round(report.class_entropy, 3),
-            "class_shares": report.class_shares, "out_of_range": round(report.out_of_range, 5), "command": command,
-        })
-    for which, (model, card) in models.items():
-        card["quality"] = results[which][0]  # the headline: variance "beta", clip_x0 = 1
-        card["quality_settings"] = results[which]
+        report = quality_report(x, classifier=classifier)
+        nn_med = float(nearest_train_distances(x, train_images).median())
+        entry = {"name": name, "description": st.describe(), **{k: v for k, v in vars(st).items() if k != "name"}, "seed": args.seed,
+                 "sampling_seconds": round(seconds, 1), "sampling_device": device.type, "threads": torch.get_num_threads(),
+                 **report.as_dict(), "nearest_train_median": round(nn_med, 4)}
+        if args.what == "card":
+            save_file({name: to_uint8(x).contiguous()}, str(parts / f"{name}.safetensors"))
+        (parts / f"{name}.json").write_text(json.dumps(entry, indent=2) + "\n")
+        print(f"{name}: {report.summary()}; nearest-training-digit median {nn_med:.2f} ({seconds:.0f} s)", flush=True)
+
+
+def _collect_cmd(args: argparse.Namespace) -> None:
+    """Merge the scored parts into the U-Net cards (and the shipped samples file), or into the DDIM table file."""
+    from safetensors.torch import load_file, save_file
+
+    from .checkpoints import _replace_atomically
+    from .evaluation import CARD_SETTINGS, table_settings
+    from .metrics import _mnist_splits, nearest_train_distances
+
+    out = Path(args.out)
+    parts = out / PARTS_DIR / args.what
+    wanted = [s.name for s in (CARD_SETTINGS if args.what == "card" else table_settings(args.table_n))]
+    missing = [n for n in wanted if not (parts / f"{n}.json").exists()]
+    if missing:
+        raise SystemExit(f"not scored yet: {', '.join(missing)} (run `evaluate --what {args.what} --only ...` for them)")
+    results = {n: json.loads((parts / f"{n}.json").read_text()) for n in wanted}
+    floors = read_card(out / CLASSIFIER_FILE).get("floors", {})
+    command = "python -m diffusion_course.pretrained evaluate --what " + args.what
+    if args.what == "table":
+        table = {"what": "DDIM steps x eta x spacing grid on the shipped EMA U-Net (chapter 8); ratio = Frechet / floor at the same n",
+                 "command": command, "git_commit": _git_state()["git_commit"], "cells": results, "floors": floors}
+        _replace_atomically(lambda tmp: tmp.write_text(json.dumps(table, indent=1) + "\n"), out / TABLE_FILE)
+        print(f"{len(results)} cells -> {out / TABLE_FILE}")
+        return
+    train_images, test_images = _mnist_splits()
+    test_nn = float(nearest_train_distances(test_images, train_images).median())
+    ddpm, ddim = results["ddpm1000"], results["ddim50_eta0"]
+    goals = {
+        "ddpm1000_ratio_at_most_1.5": ddpm["ratio"] <= 1.5,
+        "ddim50_eta0_ratio_at_most_1.5": ddim["ratio"] <= 1.5,
+        "ddim50_eta0_within_1.2x_of_ddpm1000": ddim["ratio"] <= 1.2 * ddpm["ratio"],
+        "confident_share_at_least_0.9": {n: r["confident_share"] >= 0.9 for n, r in results.items() if r["weights"] == "ema" and r["clip_x0"]},
+    }
+    quality = {"headline": "ddpm1000", "settings": results, "floors": floors, "goals": goals,
+               "nearest_train_median_of_test_digits": round(test_nn, 4), "command": command}
+    tensors = {n: load_file(str(parts / f"{n}.safetensors"))[n] for n in wanted}
+    _replace_atomically(lambda tmp: save_file(tensors, str(tmp), metadata={"what": "uint8 evaluation samples of the card's settings"}),
+                        out / SAMPLES_FILE)
+    for which in ("ema", "raw"):
+        path = out / (UNET_EMA_FILE if which == "ema" else UNET_RAW_FILE)
+        model, card = load_pretrained_unet(which, directory=out)
+        card["quality"] = quality
+        card.pop("quality_settings", None)
         card.pop("architecture", None)
-        save_weights(model.cpu(), Path(args.out) / (UNET_EMA_FILE if which == "ema" else UNET_RAW_FILE), card)
+        save_weights(model, path, card)
+    print(f"{len(results)} settings -> the cards and {out / SAMPLES_FILE}")
+    for n, r in results.items():
+        print(f"  {n:20s} ratio {r['ratio']:.2f} +/- {r['ratio_spread']:.2f}  confident {r['confident_share']:.1%}  "
+              f"nearest-train median {r['nearest_train_median']:.2f} (test digits {test_nn:.2f})  n={r['n']}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -258,13 +350,26 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(DATA_DIR))
-    p = sub.add_parser("evaluate", help="sample the shipped U-Nets (1000 DDPM steps) and write the quality into their cards")
-    p.add_argument("--samples", type=int, default=100)
-    p.add_argument("--batch", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("floors", help="store the Frechet floor at each sample count in the classifier's card")
+    p.add_argument("--n", type=int, nargs="+", default=[128, 256, 500, 1000])
+    p.add_argument("--draws", type=int, default=20)
     p.add_argument("--out", default=str(DATA_DIR))
+    for name, text in (("evaluate", "sample and score the shipped U-Nets, one part file per setting (run several at once with --only)"),
+                       ("collect", "merge the scored parts into the cards and the samples file (or the DDIM table)")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--what", choices=("card", "table"), default="card")
+        p.add_argument("--table-n", type=int, default=500, help="samples per cell of the DDIM table")
+        p.add_argument("--out", default=str(DATA_DIR))
+        if name == "evaluate":
+            p.add_argument("--only", nargs="+", help="setting names (default: all of --what)")
+            p.add_argument("--batch", type=int, default=250)
+            p.add_argument("--seed", type=int, default=0)
+            p.add_argument("--threads", type=int, default=0)
+            p.add_argument("--redo", action="store_true", help="sample settings again even if scored")
     args = parser.parse_args(argv)
-    {"train-classifier": _train_classifier_cmd, "train-unet": _train_unet_cmd, "evaluate": _evaluate_cmd}[args.cmd](args)
+    commands = {"train-classifier": _train_classifier_cmd, "train-unet": _train_unet_cmd, "floors": _floors_cmd, "evaluate": _evaluate_cmd,
+                "collect": _collect_cmd}
+    commands[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,144 @@
+"""Benchmark 5: which recipe reaches MNIST quality fastest on this CPU? Each row trains the shipped U-Net for the same
+wall-clock budget with one change against the baseline (schedule, learning rate and warm-up, batch size, EMA decay,
+width, loss weighting, augmentation), then scores its EMA weights with the course metric (Frechet / floor on the
+shipped classifier's features, at n samples, DDIM-50 with eta = 0 and eta = 1, x0 clipped).
+
+    python benchmarks/recipe_ablation.py --rows base cosine --threads 1     # one process per core: run two at once
+    python benchmarks/recipe_ablation.py --collect                          # the table of every row measured so far
+
+Each row writes benchmarks/results/recipe_ablation/<row>.json. Rows are short (minutes, not the hour of the shipped
+run): they rank what speeds up the *start* of training, which is what a learner's budget buys. The step count of a
+row is its budget divided by the step time measured on its first steps, so the cosine LR decay ends on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+
+import torch
+from common import RESULTS, environment
+
+from diffusion_course.classifier import random_shift
+from diffusion_course.ema import EMA
+from diffusion_course.evaluation import SamplerSetting, sample_setting
+from diffusion_course.metrics import quality_report
+from diffusion_course.models.unet import UNet
+from diffusion_course.pretrained import SHIPPED_UNET_CONFIG, load_classifier
+from diffusion_course.schedules import NoiseSchedule, make_betas
+from diffusion_course.train import TrainConfig, _l_simple_unchecked, train
+
+OUT = RESULTS / "recipe_ablation"
+BASE = dict(schedule="linear", batch_size=128, lr=2e-3, warmup_steps=50, ema_decay=0.999, width=16, snr_gamma=None, shift=0)
+ROWS = {
+    "base": {},
+    "cosine": {"schedule": "cosine"},
+    "lr_1e-3": {"lr": 1e-3},
+    "lr_4e-3": {"lr": 4e-3},
+    "no_warmup": {"warmup_steps": 0},
+    "batch_64": {"batch_size": 64},
+    "batch_256": {"batch_size": 256},
+    "width_24": {"width": 24},
+    "min_snr_5": {"snr_gamma": 5.0},
+    "shift_1px": {"shift": 1},
+}
+EXTRA_EMA = (0.99, 0.995)  # scored in the base row beside its 0.999
+
+
+def run_row(name: str, budget: float, n: int, seed: int) -> dict:
+    spec = {**BASE, **ROWS[name]}
+    from diffusion_course.data import mnist
+
+    x, _ = mnist("train")
+    schedule = NoiseSchedule.from_betas(make_betas(spec["schedule"], 1000, 1e-4, 0.02))
+    unet_cfg = replace(SHIPPED_UNET_CONFIG, base_channels=spec["width"])
+    base_loss = _l_simple_unchecked(schedule, spec["snr_gamma"])
+
+    def loss_fn(m, x0, g):
+        if spec["shift"]:
+            x0 = random_shift(x0, spec["shift"], g)
+        return base_loss(m, x0, g)
+
+    def fresh() -> UNet:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return UNet(unet_cfg)
+
+    # step time from a few steps of a throw-away copy, then as many steps as fit in the budget
+    probe = train(fresh(), x, TrainConfig(steps=6, batch_size=spec["batch_size"], lr=spec["lr"], ema_decay=None, progress=False),
+                  loss_fn=loss_fn)
+    step_seconds = probe.seconds / 6
+    steps = max(20, int(budget / step_seconds))
+    extra = {}
+    model = fresh()
+    if name == "base":
+        extra = {d: EMA(model, d) for d in EXTRA_EMA}
+
+    def on_step(step, m):
+        for e in extra.values():
+            e.update(m)
+
+    cfg = TrainConfig(steps=steps, batch_size=spec["batch_size"], lr=spec["lr"], warmup_steps=min(spec["warmup_steps"], steps // 4),
+                      lr_schedule="cosine", ema_decay=spec["ema_decay"], seed=seed, progress=False)
+    result = train(model, x, cfg, loss_fn=loss_fn, on_step=on_step)
+    classifier, _ = load_classifier()
+    scores = {}
+    weights = {f"ema {spec['ema_decay']}": result.ema.shadow, **{f"ema {d}": e.shadow for d, e in extra.items()}}
+    for label, net in weights.items():
+        for eta in ((0.0, 1.0) if label == f"ema {spec['ema_decay']}" else (0.0,)):
+            st = SamplerSetting(f"{label} eta{eta:g}", "ema", "ddim", 50, eta=eta, n=n)
+            samples = sample_setting(net.eval(), schedule, st, seed=seed, progress=False)
+            r = quality_report(samples, classifier=classifier)
+            scores[f"{label}, DDIM-50 eta={eta:g}"] = r.as_dict()
+            print(f"{name:10s} {label:10s} eta={eta:g}: {r.summary()}", flush=True)
+    return {"row": name, "change": ROWS[name] or "baseline", "spec": spec, "budget_seconds": budget, "train_seconds": round(result.seconds, 1),
+            "steps": steps, "images_seen": steps * spec["batch_size"], "threads": torch.get_num_threads(),
+            "final_loss": round(sum(result.losses[-50:]) / len(result.losses[-50:]), 4),
+            "parameters": sum(p.numel() for p in model.parameters()), "n_samples": n, "scores": scores, **environment()}
+
+
+def collect() -> str:
+    rows = [json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))]
+    order = {k: i for i, k in enumerate(ROWS)}
+    rows.sort(key=lambda r: order.get(r["row"], 99))
+    lines = ["| row | change | steps × batch | final loss | η = 0: Fréchet ÷ floor | η = 0: confident | η = 1: Fréchet ÷ floor | η = 1: confident |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        d = r["spec"]["ema_decay"]
+        s0, s1 = r["scores"][f"ema {d}, DDIM-50 eta=0"], r["scores"][f"ema {d}, DDIM-50 eta=1"]
+        change = "baseline" if r["change"] == "baseline" else ", ".join(f"{k} = {v}" for k, v in r["change"].items())
+        lines.append(f"| {r['row']} | {change} | {r['steps']} × {r['spec']['batch_size']} | {r['final_loss']:.4f} | "
+                     f"{s0['ratio']:.2f} ± {s0['ratio_spread']:.2f} | {s0['confident_share']:.0%} | {s1['ratio']:.2f} ± {s1['ratio_spread']:.2f} | "
+                     f"{s1['confident_share']:.0%} |")
+        if r["row"] == "base":
+            for key, s in r["scores"].items():
+                if key.startswith("ema 0.99") and not key.startswith(f"ema {d},"):
+                    lines.append(f"| base, EMA {key.split(',')[0][4:]} | EMA decay | same run | | {s['ratio']:.2f} ± {s['ratio_spread']:.2f} | "
+                                 f"{s['confident_share']:.0%} | | |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", nargs="+", choices=list(ROWS), default=[])
+    p.add_argument("--budget", type=float, default=210.0, help="training seconds per row")
+    p.add_argument("--n", type=int, default=256, help="samples scored per sampler")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--collect", action="store_true")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name in args.rows:
+        t0 = time.perf_counter()
+        res = run_row(name, args.budget, args.n, args.seed)
+        res["row_seconds"] = round(time.perf_counter() - t0, 1)
+        (OUT / f"{name}.json").write_text(json.dumps(res, indent=1) + "\n")
+    if args.collect or not args.rows:
+        print(collect())
+
+
+if __name__ == "__main__":
+    main()
