@@ -141,7 +141,7 @@ def test_min_snr_weight_by_brute_force(ddpm_schedule: NoiseSchedule) -> None:
     ab = ddpm_schedule.alpha_bar.double()
     for gamma in (1.0, 5.0):
         want = torch.tensor([min(float(ab[k] / (1 - ab[k])), gamma) / float(ab[k] / (1 - ab[k])) for k in t.tolist()], dtype=torch.float64)
-        torch.testing.assert_close(min_snr_weight(ddpm_schedule, t, gamma).double(), want, rtol=1e-4, atol=0)
+        torch.testing.assert_close(min_snr_weight(ddpm_schedule, t, gamma).double(), want, rtol=1e-3, atol=0)  # float32 SNR near t = 0
     w = min_snr_weight(ddpm_schedule, torch.arange(1000), 5.0)
     assert float(w.max()) == pytest.approx(1.0) and float(w[0]) < 1e-3  # noisy steps keep weight 1, clean ones shrink
     with pytest.raises(ValueError, match="gamma"):
