@@ -11,6 +11,7 @@ achieved TFLOP/s (FLOPs counted with torch.utils.flop_counter) as a fraction of 
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 
 import torch
@@ -86,6 +87,54 @@ def make_step(model: torch.nn.Module, is_diffusers: bool, variant: str, data: to
     return step
 
 
+def shipped_pair() -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The shipped U-Net (SHIPPED_UNET_CONFIG) and diffusers' UNet2DModel of the same shape (widths 16/32/64, one block
+    per level, attention at 7x7, scale-shift time conditioning), wrapped to take (x_t, t) and return eps_hat."""
+    from diffusers import UNet2DModel
+
+    from diffusion_course.diffusers_bridge import DiffusersEps
+    from diffusion_course.pretrained import SHIPPED_UNET_CONFIG
+
+    torch.manual_seed(0)
+    mine = UNet(SHIPPED_UNET_CONFIG)
+    theirs_ = UNet2DModel(
+        sample_size=28, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(16, 32, 64),
+        down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        norm_num_groups=8, resnet_time_scale_shift="scale_shift",
+    )
+    return mine, DiffusersEps(theirs_)
+
+
+LOOP_VARIANTS = {"fp32": {}, "bf16": {"amp": "bf16"}, "compile": {"compile": True}}
+
+
+def time_train_loop(variants: list[str], batch: int, steps: int, threads: int) -> list[dict]:
+    """Images per second through the real diffusion_course.train.train() (data sampling, L_simple, backward, clip,
+    Adam, EMA, progress bookkeeping), ours vs diffusers at the shipped configuration. The first 5 steps (and any
+    compilation) are excluded by timing two runs of different length and taking the difference."""
+    from diffusion_course.train import TrainConfig, train
+
+    torch.set_num_threads(threads)
+    data, _ = mnist("train")
+    schedule = NoiseSchedule.linear(1000)
+    rows = []
+    for variant in variants:
+        row = {"variant": variant, "batch": batch, "threads": threads, "loop": "train()"}
+        for label, model in zip(("ours", "diffusers"), shipped_pair()):
+            times = {}
+            for n in (5, 5 + steps):
+                m = copy.deepcopy(model)
+                cfg = TrainConfig(steps=n, batch_size=batch, lr=2e-3, warmup_steps=0, progress=False, **LOOP_VARIANTS[variant])
+                times[n] = train(m, data, cfg, schedule=schedule).seconds
+            seconds = (times[5 + steps] - times[5]) / steps
+            row[f"{label}_params"] = n_params(model)
+            row[f"{label}_img_s"] = batch / seconds
+            print(f"train() {variant:>8} {label:>9} batch {batch} threads {threads}: {batch / seconds:7.1f} img/s", flush=True)
+        row["ratio_ours_over_theirs"] = row["ours_img_s"] / row["diffusers_img_s"]
+        rows.append(row)
+    return rows
+
+
 def count_flops(step) -> int:
     """FLOPs of one training step (forward + backward), counted by torch's dispatcher-level counter."""
     with FlopCounterMode(display=False) as counter:
@@ -99,7 +148,18 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=32, help="base width of both U-Nets")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=None)
     parser.add_argument("--repeats", type=int, default=None, help="timed steps per measurement (median is reported)")
+    parser.add_argument("--loop", action="store_true", help="time the real train() loop at the shipped configuration instead")
+    parser.add_argument("--loop-variants", nargs="+", choices=list(LOOP_VARIANTS), default=list(LOOP_VARIANTS))
+    parser.add_argument("--loop-steps", type=int, default=30)
+    parser.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads()])
     args = parser.parse_args()
+    if args.loop:
+        batch = args.batch or 128
+        rows = [r for th in args.threads for r in time_train_loop(args.loop_variants, batch, args.loop_steps, th)]
+        path = write_result("train_loop_throughput", {"batch": batch, "config": "SHIPPED_UNET_CONFIG vs matched UNet2DModel", "rows": rows})
+        print(table(rows, ["variant", "threads", "ours_params", "diffusers_params", "ours_img_s", "diffusers_img_s", "ratio_ours_over_theirs"]))
+        print(f"\nwritten to {path.name}")
+        return
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True

@@ -54,7 +54,36 @@ def test_unet_card(unet) -> None:
     assert card["command"].startswith("python -m diffusion_course.pretrained train-unet")
     assert card["parameters"] == sum(p.numel() for p in model.parameters())
     q = card["quality"]
-    assert q["ratio"] == pytest.approx(q["frechet"] / q["floor"], rel=1e-2) and q["samples"] >= 100
+    assert q["headline"] in q["settings"]
+    for name, r in q["settings"].items():
+        assert r["ratio"] == pytest.approx(r["frechet"] / r["floor"], rel=1e-3), name
+        assert r["n"] >= (500 if r["sampler"] == "ddpm" else 1000), name  # enough samples to tell settings apart
+        assert r["floor_draws"] >= 20, name
+    assert q["settings"]["ddpm1000"]["steps"] == 1000
+
+
+def test_card_numbers_are_reproduced_from_the_shipped_samples(unet) -> None:
+    """Re-scoring the shipped uint8 samples gives the card's numbers (up to the uint8 rounding of the pixels)."""
+    from diffusion_course.metrics import quality_report
+    from diffusion_course.pretrained import load_card_samples
+
+    _, card = unet
+    floors = load_classifier()[1]["floors"]
+    for name in ("ddpm1000", "ddim50_eta0"):
+        r = card["quality"]["settings"][name]
+        x = load_card_samples(name)
+        assert x.shape == (r["n"], 1, 28, 28) and x.min() >= -1 and x.max() <= 1
+        again = quality_report(x)
+        assert again.frechet == pytest.approx(r["frechet"], rel=0.02), name
+        assert again.confident_share == pytest.approx(r["confident_share"], abs=0.01), name
+        assert again.floor == pytest.approx(floors[str(r["n"])]["mean"], rel=1e-4)  # the floor stored once, used everywhere
+    with pytest.raises(ValueError, match="name must be one of"):
+        load_card_samples("ddim51")
+
+
+def test_collect_names_what_is_missing(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="not scored yet: ddpm1000"):
+        main(["collect", "--what", "card", "--out", str(tmp_path)])
 
 
 def test_schedule_from_card_is_the_ddpm_schedule(unet) -> None:
