@@ -143,10 +143,10 @@ def ddim_step(
 def ddim_timesteps(T: int, steps: int, spacing: str = "uniform") -> torch.Tensor:
     """The kept timesteps tau_1 < ... < tau_S of a DDIM sampler, ascending, LongTensor (S,) (Song et al. 2021, section 4.2).
 
-    - "uniform":   floor(linspace(0, T-1, S)), always includes T-1 and 0;
-    - "quadratic": floor(linspace(0, sqrt(0.8 T), S)^2) made strictly increasing (the DDIM paper's CIFAR-10 choice);
+    - "uniform":   floor(linspace(0, T-1, S)), always includes T-1 and 0 (diffusers: "linspace", rounded);
+    - "quadratic": floor(linspace(0, sqrt(0.8 T), S)^2) made strictly increasing (the DDIM paper's CIFAR-10 choice; stops at 0.8 T);
     - "trailing":  round(T - k T/S) - 1 for k = 0..S-1 (Lin et al. 2024, Table 2), always includes T-1;
-    - "leading":   k (T // S) for k = 0..S-1 (diffusers' old default); it never reaches T-1, so sampling starts at a
+    - "leading":   k (T // S) for k = 0..S-1 (the DDIM paper's code, and diffusers' current default); it never reaches T-1, so sampling starts at a
       timestep whose alpha_bar is far from 0 (shown in chapter 8).
     """
     check_positive_int(T, "T")
