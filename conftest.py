@@ -1,4 +1,4 @@
-"""nbval settings for the course notebooks (loaded by `make notebooks`).
+"""pytest settings shared by `make unit` and `make notebooks`: nbval's wait for cell output.
 
 nbval waits a fixed 5 s for a cell's output messages after the cell has finished; on a busy laptop (two cores shared
 with other work) a figure-heavy cell can take longer to deliver them, and the run fails with "Timeout of 5 seconds
