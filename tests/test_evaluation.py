@@ -143,3 +143,50 @@ def test_table_runner_rejects_bad_arguments(gaussian_setup) -> None:
         ddim_table(model, sched, (2,), floor=1.0, etas=(-0.5,), **kw)
     with pytest.raises(ValueError, match="spacing must be one of"):
         ddim_table(model, sched, (2,), floor=1.0, spacing="random", **kw)
+
+
+# ------------------------------------------------------------------ the shipped model's settings and its uint8 samples
+
+
+def test_uint8_round_trip_is_within_half_a_level() -> None:
+    from diffusion_course.evaluation import from_uint8, to_uint8
+
+    x = torch.rand(50, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2.4 - 1.2  # some pixels outside [-1, 1]
+    u = to_uint8(x)
+    assert u.dtype == torch.uint8 and int(u.min()) == 0 and int(u.max()) == 255
+    back = from_uint8(u)
+    assert float((back - x.clamp(-1, 1)).abs().max()) <= 0.5 / 127.5 + 1e-6
+    assert torch.equal(to_uint8(back), u)  # a second round trip changes nothing
+    with pytest.raises(ValueError, match="uint8"):
+        from_uint8(x)
+
+
+def test_settings_are_unique_and_named_by_what_they_run() -> None:
+    from diffusion_course.evaluation import CARD_SETTINGS, table_settings
+
+    for settings in (CARD_SETTINGS, table_settings()):
+        names = [s.name for s in settings]
+        assert len(names) == len(set(names))
+    card = {s.name: s for s in CARD_SETTINGS}
+    assert card["ddpm1000"].sampler == "ddpm" and card["ddpm1000"].steps == 1000 and card["ddpm1000"].n >= 500
+    assert all(s.n >= 1000 for s in CARD_SETTINGS if s.sampler == "ddim")
+    for s in table_settings(256):
+        assert s.n == 256 and str(s.steps) in s.name and s.spacing in s.name
+        assert (s.clip_x0 is None) == s.name.endswith("noclip")
+    assert "eta = 0" in card["ddim50_eta0"].describe() and "no clipping" in card["ddim50_eta0_noclip"].describe()
+
+
+def test_sample_setting_draws_the_same_x_T_for_every_sampler(ddpm_schedule) -> None:
+    """Common random numbers: with eta = 0 DDIM is a deterministic map of x_T, so two settings that differ only in
+    clipping agree wherever clipping never acts (a model that predicts eps = 0 keeps x0_hat tiny at small t)."""
+    from diffusion_course.evaluation import SamplerSetting, sample_setting
+
+    zero = lambda x, t: torch.zeros_like(x)  # noqa: E731
+    a = sample_setting(zero, ddpm_schedule, SamplerSetting("a", "ema", "ddim", 5, eta=0.0, n=6), item_shape=(2,), batch_size=4, progress=False)
+    b = sample_setting(zero, ddpm_schedule, SamplerSetting("b", "ema", "ddim", 5, eta=0.0, n=6, clip_x0=None), item_shape=(2,), batch_size=4,
+                       progress=False)
+    g = torch.Generator().manual_seed(0)
+    x_T = torch.cat([torch.randn(4, 2, generator=g), torch.randn(2, 2, generator=g)])
+    ab = float(ddpm_schedule.alpha_bar[-1])
+    torch.testing.assert_close(b, (x_T / ab**0.5), rtol=1e-4, atol=1e-4)  # eps_hat = 0: x0_hat = x_T / sqrt(alpha_bar_T), kept to the end
+    assert float(a.abs().max()) <= 1.0 + 1e-6  # clipped
