@@ -152,3 +152,14 @@ def test_the_documented_command_runs(tmp_path: Path) -> None:
     assert not (tmp_path / "checkpoints" / "mnist_unet.pt").exists()  # removed once the run completed
     with pytest.raises(SystemExit):
         main(["--help"])
+
+
+def test_weights_without_a_card_say_so(tmp_path: Path) -> None:
+    import shutil
+
+    from diffusion_course.checkpoints import CheckpointError
+    from diffusion_course.data import DATA_DIR
+
+    shutil.copy(DATA_DIR / UNET_EMA_FILE, tmp_path / UNET_EMA_FILE)  # weights, no card beside them
+    with pytest.raises(CheckpointError, match="unet_config"):
+        load_pretrained_unet(directory=tmp_path)

@@ -214,3 +214,10 @@ def test_extract_follows_x_dtype() -> None:
     values = torch.linspace(0, 1, 5, dtype=torch.float32)
     x = torch.zeros(2, 3, dtype=torch.float64)
     assert extract(values, torch.tensor([1, 4]), x).dtype == torch.float64
+
+
+def test_schedules_compare_by_value() -> None:
+    a, b = NoiseSchedule.linear(50), NoiseSchedule.linear(50)
+    assert a == b and hash(a) == hash(b) and a is not b
+    assert a != NoiseSchedule.linear(51) and a != NoiseSchedule.cosine(50)
+    assert (a == "linear") is False

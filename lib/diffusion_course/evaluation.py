@@ -133,7 +133,7 @@ def ddim_table(
     if not etas and not sigma_hat:
         raise ValueError("etas must hold at least one value when sigma_hat is False")
     for e in etas:
-        check_range(e, "eta", 0.0, math.inf)
+        check_range(e, "eta", 0.0, 1.0)  # as ddim_sample: fail before any sampling, not at the first cell with eta > 1
     if not steps:
         raise ValueError("steps must hold at least one number of steps")
     for s in steps:

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from .checkpoints import load_weights, read_card, save_weights
+from .checkpoints import CheckpointError, load_weights, read_card, save_weights
 from .classifier import ClassifierConfig, MNISTClassifier, accuracy, train_classifier
 from .data import DATA_DIR
 from .models.unet import UNet, UNetConfig
@@ -83,6 +83,9 @@ def load_pretrained_unet(which: str = "ema", *, directory: str | Path | None = N
         raise ValueError(f"which must be 'ema' or 'raw'; got {which!r}")
     path = _find(UNET_EMA_FILE if which == "ema" else UNET_RAW_FILE, directory)
     card = read_card(path)
+    if "unet_config" not in card:
+        raise CheckpointError(f"{path.with_suffix('.json')} is missing or holds no 'unet_config': the card beside the weights says "
+                              "which U-Net they fit; run `make weights` to produce both")
     model = UNet(UNetConfig(**card["unet_config"]))
     load_weights(model, path)
     return model.eval(), card
@@ -98,6 +101,8 @@ def load_classifier(*, directory: str | Path | None = None) -> tuple[MNISTClassi
     """The shipped MNIST classifier (eval mode, CPU) whose features give the image quality score, and its card."""
     path = _find(CLASSIFIER_FILE, directory)
     card = read_card(path)
+    if "classifier_config" not in card:
+        raise CheckpointError(f"{path.with_suffix('.json')} is missing or holds no 'classifier_config'; run `make weights` to produce it")
     model = MNISTClassifier(ClassifierConfig(**card["classifier_config"]))
     load_weights(model, path)
     return model.eval(), card

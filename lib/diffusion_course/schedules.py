@@ -115,7 +115,7 @@ def extract(values: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Ten
     return out.reshape(x.shape[0], *([1] * (x.ndim - 1)))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class NoiseSchedule:
     """All per-timestep coefficients of a DDPM (Ho et al. 2020, eqs. 4, 6, 7), derived once from the betas.
 
@@ -184,6 +184,15 @@ class NoiseSchedule:
         if self.beta.device == device:
             return self
         return NoiseSchedule(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when every coefficient table is equal (same T, same values; the device is ignored)."""
+        if not isinstance(other, NoiseSchedule):
+            return NotImplemented
+        return self.T == other.T and all(torch.equal(getattr(self, f.name).cpu(), getattr(other, f.name).cpu()) for f in fields(self))
+
+    def __hash__(self) -> int:
+        return hash((self.T, self.beta.detach().cpu().numpy().tobytes()))  # every table derives from beta
 
     def snr(self) -> torch.Tensor:
         """Signal-to-noise ratio alpha_bar_t / (1 - alpha_bar_t) (Kingma et al. 2021, eq. 3), shape (T,)."""

@@ -38,7 +38,9 @@ class TrainConfig:
     warmup_steps: int = 0  # linear LR warm-up (paper: 5000; short runs use fewer)
     lr_schedule: str = "constant"  # "constant" or "cosine" decay to 0 after warm-up
     grad_clip: float | None = 1.0  # max global gradient norm (paper: 1.0); None disables
-    ema_decay: float | None = 0.999  # EMA decay (paper: 0.9999 for 800k steps; 0.999 suits short runs); None disables
+    ema_decay: float | None = 0.999  # EMA decay cap (paper: 0.9999 for 800k steps); None disables. The warm-up
+    # min(d, (1 + n) / (10 + n)) keeps the decay used below the cap for (10 d - 1) / (1 - d) steps (8,991 for 0.999):
+    # after 4,000 steps it is 0.9978 (half-life 308 steps), so short runs average over about a ninth of their steps
     amp: str = "auto"  # "auto": bf16 on CUDA cards that have it, fp16 + GradScaler on older ones, off on the CPU; or "bf16", "fp16", "off"
     compile: bool = False  # torch.compile the model for the loop (CPU: about 7% faster once built, after ~2 min of compiling)
     snr_gamma: float | None = None  # min-SNR-gamma loss weighting (Hang et al. 2023) for the default loss; None: plain L_simple
