@@ -84,8 +84,32 @@ def test_same_shapes_other_config_is_another_architecture(tmp_path: Path) -> Non
 
 
 def test_dropout_is_not_architecture(tmp_path: Path) -> None:
-    save_weights(_unet(dropout=0.0), tmp_path / "w.safetensors")
-    load_weights(_unet(dropout=0.1, seed=1), tmp_path / "w.safetensors")
+    saved = _unet(dropout=0.0)
+    save_weights(saved, tmp_path / "w.safetensors")
+    loaded = _unet(dropout=0.1, seed=1)
+    load_weights(loaded, tmp_path / "w.safetensors")  # no CheckpointError: dropout changes training, not the function
+    assert all(torch.equal(a, b) for a, b in zip(saved.state_dict().values(), loaded.state_dict().values()))
+
+
+def test_a_card_from_another_save_is_refused(tmp_path: Path) -> None:
+    """Weights and card are two files replaced one after the other: a crash between them must not go unnoticed."""
+    save_weights(_unet(seed=0), tmp_path / "w.safetensors", {"run": "old"})
+    old_card = (tmp_path / "w.json").read_text()
+    save_weights(_unet(seed=1), tmp_path / "w.safetensors", {"run": "new"})
+    (tmp_path / "w.json").write_text(old_card)  # new weights, old card: what a crash between the two replaces leaves
+    with pytest.raises(CheckpointError, match="does not belong"):
+        load_weights(_unet(), tmp_path / "w.safetensors")
+
+
+def test_atomic_writes_leave_the_umask_alone(tmp_path: Path) -> None:
+    import os
+
+    before = os.umask(0o027)
+    try:
+        atomic_save({"x": torch.zeros(1)}, tmp_path / "c.pt")
+        assert os.umask(0o027) == 0o027  # nothing changed the mask while saving
+    finally:
+        os.umask(before)
 
 
 def test_weights_round_trip_with_card(tmp_path: Path) -> None:

@@ -73,11 +73,35 @@ def _check_architecture(model: nn.Module, saved: dict[str, Any], path: Path) -> 
             raise CheckpointError(f"{path} was saved from a {saved.get('class')} with another config ({pairs})")
 
 
-def _umask_mode() -> int:
-    """rw-r--r-- filtered by the process umask: what an ordinary open() would give (mkstemp's default is rw-------)."""
-    mask = os.umask(0)
+def _read_umask() -> int:
+    """The process umask, read once: from /proc on Linux (no side effect); elsewhere by setting and restoring it, at
+    import time, before any thread of the course could be writing files."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_read_umask()  # rw-r--r-- under the usual umask: what an ordinary open() gives (mkstemp's is rw-------)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX); a no-op where directories cannot be opened (Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
@@ -121,8 +145,11 @@ def _replace_atomically(write: Callable[[Path], None], path: Path) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
-        os.chmod(tmp, _umask_mode())
+        with open(tmp, "rb+") as f:  # whatever wrote it, its bytes reach the disk before the rename
+            os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -137,12 +164,31 @@ def save_weights(model: nn.Module, path: str | Path, card: dict[str, Any] | None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _replace_atomically(lambda tmp: save_file(tensors, str(tmp), metadata={"class": type(model).__name__}), path)
+    digest = {}
+
+    def write(tmp: Path) -> None:
+        save_file(tensors, str(tmp), metadata={"class": type(model).__name__})
+        digest["sha256"] = _sha256(tmp)
+
+    _replace_atomically(write, path)
     card_path = path.with_suffix(".json")
     full = dict(card or {})
     full["architecture"] = architecture_of(model)
+    # The two files are replaced one after the other; a crash between them would pair new weights with an old card.
+    # The card names the exact bytes it belongs to, and load_weights refuses a pair that does not match.
+    full["weights_sha256"] = digest["sha256"]
     _replace_atomically(lambda tmp: tmp.write_text(json.dumps(full, indent=2) + "\n"), card_path)
     return card_path
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def read_card(path: str | Path) -> dict[str, Any]:
@@ -182,5 +228,8 @@ def load_weights(model: nn.Module, path: str | Path) -> dict[str, Any]:
     bad = [k for k, v in tensors.items() if v.dtype != mine[k].dtype and not (v.is_floating_point() and mine[k].is_floating_point())]
     if bad:
         raise CheckpointError(f"{path}: tensor {bad[0]} has dtype {tensors[bad[0]].dtype}, the model expects {mine[bad[0]].dtype}")
+    if card.get("weights_sha256") and _sha256(path) != card["weights_sha256"]:
+        raise CheckpointError(f"{path.with_suffix('.json')} does not belong to {path} (the weights' SHA-256 differs from the card's): "
+                              "an interrupted save? Run `make weights` again")
     model.load_state_dict(tensors)
     return card
