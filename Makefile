@@ -29,7 +29,7 @@ unit: install
 notebooks: install
 	COURSE_PROFILE=smoke MPLBACKEND=agg $(PY) -m pytest -q --nbval-lax --nbval-current-env notebooks/
 
-test: unit notebooks
+test: lint unit notebooks
 
 run: install
 	@mkdir -p build/$(PROFILE)
@@ -41,7 +41,7 @@ run: install
 	done
 
 lint: install
-	$(VENV)/bin/ruff check lib tests benchmarks
+	$(VENV)/bin/ruff check lib tests benchmarks conftest.py
 
 clean:
 	rm -rf build .pytest_cache

@@ -3,10 +3,9 @@ schedulers serve as an independent oracle for our schedules and whole sampling l
 
 from __future__ import annotations
 
+import diffusers  # a hard dependency of the course: a missing install must fail, not skip
 import pytest
 import torch
-
-diffusers = pytest.importorskip("diffusers")
 
 from diffusion_course.diffusers_bridge import (  # noqa: E402
     DIFFUSERS_BETA_SCHEDULES,
