@@ -224,3 +224,21 @@ def test_animate_images_small_and_closes_its_figure():
     assert _frames(data) == 30
     assert len(data) < ANIMATION_LIMIT, f"animation is {len(data) / KB:.0f} KB"
     assert plt.get_fignums() == before
+
+
+def test_animations_work_offline_and_show_frame_0_without_scripts() -> None:
+    """No CDN link (the course runs offline), button glyphs without Font Awesome, and frame 0 as the <img>'s own src,
+    so an untrusted notebook, whose scripts do not run, still shows a picture."""
+    import base64
+    import re
+
+    from diffusion_course.viz import animate_images, animate_points
+
+    for html in (animate_images(torch.rand(4, 3, 1, 8, 8) * 2 - 1, "images", frames=4).data,
+                 animate_points(torch.randn(5, 40, 2), "points", frames=5).data):
+        assert "http://" not in html and "https://" not in html
+        assert 'class="fa' not in html
+        img = re.search(r'<img id="_anim_img[0-9a-f]+" src="data:image/(?:png|jpeg);base64,([A-Za-z0-9+/=]+)">', html)
+        assert img, "frame 0 is not the image's src"
+        first = re.search(r'frames\[0\] = "data:image/[a-z]+;base64,([^"]+)"', html).group(1)
+        assert base64.b64decode(img.group(1)) == base64.b64decode(re.sub(r"\\\n|\s", "", first))

@@ -126,6 +126,24 @@ def _jshtml(anim: animation.Animation, interval: int, frame_format: str = "png",
         html = path.read_text()
     if frame_format == "png" and png_colors:
         html = re.sub(r"data:image/png;base64,([A-Za-z0-9+/=\\\s]+)", lambda m: _palette_png(m, png_colors), html)
+    return _offline_and_first_frame(html)
+
+
+# Button glyphs in plain Unicode: matplotlib's template draws them with Font Awesome from a CDN, which fails offline.
+_ICONS = {"fa-minus": "&minus;", "fa-fast-backward": "&#9198;", "fa-step-backward": "&#9664;|", "fa-play fa-flip-horizontal": "&#9664;",
+          "fa-pause": "&#10074;&#10074;", "fa-play": "&#9654;", "fa-step-forward": "|&#9654;", "fa-fast-forward": "&#9197;", "fa-plus": "+"}
+
+
+def _offline_and_first_frame(html: str) -> str:
+    """Make matplotlib's JS animation work offline and before its script runs: drop the CDN stylesheet, draw the
+    buttons with Unicode glyphs, and put frame 0 in the ``<img>`` itself, so an untrusted notebook (scripts blocked)
+    or a freshly reopened one shows the first frame instead of an empty box."""
+    html = re.sub(r"<link[^>]*font-awesome[^>]*>\s*", "", html)
+    html = re.sub(r'<i class="fa ([a-z -]+)"></i>', lambda m: _ICONS.get(m.group(1), m.group(1)), html)
+    first = re.search(r'frames\[0\] = "(data:image/[a-z]+;base64,[^"]+)"', html)
+    if first:
+        src = re.sub(r"\\\n|\s", "", first.group(1))
+        html = re.sub(r'<img id="(_anim_img[0-9a-f]+)">', lambda m: f'<img id="{m.group(1)}" src="{src}">', html, count=1)
     return html
 
 
