@@ -228,3 +228,17 @@ def test_samplers_reproducible_and_trajectory_layout(ddpm_schedule: NoiseSchedul
     assert torch.equal(traj[-1], out)
     x_T = torch.randn(8, 2, generator=torch.Generator().manual_seed(3))
     assert torch.equal(traj[0], x_T)  # x_T is the first draw of the generator
+
+
+def test_ddim_invert_clip_x0(ddpm_schedule: NoiseSchedule, gaussian_eps_model) -> None:
+    """clip_x0 in the encoder works as in ddim_step: a bound no x0_hat reaches changes nothing; a bound that acts
+    changes the latent; a bad bound is refused by name."""
+    m, s_data = torch.tensor([1.0, -0.5]), 0.5
+    model = gaussian_eps_model(ddpm_schedule, m, s_data)
+    x0 = m + s_data * torch.randn(64, 2, generator=torch.Generator().manual_seed(7))
+    plain = ddim_invert(model, ddpm_schedule, x0, steps=20)
+    torch.testing.assert_close(ddim_invert(model, ddpm_schedule, x0, steps=20, clip_x0=1e6), plain, rtol=1e-5, atol=1e-5)  # eps re-derived: rounding only
+    tight = ddim_invert(model, ddpm_schedule, x0, steps=20, clip_x0=0.2)
+    assert torch.isfinite(tight).all() and not torch.allclose(tight, plain)
+    with pytest.raises(ValueError, match="clip_x0"):
+        ddim_invert(model, ddpm_schedule, x0, steps=20, clip_x0=0.0)

@@ -266,6 +266,7 @@ def ddim_invert(
     *,
     steps: int = 50,
     spacing: str = "uniform",
+    clip_x0: float | None = None,
     return_trajectory: bool = False,
     progress: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -273,13 +274,16 @@ def ddim_invert(
 
     Each step evaluates eps_theta at the current level and moves to the next kept timestep:
     x_next = sqrt(alpha_bar_next) x0_hat + sqrt(1 - alpha_bar_next) eps_hat. ``ddim_sample(..., x_T=result, eta=0)``
-    with the same steps and spacing reconstructs x_0 up to the discretisation error.
+    with the same steps and spacing reconstructs x_0 up to the discretisation error. With ``clip_x0`` each x0_hat is
+    clipped and eps_hat re-derived from it, as :func:`ddim_step` does (use the same setting when decoding). The work
+    runs on the model's device; the result comes back there.
     """
+    _check_clip(clip_x0)
     ts = ddim_timesteps(schedule.T, steps, spacing).tolist()
-    device = x0.device
+    device = _default_device(model, None) if isinstance(model, torch.nn.Module) else x0.device
     schedule = schedule.to(device)
     B = x0.shape[0]
-    x = x0
+    x = x0.to(device)
     traj = [x.cpu()] if return_trajectory else None
     for k in tqdm(range(len(ts)), desc=f"DDIM inversion ({steps} steps)", disable=not progress, leave=False):
         t_next = torch.full((B,), ts[k], dtype=torch.long, device=device)
@@ -291,6 +295,9 @@ def ddim_invert(
             t_cur = torch.full((B,), ts[k - 1], dtype=torch.long, device=device)
             eps_hat = model(x, t_cur).float()
             x0_hat = predict_x0_from_eps(schedule, x, t_cur, eps_hat)
+            if clip_x0 is not None:
+                x0_hat = x0_hat.clamp(-clip_x0, clip_x0)
+                eps_hat = predict_eps_from_x0(schedule, x, t_cur, x0_hat)
         x = extract(schedule.sqrt_alpha_bar, t_next, x) * x0_hat + extract(schedule.sqrt_one_minus_alpha_bar, t_next, x) * eps_hat
         if traj is not None:
             traj.append(x.cpu())
