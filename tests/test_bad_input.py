@@ -45,6 +45,7 @@ def _t_cases() -> list[tuple[str, str, Callable[[int], object]]]:
         ("elbo_terms", "t", lambda v: losses.elbo_terms(S, ZERO, X, v, decoder="gaussian")),
         ("elbo_weight", "t", lambda v: losses.elbo_weight(S, tb(v))),
         ("simple_loss", "t", lambda v: losses.simple_loss(ZERO, S, X, t=tb(v))),
+        ("min_snr_weight", "t", lambda v: losses.min_snr_weight(S, tb(v), 5.0)),
         ("ddpm_step", "t", lambda v: samplers.ddpm_step(S, X, v, EPS)),
         ("ddim_step", "t", lambda v: samplers.ddim_step(S, X, v, -1, EPS)),
         ("extract", "t", lambda v: schedules.extract(S.beta, tb(v), X)),
@@ -61,7 +62,7 @@ def test_t_outside_range(fn: str, arg: str, call: Callable, bad_t: int) -> None:
         call(bad_t)
 
 
-T_INT_CASES = [c for c in T_CASES if c[0] not in ("add_noise", "elbo_weight", "simple_loss", "extract")]  # these take tensors
+T_INT_CASES = [c for c in T_CASES if c[0] not in ("add_noise", "elbo_weight", "simple_loss", "min_snr_weight", "extract")]  # these take tensors
 
 
 @pytest.mark.parametrize("fn,arg,call", T_INT_CASES, ids=[c[0] for c in T_INT_CASES])

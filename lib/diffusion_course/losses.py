@@ -148,6 +148,7 @@ def min_snr_weight(schedule: NoiseSchedule, t: torch.Tensor, gamma: float) -> to
     w_t = min(SNR(t), gamma) / SNR(t). It is 1 where the image is noisy (SNR <= gamma) and shrinks the easy,
     almost-clean timesteps, whose gradients otherwise dominate and conflict with the rest. Returns (B,)."""
     check_range(gamma, "gamma", 0.0, float("inf"), open_low=True)
+    t = check_timesteps(t, schedule.T)  # a (B,) LongTensor in [0, T-1]: a negative t would read the table from its end
     snr_t = schedule.snr().to(t.device)[t]
     return snr_t.clamp(max=gamma) / snr_t
 
