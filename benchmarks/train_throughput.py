@@ -151,12 +151,14 @@ def main() -> None:
     parser.add_argument("--loop-variants", nargs="+", choices=list(LOOP_VARIANTS), default=list(LOOP_VARIANTS))
     parser.add_argument("--loop-steps", type=int, default=30)
     parser.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads()])
+    parser.add_argument("--loop-batches", type=int, nargs="+", default=None,
+                        help="batch sizes for the fp32 loop rows (all variants run at --batch, default 128)")
     args = parser.parse_args()
     if args.loop:
-        batch = args.batch or 128
-        rows = [r for th in args.threads for r in time_train_loop(args.loop_variants, batch, args.loop_steps, th)]
-        path = write_result("train_loop_throughput", {"batch": batch, "config": "SHIPPED_UNET_CONFIG vs matched UNet2DModel", "rows": rows})
-        print(table(rows, ["variant", "threads", "ours_params", "diffusers_params", "ours_img_s", "diffusers_img_s", "ratio_ours_over_theirs"]))
+        rows = [r for th in args.threads for b in (args.loop_batches or [args.batch or 128])
+                for r in time_train_loop(args.loop_variants if b == (args.batch or 128) else ["fp32"], b, args.loop_steps, th)]
+        path = write_result("train_loop_throughput", {"config": "SHIPPED_UNET_CONFIG vs matched UNet2DModel", "rows": rows})
+        print(table(rows, ["variant", "batch", "threads", "ours_params", "diffusers_params", "ours_img_s", "diffusers_img_s", "ratio_ours_over_theirs"]))
         print(f"\nwritten to {path.name}")
         return
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
