@@ -2,7 +2,7 @@
 (default 1.5), with the course's U-Net, loop and metric.
 
     python benchmarks/time_to_quality.py                          # CUDA; goal: <= 5 minutes on an H100
-    python benchmarks/time_to_quality.py --allow-cpu --max-minutes 10 --samples 128   # a (slow) CPU attempt (128 = 4 x 32 features, the least the metric scores)
+    python benchmarks/time_to_quality.py --allow-cpu --max-minutes 10 --samples 128   # a slow CPU attempt; 128 = 4 x 32 features, the least scored
 
 Training runs in chunks of --eval-every steps (resuming the same run from its checkpoint); after each chunk the EMA
 model draws --samples images with 1000 DDPM steps and is scored with metrics.quality_report. The clock counts
