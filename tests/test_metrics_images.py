@@ -241,3 +241,14 @@ def test_stored_floors_match_a_recomputation(classifier) -> None:
     # and the floor shrinks with n, as a Frechet distance of finite samples must
     means = [stored[k]["mean"] for k in sorted(stored, key=int)]
     assert all(a > b for a, b in zip(means, means[1:]))
+
+
+def test_report_dict_and_ratio_spread() -> None:
+    g = torch.Generator().manual_seed(2)
+    ref, train = torch.rand(300, 1, 28, 28, generator=g) * 2 - 1, torch.rand(300, 1, 28, 28, generator=g) * 2 - 1
+    r = _tiny_report(torch.rand(40, 1, 28, 28, generator=g) * 2 - 1, ref, train)
+    assert r.floor_draws == 3 and r.floor_std > 0
+    assert r.ratio_spread == pytest.approx(r.ratio * r.floor_std / r.floor)
+    d = r.as_dict()
+    assert d["n"] == 40 and d["ratio"] == pytest.approx(r.ratio, abs=1e-4) and d["ratio_spread"] == pytest.approx(r.ratio_spread, abs=1e-4)
+    assert 0.0 <= d["confident_share"] <= 1.0 and 0.0 <= d["reference_confident_share"] <= 1.0
