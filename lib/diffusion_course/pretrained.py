@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> None:
                        ("collect", "merge the scored parts into the cards and the samples file (or the DDIM table)")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--what", choices=("card", "table"), default="card")
-        p.add_argument("--table-n", type=int, default=500, help="samples per cell of the DDIM table")
+        p.add_argument("--table-n", type=int, default=256, help="samples per cell of the DDIM table")
         p.add_argument("--out", default=str(DATA_DIR))
         if name == "evaluate":
             p.add_argument("--only", nargs="+", help="setting names (default: all of --what)")
