@@ -47,7 +47,7 @@ ROWS = {
 EXTRA_EMA = (0.99, 0.995)  # scored in the base row beside its 0.999
 
 
-def run_row(name: str, budget: float, n: int, seed: int) -> dict:
+def run_row(name: str, budget: float, n: int, seed: int, images_budget: int = 0) -> dict:
     spec = {**BASE, **ROWS[name]}
     from diffusion_course.data import mnist
 
@@ -66,11 +66,12 @@ def run_row(name: str, budget: float, n: int, seed: int) -> dict:
             torch.manual_seed(seed)
             return UNet(unet_cfg)
 
-    # step time from a few steps of a throw-away copy, then as many steps as fit in the budget
-    probe = train(fresh(), x, TrainConfig(steps=6, batch_size=spec["batch_size"], lr=spec["lr"], ema_decay=None, progress=False),
-                  loss_fn=loss_fn)
-    step_seconds = probe.seconds / 6
-    steps = max(20, int(budget / step_seconds))
+    if images_budget:  # a fixed number of training images: the same work whatever else the machine is doing
+        steps = max(20, round(images_budget / spec["batch_size"]))
+    else:  # step time from a few steps of a throw-away copy, then as many steps as fit in the wall-clock budget
+        probe = train(fresh(), x, TrainConfig(steps=6, batch_size=spec["batch_size"], lr=spec["lr"], ema_decay=None, progress=False),
+                      loss_fn=loss_fn)
+        steps = max(20, int(budget / (probe.seconds / 6)))
     extra = {}
     model = fresh()
     if name == "base":
@@ -93,7 +94,8 @@ def run_row(name: str, budget: float, n: int, seed: int) -> dict:
             r = quality_report(samples, classifier=classifier)
             scores[f"{label}, DDIM-50 eta={eta:g}"] = r.as_dict()
             print(f"{name:10s} {label:10s} eta={eta:g}: {r.summary()}", flush=True)
-    return {"row": name, "change": ROWS[name] or "baseline", "spec": spec, "budget_seconds": budget, "train_seconds": round(result.seconds, 1),
+    return {"row": name, "change": ROWS[name] or "baseline", "spec": spec, "budget_seconds": None if images_budget else budget,
+            "images_budget": images_budget or None, "train_seconds": round(result.seconds, 1),
             "steps": steps, "images_seen": steps * spec["batch_size"], "threads": torch.get_num_threads(),
             "final_loss": round(sum(result.losses[-50:]) / len(result.losses[-50:]), 4),
             "parameters": sum(p.numel() for p in model.parameters()), "n_samples": n, "scores": scores, **environment()}
@@ -124,6 +126,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", nargs="+", choices=list(ROWS), default=[])
     p.add_argument("--budget", type=float, default=210.0, help="training seconds per row")
+    p.add_argument("--images", type=int, default=0, help="train each row on this many images instead (steps = images / batch)")
     p.add_argument("--n", type=int, default=256, help="samples scored per sampler")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
@@ -133,7 +136,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for name in args.rows:
         t0 = time.perf_counter()
-        res = run_row(name, args.budget, args.n, args.seed)
+        res = run_row(name, args.budget, args.n, args.seed, args.images)
         res["row_seconds"] = round(time.perf_counter() - t0, 1)
         (OUT / f"{name}.json").write_text(json.dumps(res, indent=1) + "\n")
     if args.collect or not args.rows:
