@@ -330,6 +330,10 @@ def _collect_cmd(args: argparse.Namespace) -> None:
     tensors = {n: load_file(str(parts / f"{n}.safetensors"))[n] for n in wanted}
     _replace_atomically(lambda tmp: save_file(tensors, str(tmp), metadata={"what": "uint8 evaluation samples of the card's settings"}),
                         out / SAMPLES_FILE)
+    samples_card = {"what": "uint8 evaluation samples of the U-Net card's settings (0..255 = pixel values -1..1); load with load_card_samples",
+                    "settings": {n: {"description": results[n]["description"], "n": results[n]["n"], "seed": results[n]["seed"]} for n in wanted},
+                    "weights": UNET_EMA_FILE, "command": command}
+    _replace_atomically(lambda tmp: tmp.write_text(json.dumps(samples_card, indent=2) + "\n"), (out / SAMPLES_FILE).with_suffix(".json"))
     for which in ("ema", "raw"):
         path = out / (UNET_EMA_FILE if which == "ema" else UNET_RAW_FILE)
         model, card = load_pretrained_unet(which, directory=out)
