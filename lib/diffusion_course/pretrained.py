@@ -49,6 +49,11 @@ __all__ = [
     "load_ddim_table",
     "SAMPLES_FILE",
     "TABLE_FILE",
+    "COND_UNET_FILE",
+    "COND_SAMPLES_FILE",
+    "GUIDANCE_SCALES",
+    "load_pretrained_cond_unet",
+    "load_guidance_samples",
     "main",
 ]
 
@@ -89,6 +94,33 @@ def load_pretrained_unet(which: str = "ema", *, directory: str | Path | None = N
     model = UNet(UNetConfig(**card["unet_config"]))
     load_weights(model, path)
     return model.eval(), card
+
+
+COND_UNET_FILE = "mnist_cond_unet_ema.safetensors"
+COND_SAMPLES_FILE = "mnist_cond_unet_samples.safetensors"
+GUIDANCE_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0)  # the card's guidance sweep (chapter 11); "uncond" is the null label alone
+
+
+def load_pretrained_cond_unet(*, directory: str | Path | None = None) -> tuple[UNet, dict[str, Any]]:
+    """The shipped class-conditional MNIST noise predictor eps_theta(x_t, t, y) (EMA weights, eval mode, CPU; chapter 11)
+    and its card, whose ``guidance_sweep`` holds the quality measured at each guidance scale w."""
+    path = _find(COND_UNET_FILE, directory)
+    card = read_card(path)
+    if "unet_config" not in card:
+        raise CheckpointError(f"{path.with_suffix('.json')} is missing or holds no 'unet_config'; run `make weights` to produce it")
+    model = UNet(UNetConfig(**card["unet_config"]))
+    load_weights(model, path)
+    return model.eval(), card
+
+
+def load_guidance_samples(*, directory: str | Path | None = None) -> dict[str, torch.Tensor]:
+    """The shipped samples of the guidance sweep as floats in [-1, 1]: {"w0": (160, 1, 28, 28), ..., "uncond": ...},
+    16 per digit in label order 0, 0, ..., 9 (the first 16 of each class the card's numbers were measured on)."""
+    from safetensors.torch import load_file
+
+    from .evaluation import from_uint8
+
+    return {k: from_uint8(v) for k, v in load_file(str(_find(COND_SAMPLES_FILE, directory))).items()}
 
 
 def schedule_from_card(card: dict[str, Any]) -> NoiseSchedule:
@@ -347,6 +379,158 @@ def _collect_cmd(args: argparse.Namespace) -> None:
               f"nearest-train median {r['nearest_train_median']:.2f} (test digits {test_nn:.2f})  n={r['n']}")
 
 
+def _train_cond_unet_cmd(args: argparse.Namespace) -> None:
+    """Chapter 11's class-conditional U-Net: the shipped U-Net's layout plus a label embedding, trained with label
+    dropout; by default initialised from the shipped unconditional EMA weights (the label embedding starts at zero, so
+    step 0 is exactly the unconditional model) and fine-tuned with labels."""
+    from dataclasses import replace
+
+    from .data import mnist
+    from .train import TrainConfig, train
+
+    device = _device()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    git_state = _git_state()
+    x, y = mnist("train")
+    schedule = NoiseSchedule.from_betas(make_betas("linear", 1000, 1e-4, 0.02))
+    config = replace(SHIPPED_UNET_CONFIG, num_classes=10)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(args.seed)
+        model = UNet(config)
+    init: dict[str, Any] = {"from": "random (seed)"}
+    if args.init == "unconditional":
+        uncond, ucard = load_pretrained_unet("ema", directory=args.out)
+        missing, unexpected = model.load_state_dict(uncond.state_dict(), strict=False)
+        if set(missing) != {"label_embed.weight"} or unexpected:
+            raise CheckpointError(f"the unconditional weights do not fit the conditional U-Net: missing {missing}, unexpected {unexpected}")
+        init = {"from": UNET_EMA_FILE, "weights_sha256": ucard.get("weights_sha256"), "its_training_seconds": ucard.get("seconds"),
+                "its_steps": ucard.get("training", {}).get("steps")}
+    model.to(device)
+    cfg = TrainConfig(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup, lr_schedule="cosine", grad_clip=1.0,
+        ema_decay=args.ema_decay, label_dropout=args.label_dropout, seed=args.seed,
+        checkpoint_path=str(Path(args.out) / "checkpoints" / "mnist_cond_unet.pt"), checkpoint_every=args.checkpoint_every,
+    )
+    result = train(model, x, cfg, schedule=schedule, labels=y)
+    n_params = sum(p.numel() for p in model.parameters())
+    card = {
+        "what": "class-conditional eps-predicting U-Net eps(x_t, t, y) for 28x28 MNIST digits, trained with label dropout for "
+                "classifier-free guidance (Ho & Salimans 2022); label 10 = no label",
+        "unet_config": json.loads(json.dumps(config.__dict__)),
+        "parameters": n_params,
+        "schedule": {"kind": "linear", "T": 1000, "beta_1": 1e-4, "beta_T": 0.02},
+        "initialised_from": init,
+        "training": {**{k: v for k, v in result.config.items() if k not in ("progress", "checkpoint_path")},
+                     "data": f"data.mnist('train'): {len(x)} images with labels", "resumed_from_step": result.resumed_from,
+                     "seconds_this_call": round(result.seconds, 1),
+                     "final_loss_mean_of_last_200": round(sum(result.losses[-200:]) / len(result.losses[-200:]), 4)},
+        "weights": "EMA (sample with these)",
+        **_provenance(result.seconds, device, git_state),
+    }
+    save_weights(result.ema.shadow, Path(args.out) / COND_UNET_FILE, card)
+    Path(cfg.checkpoint_path).unlink(missing_ok=True)
+    print(f"conditional U-Net: {n_params:,} parameters, {args.steps} steps in {result.seconds:.0f} s on {device.type}; "
+          f"final loss {card['training']['final_loss_mean_of_last_200']:.4f} -> {Path(args.out) / COND_UNET_FILE}")
+
+
+def _guidance_setting_name(w: float | None) -> str:
+    return "uncond" if w is None else f"w{w:g}"
+
+
+def _evaluate_guidance_cmd(args: argparse.Namespace) -> None:
+    """Sample args.per_class digits of every class at each guidance scale (DDIM, same x_T for every w) and score them."""
+    from safetensors.torch import save_file
+
+    from .evaluation import to_uint8
+    from .guidance import guidance_report, guided_sample
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = _device()
+    names = {_guidance_setting_name(w): w for w in (*GUIDANCE_SCALES, None)}
+    wanted = args.only or list(names)
+    unknown = [n for n in wanted if n not in names]
+    if unknown:
+        raise SystemExit(f"--only must name settings among {', '.join(names)}; got {', '.join(unknown)}")
+    model, card = load_pretrained_cond_unet(directory=args.out)
+    model.to(device)
+    schedule = schedule_from_card(card)
+    classifier, _ = load_classifier(directory=args.out)
+    parts = Path(args.out) / PARTS_DIR / "guidance"
+    parts.mkdir(parents=True, exist_ok=True)
+    labels = torch.arange(10).repeat_interleave(args.per_class)
+    for name in wanted:
+        if (parts / f"{name}.json").exists() and not args.redo:
+            print(f"{name}: already scored; --redo to sample it again", flush=True)
+            continue
+        w = names[name]
+        t0 = time.perf_counter()
+        g = torch.Generator().manual_seed(args.seed)
+        xs = []
+        for i in range(0, len(labels), args.batch):
+            yb = labels[i : i + args.batch]
+            x_T = torch.randn((len(yb), 1, 28, 28), generator=g)
+            if w is None:  # the null label alone: the unconditional model inside the conditional one
+                null = torch.full_like(yb, model.null_label)
+                xs.append(_ddim_null(model, schedule, x_T, null, args))
+            else:
+                xs.append(guided_sample(model, schedule, yb, w=w, steps=args.steps, eta=0.0, spacing="leading", clip_x0=1.0,
+                                        x_T=x_T.to(device)).cpu())
+            print(f"  {name}: {i + len(yb)}/{len(labels)} samples ({time.perf_counter() - t0:.0f} s)", flush=True)
+        x = torch.cat(xs)
+        seconds = time.perf_counter() - t0
+        report = guidance_report(x, labels if w is not None else None, classifier=classifier)
+        entry = {"name": name, "w": w, "sampler": f"DDIM {args.steps} leading steps, eta = 0, x0 clipped to +/-1", "per_class": args.per_class,
+                 "seed": args.seed, "sampling_seconds": round(seconds, 1), "threads": torch.get_num_threads(), **report}
+        save_file({name: to_uint8(x).contiguous()}, str(parts / f"{name}.safetensors"))
+        (parts / f"{name}.json").write_text(json.dumps(entry, indent=2) + "\n")
+        asked = (f"accuracy {report['accuracy']:.1%}, confident and right {report['confident_correct_share']:.1%}, " if w is not None else "")
+        print(f"{name}: {asked}pooled ratio {report['pooled']['ratio']:.2f}, confident {report['pooled']['confident_share']:.1%} "
+              f"({seconds:.0f} s)", flush=True)
+
+
+def _ddim_null(model: UNet, schedule: NoiseSchedule, x_T: torch.Tensor, null: torch.Tensor, args: argparse.Namespace) -> torch.Tensor:
+    """DDIM samples of the conditional model with the null label: its unconditional half."""
+    from .samplers import ddim_sample
+
+    dev = next(model.parameters()).device
+    null = null.to(dev)
+    return ddim_sample(lambda x, t: model(x, t, null), schedule, tuple(x_T.shape), steps=args.steps, eta=0.0, spacing="leading",
+                       clip_x0=1.0, x_T=x_T.to(dev)).cpu()
+
+
+def _collect_guidance_cmd(args: argparse.Namespace) -> None:
+    """Merge the scored guidance settings into the conditional card and ship 16 samples per digit and setting."""
+    from safetensors.torch import load_file, save_file
+
+    parts = Path(args.out) / PARTS_DIR / "guidance"
+    names = [_guidance_setting_name(w) for w in (*GUIDANCE_SCALES, None)]
+    missing = [n for n in names if not (parts / f"{n}.json").exists()]
+    if missing:
+        raise SystemExit(f"not scored yet: {', '.join(missing)} (run `evaluate-guidance --only ...` for them)")
+    results = {n: json.loads((parts / f"{n}.json").read_text()) for n in names}
+    shipped = {}
+    for n in names:
+        u = load_file(str(parts / f"{n}.safetensors"))[n]
+        per = results[n]["per_class"]
+        shipped[n] = torch.cat([u[c * per : c * per + 16] for c in range(10)]).contiguous()
+    path = Path(args.out) / COND_SAMPLES_FILE
+    from .checkpoints import _replace_atomically
+
+    _replace_atomically(lambda tmp: save_file(shipped, str(tmp), metadata={"what": "16 guided samples per digit and setting, uint8"}), path)
+    model, card = load_pretrained_cond_unet(directory=args.out)
+    card["guidance_sweep"] = {"settings": results, "command": "python -m diffusion_course.pretrained evaluate-guidance",
+                              "goal_w3_confident_correct_at_least_0.95": results["w3"]["confident_correct_share"] >= 0.95}
+    card.pop("architecture", None)
+    save_weights(model, Path(args.out) / COND_UNET_FILE, card)
+    for n, r in results.items():
+        pc = r.get("per_class_ratio")
+        asked = f"accuracy {r['accuracy']:.1%}  confident & right {r['confident_correct_share']:.1%}  " if "accuracy" in r else ""
+        print(f"  {n:7s} {asked}pooled ratio {r['pooled']['ratio']:.2f} +/- {r['pooled']['ratio_spread']:.2f}"
+              + (f"  per-class ratio {pc['mean']:.2f} (range {pc['min']:.2f}-{pc['max']:.2f})" if pc else ""))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: train-classifier, train-unet, evaluate (see ``--help``)."""
     parser = argparse.ArgumentParser(prog="python -m diffusion_course.pretrained", description="Produce the shipped weights in data/.")
@@ -383,9 +567,34 @@ def main(argv: list[str] | None = None) -> None:
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--threads", type=int, default=0)
             p.add_argument("--redo", action="store_true", help="sample settings again even if scored")
+    p = sub.add_parser("train-cond-unet", help="train the class-conditional U-Net of chapter 11 (label dropout for guidance)")
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--label-dropout", type=float, default=0.1)
+    p.add_argument("--init", choices=("unconditional", "random"), default="unconditional",
+                   help="start from the shipped unconditional EMA weights (default) or from scratch")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(DATA_DIR))
+    p = sub.add_parser("evaluate-guidance", help="sample and score the conditional U-Net at each guidance scale (one part file each)")
+    p.add_argument("--only", nargs="+", help="settings: " + ", ".join(_guidance_setting_name(w) for w in (*GUIDANCE_SCALES, None)))
+    p.add_argument("--per-class", type=int, default=128, help="samples per digit (the per-class Frechet needs 4 x 32 = 128)")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--redo", action="store_true")
+    p.add_argument("--out", default=str(DATA_DIR))
+    p = sub.add_parser("collect-guidance", help="merge the guidance sweep into the conditional card and ship its samples")
+    p.add_argument("--out", default=str(DATA_DIR))
     args = parser.parse_args(argv)
     commands = {"train-classifier": _train_classifier_cmd, "train-unet": _train_unet_cmd, "floors": _floors_cmd, "evaluate": _evaluate_cmd,
-                "collect": _collect_cmd}
+                "collect": _collect_cmd, "train-cond-unet": _train_cond_unet_cmd, "evaluate-guidance": _evaluate_guidance_cmd,
+                "collect-guidance": _collect_guidance_cmd}
     commands[args.cmd](args)
 
 

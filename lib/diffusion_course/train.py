@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from ._validate import check_choice, check_positive_int, check_range
 from .checkpoints import CheckpointError, architecture_of, atomic_save, load_checkpoint
 from .ema import EMA
+from .guidance import ConditionalLossFn, _conditional_loss_unchecked, _null_label, conditional_simple_loss
 from .losses import simple_loss
 from .schedules import NoiseSchedule
 
@@ -44,6 +45,7 @@ class TrainConfig:
     amp: str = "auto"  # "auto": bf16 on CUDA cards that have it, fp16 + GradScaler on older ones, off on the CPU; or "bf16", "fp16", "off"
     compile: bool = False  # torch.compile the model for the loop (CPU: about 7% faster once built, after ~2 min of compiling)
     snr_gamma: float | None = None  # min-SNR-gamma loss weighting (Hang et al. 2023) for the default loss; None: plain L_simple
+    label_dropout: float = 0.1  # with labels: chance each label becomes "no label" (classifier-free guidance; Ho & Salimans 2022)
     log_every: int = 50  # steps between progress-bar loss updates
     seed: int = 0  # seeds the loop's generator: batches, timesteps and noise
     checkpoint_path: str | None = None  # where to write checkpoints; resume from it if present
@@ -63,6 +65,7 @@ class TrainConfig:
         check_choice(self.amp, ("auto", "bf16", "fp16", "off"), "amp")
         if self.snr_gamma is not None:
             check_range(self.snr_gamma, "snr_gamma", 0.0, float("inf"), open_low=True)
+        check_range(self.label_dropout, "label_dropout", 0.0, 1.0)
         check_positive_int(self.log_every, "log_every", 1)
         check_positive_int(self.checkpoint_every, "checkpoint_every", 0)
 
@@ -121,7 +124,7 @@ def _l_simple_unchecked(schedule: NoiseSchedule, snr_gamma: float | None) -> Los
 
 
 # Settings that must match for a resumed run to continue the same run (steps may grow: training is extended).
-_RESUME_MUST_MATCH = ("batch_size", "lr", "warmup_steps", "lr_schedule", "grad_clip", "ema_decay", "seed", "snr_gamma")
+_RESUME_MUST_MATCH = ("batch_size", "lr", "warmup_steps", "lr_schedule", "grad_clip", "ema_decay", "seed", "snr_gamma", "label_dropout")
 
 
 def _check_resume_config(saved: dict, config: TrainConfig, path: Path) -> None:
@@ -142,8 +145,9 @@ def train(
     config: TrainConfig,
     *,
     schedule: NoiseSchedule | None = None,
-    loss_fn: LossFn | None = None,
+    loss_fn: LossFn | ConditionalLossFn | None = None,
     on_step: StepHook | None = None,
+    labels: torch.Tensor | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` (N, ...) for ``config.steps`` steps, minimising L_simple (Ho et al. 2020, Algorithm 1)
     unless ``loss_fn`` is given. The device is the model's. With ``config.checkpoint_path`` set and a checkpoint there,
@@ -156,6 +160,10 @@ def train(
 
     ``on_step(step, model)`` is called after every optimiser step (1-based step count), e.g. to update extra EMAs of
     other decays or to record a weight; it must not change the model.
+
+    With ``labels`` (N,) the model is class-conditional (chapter 11): each batch takes the labels of its images, and the
+    default loss is :func:`guidance.conditional_simple_loss` with ``config.label_dropout``; a custom ``loss_fn`` is then
+    called as ``loss_fn(model, x0, y, generator)``.
     """
     if data.ndim < 2 or data.shape[0] < 1:
         raise ValueError(f"data must have shape (N, ...) with N >= 1; got {tuple(data.shape)}")
@@ -163,7 +171,30 @@ def train(
     if not params:
         raise ValueError("model has no parameters to train")
     device = params[0].device
-    if loss_fn is None:
+    if labels is not None:
+        if not isinstance(labels, torch.Tensor) or labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.shape != data.shape[:1]:
+            raise ValueError(f"labels must be an integer tensor of shape (N,) = ({data.shape[0]},); got "
+                             f"{getattr(labels, 'dtype', type(labels).__name__)} {tuple(getattr(labels, 'shape', ()))}")
+        labels = labels.long().to(device)
+        if loss_fn is None:
+            if schedule is None:
+                raise ValueError("schedule is required when loss_fn is not given (the default loss is L_simple)")
+            if config.snr_gamma is not None:
+                raise ValueError("snr_gamma applies to the unconditional default loss only")
+            null = _null_label(model)  # raises for an unconditional model
+            labels_ok = (int(labels.min()) >= 0 and int(labels.max()) < null) if labels.numel() else True
+            if not labels_ok:
+                raise ValueError(f"labels must hold class labels in [0, {null - 1}]; got values in [{int(labels.min())}, {int(labels.max())}]")
+            was_training = model.training
+            model.eval()
+            with torch.no_grad():
+                conditional_simple_loss(model, schedule.to(device), data[:1].to(device), labels[:1], p_uncond=config.label_dropout,
+                                        generator=torch.Generator().manual_seed(0))
+            model.train(was_training)
+            loss_fn = _conditional_loss_unchecked(schedule.to(device), config.label_dropout, null)
+        elif config.snr_gamma is not None:
+            raise ValueError("snr_gamma applies to the default loss only; weight your own loss_fn instead")
+    elif loss_fn is None:
         if schedule is None:
             raise ValueError("schedule is required when loss_fn is not given (the default loss is L_simple)")
         # check once, with the checked loss, what the unchecked hot-loop version then assumes (shapes, timesteps)
@@ -177,11 +208,12 @@ def train(
         raise ValueError("snr_gamma applies to the default loss only; weight your own loss_fn instead")
     cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda_devices):
-        return _train(model, data.to(device), config, loss_fn, device, on_step)
+        return _train(model, data.to(device), config, loss_fn, device, on_step, labels)
 
 
 def _train(
-    model: nn.Module, data: torch.Tensor, config: TrainConfig, loss_fn: LossFn, device: torch.device, on_step: StepHook | None
+    model: nn.Module, data: torch.Tensor, config: TrainConfig, loss_fn: LossFn, device: torch.device, on_step: StepHook | None,
+    labels: torch.Tensor | None = None,
 ) -> TrainResult:
     """The loop of :func:`train`, run inside a forked global RNG."""
     gen = torch.Generator().manual_seed(config.seed)  # CPU generator: same stream on every device
@@ -251,7 +283,7 @@ def _train(
         idx = torch.randint(0, data.shape[0], (config.batch_size,), generator=gen).to(device)
         x0 = data[idx]
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            loss = loss_fn(forward, x0, gen)
+            loss = loss_fn(forward, x0, gen) if labels is None else loss_fn(forward, x0, labels[idx], gen)
         if loss.numel() != 1:
             bar.close()
             raise ValueError(f"loss_fn must return a scalar tensor; got shape {tuple(loss.shape)}")

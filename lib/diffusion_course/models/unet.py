@@ -127,6 +127,7 @@ class UNetConfig:
     time_embed_dim: int | None = None  # width of the time-embedding MLP; None means 4 * base_channels (as in the paper)
     time_conditioning: str = "add"  # "add": h + W temb (Ho et al.); "scale_shift": GroupNorm(h)(1 + s) + b (AdaGN)
     dropout: float = 0.1  # dropout inside each residual block (paper: 0.1 on CIFAR-10)
+    num_classes: int | None = None  # class-conditional (chapter 11): labels 0..num_classes-1 plus a "no label" token
 
     def __post_init__(self) -> None:
         self.channel_mults = tuple(self.channel_mults)
@@ -153,6 +154,8 @@ class UNetConfig:
             check_positive_int(self.time_embed_dim, "time_embed_dim")
         check_choice(self.time_conditioning, TIME_CONDITIONINGS, "time_conditioning")
         check_range(self.dropout, "dropout", 0.0, 1.0, open_high=True)
+        if self.num_classes is not None:
+            check_positive_int(self.num_classes, "num_classes")
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -264,6 +267,11 @@ class Upsample(nn.Module):
 class UNet(nn.Module):
     """Noise predictor eps_theta(x_t, t) for images: x_t (B, C, H, W) and integer timesteps t (B,) -> eps_hat (B, C, H, W).
 
+    With ``config.num_classes`` set it is class-conditional, eps_theta(x_t, t, y): a learned embedding of the label y
+    (B,) is added to the time embedding, so every residual block sees both (the layout of Ho & Salimans 2022 and of
+    diffusers' ``num_class_embeds``). Label ``num_classes`` (:attr:`null_label`) is the "no label" token that
+    classifier-free guidance trains with label dropout; ``y=None`` means it for the whole batch.
+
     Layout (Ho et al. 2020, Appendix B): sinusoidal embedding of t -> MLP -> every residual block; a 3x3 input conv;
     L levels down (num_res_blocks residual blocks each, attention where asked, a stride-2 conv between levels); a
     middle of block, attention, block; L levels up (num_res_blocks + 1 blocks each, every one fed the concatenated skip
@@ -285,6 +293,10 @@ class UNet(nn.Module):
         self.time_embed = nn.Sequential(
             SinusoidalEmbedding(c.base_channels), nn.Linear(c.base_channels, temb_dim), nn.SiLU(), nn.Linear(temb_dim, temb_dim)
         )
+        if c.num_classes is not None:
+            # one row per class plus the "no label" token; zero at the start, so the model starts unconditional
+            self.label_embed = nn.Embedding(c.num_classes + 1, temb_dim)
+            nn.init.zeros_(self.label_embed.weight)
         self.conv_in = nn.Conv2d(c.in_channels, widths[0], 3, padding=1)
 
         # Down path: remember the width of every stage output, the up path concatenates them in reverse.
@@ -336,9 +348,38 @@ class UNet(nn.Module):
             raise ValueError(f"t must have shape (B,) = ({x.shape[0]},); got {tuple(t.shape)}")
         return t
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    @property
+    def null_label(self) -> int:
+        """The "no label" token of a class-conditional U-Net: num_classes."""
+        if self.config.num_classes is None:
+            raise ValueError("this U-Net is unconditional (config.num_classes is None): it has no null label")
+        return self.config.num_classes
+
+    def _check_labels(self, y: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor | None:
+        k = self.config.num_classes
+        if k is None:
+            if y is not None:
+                raise ValueError("y is given but this U-Net is unconditional (config.num_classes is None)")
+            return None
+        if y is None:
+            return torch.full((batch,), k, dtype=torch.long, device=device)
+        if not isinstance(y, torch.Tensor) or y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+            raise ValueError(f"y must be an integer tensor of labels; got {type(y).__name__} {getattr(y, 'dtype', '')}")
+        if y.ndim == 0:
+            y = y.expand(batch)
+        if y.ndim != 1 or y.shape[0] != batch:
+            raise ValueError(f"y must have shape (B,) = ({batch},); got {tuple(y.shape)}")
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high > k:
+            raise ValueError(f"y must hold labels in [0, {k}] ({k} = no label); got values in [{low}, {high}]")
+        return y.to(device=device, dtype=torch.long)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         t = self._check_inputs(x, t)
+        y = self._check_labels(y, x.shape[0], x.device)
         temb = self.time_embed(t.to(x.device))  # (B, temb_dim)
+        if y is not None:
+            temb = temb + self.label_embed(y)  # (B, temb_dim): time and class in one conditioning vector
         # channels_last: oneDNN's CPU convolutions are up to 10x faster on it for narrow layers (the result is the same)
         h = self.conv_in(x).contiguous(memory_format=torch.channels_last)  # (B, widths[0], H, W)
         skips = [h]
