@@ -171,3 +171,37 @@ def test_large_fonts_and_constructor_validation():
         BetaExplorer(T=100, t=100)
     with pytest.raises(ValueError, match="T must lie"):
         BetaExplorer(T=5)
+
+
+def test_guidance_explorer_updates_caches_and_reads_the_digit():
+    from diffusion_course.models.unet import UNet, UNetConfig
+    from diffusion_course.schedules import NoiseSchedule, make_betas
+    from diffusion_course.widgets import GuidanceExplorer
+
+    torch.manual_seed(0)
+    model = UNet(UNetConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(), mid_attention=False,
+                            norm_groups=4, dropout=0.0, num_classes=10)).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g))
+    schedule = NoiseSchedule.from_betas(make_betas("linear", 100, 1e-4, 0.02))
+    from diffusion_course.pretrained import load_classifier
+
+    ex = GuidanceExplorer(model, schedule, n=4, steps=5, w=1.0, classifier=load_classifier()[0])
+    first = ex.image.value
+    assert first[:4] == b"\x89PNG" and "digit 3, w = 1" in ex.readout.value and ex.n_computed == 1
+    n_read = ex.last["read_as_digit"]
+    assert 0 <= ex.last["confident"] <= n_read <= 4 and f"reads {n_read}/4 as a 3" in ex.readout.value
+    ex.w.value = 4.0
+    assert ex.image.value != first and "w = 4" in ex.readout.value and ex.n_computed == 2
+    ex.digit.value = 7
+    assert "digit 7" in ex.readout.value and ex.n_computed == 3
+    ex.digit.value = 3  # (3, w = 4) was computed before
+    ex.w.value = 1.0  # back to the first setting: from the cache, nothing sampled again
+    assert ex.image.value == first and ex.n_computed == 3
+    assert tuple(ex.last["samples"].shape) == (4, 1, 28, 28)
+    with pytest.raises(ValueError, match="w must lie in"):
+        GuidanceExplorer(model, schedule, w=9.0)
+    with pytest.raises(ValueError, match="digit"):
+        GuidanceExplorer(model, schedule, digit=10)

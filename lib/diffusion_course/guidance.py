@@ -23,14 +23,17 @@ from ._validate import check_choice, check_range, check_same_shape, check_timest
 from .forward import q_sample
 from .schedules import NoiseSchedule
 
-__all__ = ["conditional_simple_loss", "guided_eps", "GuidedModel", "guided_sample", "guidance_report", "ConditionalLossFn"]
+__all__ = ["conditional_simple_loss", "guided_eps", "GuidedModel", "guided_sample", "guidance_report", "guided_grid", "ConditionalLossFn"]
 
 # loss_fn(model, x0, y, generator) -> scalar loss: the training loop's loss with labels (see train(labels=...)).
 ConditionalLossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
 
 
 def _null_label(model: nn.Module) -> int:
-    null = getattr(model, "null_label", None)
+    try:
+        null = getattr(model, "null_label", None)
+    except ValueError:  # a UNet without num_classes
+        null = None
     if not isinstance(null, int):
         raise ValueError(f"model must be class-conditional (a UNet with config.num_classes set); got {type(model).__name__}")
     return null
@@ -161,13 +164,44 @@ def guided_sample(
                        progress=progress)
 
 
-def guidance_report(samples: torch.Tensor, labels: torch.Tensor | None, *, classifier: nn.Module | None = None) -> dict:
+def guided_grid(model: nn.Module, schedule: NoiseSchedule, digit: int, w: float, *, n: int = 16, steps: int = 20, seed: int = 0,
+                classifier: nn.Module | None = None) -> dict:
+    """What the guidance explorer shows: ``n`` DDIM samples (eta = 0, leading spacing, x0 clipped) of ``digit`` at
+    guidance scale ``w`` from the same seeded x_T whatever w is (so changing w changes the same noises), and how the
+    classifier reads them. Returns {"samples", "seconds", "read_as_digit", "confident"} (counts out of n)."""
+    import time
+
+    from ._validate import check_positive_int
+    from .metrics import CONFIDENT, classifier_outputs
+
+    null = _null_label(model)
+    check_positive_int(digit, "digit", 0, null - 1)
+    check_positive_int(n, "n", 1)
+    check_positive_int(steps, "steps", 1, schedule.T)
+    dev = next(model.parameters()).device
+    x_T = torch.randn((n, 1, 28, 28), generator=torch.Generator().manual_seed(seed)).to(dev)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        x = guided_sample(model, schedule, torch.full((n,), digit), w=w, steps=steps, x_T=x_T).cpu()
+    seconds = time.perf_counter() - t0
+    out = {"samples": x, "seconds": seconds}
+    if classifier is not None:
+        _, p = classifier_outputs(classifier, x)
+        conf, pred = p.max(1)
+        out["read_as_digit"] = int((pred == digit).sum())
+        out["confident"] = int(((pred == digit) & (conf > CONFIDENT)).sum())
+    return out
+
+
+def guidance_report(samples: torch.Tensor, labels: torch.Tensor | None, *, classifier: nn.Module | None = None,
+                    per_class_frechet: bool = True) -> dict:
     """How well guided MNIST samples (N, 1, 28, 28) show the digits ``labels`` (N,) asked for, read by the course's
     classifier: accuracy (top class = requested), the share read as the requested digit with probability > 0.9, the
     mean probability of the requested digit, per-class accuracy; the pooled Frechet / floor of all samples
     (:func:`metrics.quality_report`); and per class, the Frechet / floor of that class's samples against that class's
     test digits (floor: that class's training digits), which falls when samples get sharper and rises again when they
-    lose variety. With ``labels=None`` (unconditional samples) only the pooled numbers."""
+    lose variety. With ``labels=None`` (unconditional samples) only the pooled numbers. ``per_class_frechet=False``
+    skips the per-class distances (they need 128 samples of each class)."""
     from .data import mnist
     from .metrics import CONFIDENT, classifier_outputs, quality_report
 
@@ -189,6 +223,8 @@ def guidance_report(samples: torch.Tensor, labels: torch.Tensor | None, *, class
         mean_probability_of_requested=round(float(p[torch.arange(len(labels)), labels].mean()), 4),
         per_class_accuracy=[round(float(right[labels == c].double().mean()), 4) if (labels == c).any() else None for c in range(k)],
     )
+    if not per_class_frechet:
+        return out
     x_tr, y_tr = mnist("train")
     x_te, y_te = mnist("test")
     ratios, spreads = [], []

@@ -32,7 +32,7 @@ from .forward import q_sample
 from .schedules import SCHEDULE_KINDS, NoiseSchedule, make_betas
 from .viz import image_grid
 
-__all__ = ["BetaExplorer", "beta_explorer", "T_RANGE", "BETA_RANGE"]
+__all__ = ["BetaExplorer", "beta_explorer", "GuidanceExplorer", "guidance_explorer", "T_RANGE", "BETA_RANGE", "W_RANGE"]
 
 T_RANGE = (10, 2000)  # the T slider's range
 BETA_RANGE = (1e-6, 1.0)  # the beta_1 / beta_T sliders' range (log scale); beta = 1 is allowed on the slider but
@@ -42,6 +42,9 @@ _COSINE_NOTE = (
     "cosine: alpha_bar(t) = cos^2(((t/T + s)/(1 + s)) pi/2) with s = 0.008, beta clipped at 0.999 "
     "(Nichol &amp; Dhariwal 2021). The beta_1 and beta_T sliders are ignored."
 )
+
+
+W_RANGE = (0.0, 8.0)  # the guidance explorer's w slider
 
 
 def _snr_db(snr: float) -> str:
@@ -353,5 +356,79 @@ def beta_explorer(**kwargs) -> BetaExplorer:
     from IPython.display import display
 
     explorer = BetaExplorer(**kwargs)
+    display(explorer.widget)
+    return explorer
+
+
+class GuidanceExplorer:
+    """Classifier-free guidance live (chapter 11): pick a digit and a guidance scale w and see ``n`` samples of the
+    class-conditional U-Net, all from the same seeded x_T, with how the course's classifier reads them.
+
+    Controls: ``digit`` (0-9), ``w`` (0 = the conditional model, larger = stronger guidance), ``steps`` (DDIM steps;
+    fewer is faster), ``seed`` (another set of x_T). Read-outs: ``readout`` (time and classifier counts), ``image``
+    (the samples, one PNG). Results are cached per (digit, w, steps, seed), so going back to a setting is instant.
+    ``last`` holds the last result of :func:`~diffusion_course.guidance.guided_grid` (samples, seconds, counts).
+    """
+
+    def __init__(self, model: torch.nn.Module, schedule: NoiseSchedule, *, classifier: torch.nn.Module | None = None, digit: int = 3,
+                 w: float = 3.0, steps: int = 20, n: int = 16, seed: int = 0, scale: int = 4) -> None:
+        import ipywidgets as widgets
+
+        from .guidance import _null_label
+
+        null = _null_label(model)
+        check_positive_int(digit, "digit", 0, null - 1)
+        if not W_RANGE[0] <= w <= W_RANGE[1]:
+            raise ValueError(f"w must lie in [{W_RANGE[0]}, {W_RANGE[1]}]; got {w}")
+        check_positive_int(steps, "steps", 1, 100)
+        check_positive_int(n, "n", 1, 64)
+        check_positive_int(scale, "scale", 1, 16)
+        self.model, self.schedule, self.classifier, self.n, self.scale = model, schedule, classifier, n, scale
+        self._cache: dict[tuple, dict] = {}
+        self.n_computed = 0  # samplings actually run (cache misses)
+        desc = {"description_width": "initial"}
+        self.digit = widgets.ToggleButtons(options=list(range(null)), value=digit, description="digit", style={**desc, "button_width": "34px"})
+        self.w = widgets.FloatSlider(value=w, min=W_RANGE[0], max=W_RANGE[1], step=0.5, description="guidance w", continuous_update=False,
+                                     style=desc)
+        self.steps = widgets.IntSlider(value=steps, min=5, max=50, step=5, description="DDIM steps", continuous_update=False, style=desc)
+        self.seed = widgets.IntText(value=seed, description="seed", style=desc, layout=widgets.Layout(width="140px"))
+        self.readout = widgets.HTML()
+        self.image = widgets.Image(format="png")
+        self.widget = widgets.VBox([self.digit, widgets.HBox([self.w, self.steps, self.seed]), self.readout, self.image])
+        for c in (self.digit, self.w, self.steps, self.seed):
+            c.observe(self._update, names="value")
+        self._update()
+
+    def _update(self, change: dict | None = None) -> None:
+        from PIL import Image
+
+        from .guidance import guided_grid
+
+        key = (self.digit.value, float(self.w.value), self.steps.value, self.seed.value)
+        if key not in self._cache:
+            res = guided_grid(self.model, self.schedule, key[0], key[1], n=self.n, steps=key[2], seed=key[3], classifier=self.classifier)
+            grid = (image_grid(res["samples"], nrow=min(self.n, 8)) * 255).round().astype(np.uint8)
+            buf = io.BytesIO()
+            Image.fromarray(grid).resize((grid.shape[1] * self.scale, grid.shape[0] * self.scale), Image.NEAREST).save(buf, format="png")
+            res["png"] = buf.getvalue()
+            self._cache[key] = res
+            self.n_computed += 1
+        self.last = res = self._cache[key]
+        self.image.value = res["png"]
+        read = ""
+        if "read_as_digit" in res:
+            read = (f"; the classifier reads {res['read_as_digit']}/{self.n} as a {key[0]} "
+                    f"({res['confident']}/{self.n} with p &gt; 0.9)")
+        self.readout.value = f"digit {key[0]}, w = {key[1]:g}, {key[2]} DDIM steps: {self.n} samples in {res['seconds']:.2f} s{read}"
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def guidance_explorer(model: torch.nn.Module, schedule: NoiseSchedule, **kwargs) -> GuidanceExplorer:
+    """Build a :class:`GuidanceExplorer` (arguments as its constructor), display it, and return it."""
+    from IPython.display import display
+
+    explorer = GuidanceExplorer(model, schedule, **kwargs)
     display(explorer.widget)
     return explorer
