@@ -243,3 +243,34 @@ def test_bf16_autocast_on_the_cpu_trains_like_fp32() -> None:
     a, b = sum(fp32.losses[-10:]) / 10, sum(bf16.losses[-10:]) / 10
     assert b == pytest.approx(a, rel=0.15), (a, b)
     assert bf16.losses != fp32.losses  # it really ran in another precision
+
+
+def test_more_steps_under_a_cosine_lr_is_refused_but_allowed_under_a_constant_lr(tmp_path: Path) -> None:
+    ckpt = str(tmp_path / "c.pt")
+    train(_unet(), X8, _cfg(steps=4, checkpoint_path=ckpt), schedule=SCHEDULE)
+    # the cosine decay was laid out over 4 steps: resuming with 8 would not continue the run that was started
+    with pytest.raises(CheckpointError, match="steps: checkpoint 4 vs config 8"):
+        train(_unet(), X8, _cfg(steps=8, checkpoint_path=ckpt), schedule=SCHEDULE)
+    const = str(tmp_path / "k.pt")
+    train(_unet(), X8, _cfg(steps=4, lr_schedule="constant", checkpoint_path=const), schedule=SCHEDULE)
+    assert train(_unet(), X8, _cfg(steps=8, lr_schedule="constant", checkpoint_path=const), schedule=SCHEDULE).resumed_from == 4
+
+
+def test_fp16_resume_is_exact_because_the_loss_scale_is_saved(tmp_path: Path, monkeypatch) -> None:
+    """fp16 autocast with a GradScaler: the loss scale (and its growth counter) is part of the run's state. With a
+    growth interval of 1 the scale doubles after every finite step, so a resume that forgot it would end on another scale."""
+    real = torch.amp.GradScaler
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda device: real(device, growth_interval=1))
+    cfg = dict(lr_schedule="constant", amp="fp16", ema_decay=None)
+    one_go = _unet()
+    whole_ckpt = str(tmp_path / "whole.pt")
+    whole = train(one_go, X8, _cfg(steps=6, checkpoint_path=whole_ckpt, **cfg), schedule=SCHEDULE)
+    ckpt = str(tmp_path / "h.pt")
+    train(_unet(), X8, _cfg(steps=3, checkpoint_path=ckpt, **cfg), schedule=SCHEDULE)
+    state = load_checkpoint(ckpt)
+    assert state["scaler"] is not None and state["device"] == "cpu"
+    resumed = _unet()
+    rest = train(resumed, X8, _cfg(steps=6, checkpoint_path=ckpt, **cfg), schedule=SCHEDULE)
+    assert rest.resumed_from == 3 and rest.losses == whole.losses and _same_weights(one_go, resumed)
+    end_whole, end_resumed = load_checkpoint(whole_ckpt)["scaler"], load_checkpoint(ckpt)["scaler"]
+    assert end_resumed["scale"] == end_whole["scale"] > state["scaler"]["scale"]

@@ -123,14 +123,17 @@ def _l_simple_unchecked(schedule: NoiseSchedule, snr_gamma: float | None) -> Los
     return loss_fn
 
 
-# Settings that must match for a resumed run to continue the same run (steps may grow: training is extended).
+# Settings that must match for a resumed run to continue the same run (steps may grow under a constant LR: training is extended).
 _RESUME_MUST_MATCH = ("batch_size", "lr", "warmup_steps", "lr_schedule", "grad_clip", "ema_decay", "seed", "snr_gamma", "label_dropout")
 
 
 def _check_resume_config(saved: dict, config: TrainConfig, path: Path) -> None:
-    """Raise CheckpointError when the checkpoint was written by a run with other settings (it would not resume exactly)."""
+    """Raise CheckpointError when the checkpoint was written by a run with other settings (it would not resume exactly).
+    ``steps`` may grow (training is extended) only under a constant LR: a cosine decay is laid out over ``steps``, so
+    another ``steps`` changes the LR of the steps still to come and the run would not be the one that was started."""
     mine = asdict(config)
-    differ = [k for k in _RESUME_MUST_MATCH if k in saved and str(saved[k]) != str(mine[k] if mine[k] is not None else "None")]
+    keys = _RESUME_MUST_MATCH + (("steps",) if config.lr_schedule == "cosine" else ())
+    differ = [k for k in keys if k in saved and str(saved[k]) != str(mine[k] if mine[k] is not None else "None")]
     if differ:
         pairs = ", ".join(f"{k}: checkpoint {saved[k]} vs config {mine[k]}" for k in differ)
         raise CheckpointError(
@@ -222,6 +225,7 @@ def _train(
     ema = EMA(model, config.ema_decay) if config.ema_decay is not None else None
     losses: list[float] = []
     start = 0
+    resumed_scaler = None
     ckpt = Path(config.checkpoint_path) if config.checkpoint_path else None
     if ckpt is not None and ckpt.exists():
         state = load_checkpoint(ckpt, model)
@@ -241,6 +245,13 @@ def _train(
         if device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], device)
         losses = [float(v) for v in state["losses"]]
+        resumed_scaler = state.get("scaler")
+        saved_device = state.get("device")
+        if saved_device is not None and saved_device != device.type:
+            import warnings
+
+            warnings.warn(f"{ckpt} was written on {saved_device} and resumes on {device.type}: the run continues, but not bit for bit "
+                          "(kernels differ between devices)", stacklevel=3)
     last_saved = start if ckpt is not None and start > 0 else None
 
     def save(step: int) -> None:
@@ -255,6 +266,8 @@ def _train(
                 "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                 "step": step,
                 "losses": torch.tensor(losses, dtype=torch.float64),
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "device": device.type,
                 "architecture": architecture_of(model),
                 "config": {k: (v if v is not None else "None") for k, v in asdict(config).items()},
             },
@@ -273,6 +286,8 @@ def _train(
 
     amp_dtype = _autocast_dtype(config, device)
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
+    if scaler is not None and resumed_scaler is not None:
+        scaler.load_state_dict(resumed_scaler)  # the fp16 loss scale and its growth counter: exact resume under fp16
     forward = torch.compile(model) if config.compile else model  # shares the parameters: the optimiser and EMA see the same weights
     model.train()
     t0 = time.perf_counter()
