@@ -70,3 +70,38 @@ def test_fashion_mnist_fallback_says_so(tmp_path: Path, capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     assert "Fashion-MNIST unavailable" in out and "MNIST subset" in out
     assert x.shape == (1000, 1, 28, 28)
+
+
+def test_data_dir_prefers_the_env_var_then_the_source_tree_then_the_installed_copy(tmp_path):
+    from diffusion_course.data import DATA_DIR, SHIPPED_MARKER, find_data_dir
+
+    assert (DATA_DIR / SHIPPED_MARKER).exists()  # this checkout finds its shipped files
+    tree, prefix = tmp_path / "src" / "data", tmp_path / "venv"
+    installed = prefix / "share" / "diffusion_course" / "data"
+    assert find_data_dir({}, tree, str(prefix)) == tree  # nothing anywhere: the source-tree path, for downloads
+    installed.mkdir(parents=True)
+    (installed / SHIPPED_MARKER).write_text("{}")
+    assert find_data_dir({}, tree, str(prefix)) == installed  # a non-editable install: the copy under <prefix>/share
+    tree.mkdir(parents=True)
+    (tree / SHIPPED_MARKER).write_text("{}")
+    assert find_data_dir({}, tree, str(prefix)) == tree  # a clone or editable install: its own data/
+    assert find_data_dir({"DIFFUSION_COURSE_DATA": str(tmp_path / "x")}, tree, str(prefix)) == tmp_path / "x"
+
+
+def test_a_built_wheel_carries_the_shipped_weights(tmp_path):
+    """What a non-editable `pip install .` installs: the wheel holds every shipped weights file and card under
+    share/diffusion_course/data, where find_data_dir looks when there is no source tree."""
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(root), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)],
+                   check=True, capture_output=True, timeout=600)
+    (wheel,) = tmp_path.glob("diffusion_course-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = sorted(p.name for p in (root / "data").iterdir() if p.suffix in (".safetensors", ".json"))
+    packed = sorted(n.rsplit("/", 1)[-1] for n in names if "/share/diffusion_course/data/" in n)
+    assert shipped and packed == shipped
+    assert any(n.endswith("diffusion_course/guidance.py") for n in names)

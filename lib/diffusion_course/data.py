@@ -23,9 +23,32 @@ __all__ = [
     "mnist",
     "fashion_mnist",
     "DATA_DIR",
+    "find_data_dir",
 ]
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+SHIPPED_MARKER = "mnist_classifier.json"  # a file every copy of the shipped data holds
+
+
+def find_data_dir(environ: dict | None = None, source_tree: Path | None = None, prefix: str | None = None) -> Path:
+    """Where the shipped weights and downloaded datasets live: $DIFFUSION_COURSE_DATA if set; else the source tree's
+    data/ (a clone, or an editable install); else <sys.prefix>/share/diffusion_course/data, where a non-editable
+    ``pip install .`` puts the shipped files; else the source-tree path (created on the first download)."""
+    import os
+    import sys
+
+    env = (os.environ if environ is None else environ).get("DIFFUSION_COURSE_DATA")
+    if env:
+        return Path(env).expanduser()
+    tree = source_tree if source_tree is not None else Path(__file__).resolve().parents[2] / "data"
+    if (tree / SHIPPED_MARKER).exists():
+        return tree
+    installed = Path(prefix if prefix is not None else sys.prefix) / "share" / "diffusion_course" / "data"
+    if (installed / SHIPPED_MARKER).exists():
+        return installed
+    return tree
+
+
+DATA_DIR = find_data_dir()
 TOY_2D = ("swiss_roll", "moons", "rings", "gaussian_mixture")
 
 
