@@ -59,3 +59,4 @@ weights: install
 	$(PY) -m diffusion_course.pretrained collect --what card
 	$(PY) -m diffusion_course.pretrained evaluate --what table --redo
 	$(PY) -m diffusion_course.pretrained collect --what table
+	OMP_NUM_THREADS=1 $(PY) -m diffusion_course.colour train

@@ -411,3 +411,38 @@ def test_check_result_is_bool_like_and_printable():
     bad = ex.check_q_sample(qs_variance_for_std, quiet=True)
     assert bool(ok) is True and bool(bad) is False
     assert str(bad) == bad.message and "q_sample" in repr(bad)
+
+
+# ------------------------------------------------------------------------------ chapter 11: guidance
+def test_guidance_checker_passes_eq6_in_both_common_spellings():
+    from diffusion_course.guidance import guided_eps  # noqa: F401  (the lib's rule, used by the samplers)
+
+    assert ex.check_guidance(lambda c, u, w: (1 + w) * c - w * u, quiet=True)
+    assert ex.check_guidance(lambda c, u, w: u + (1 + w) * (c - u), quiet=True)
+
+
+@pytest.mark.parametrize(
+    "fn, mistake",
+    [
+        (lambda c, u, w: u + w * (c - u), "diffusers_scale"),
+        (lambda c, u, w: (1 + w) * u - w * c, "swapped"),
+        (lambda c, u, w: (1 + w) * c + w * u, "sign"),
+        (lambda c, u, w: c - w * u, "no_one_plus"),
+    ],
+)
+def test_guidance_checker_names_the_slip(fn, mistake):
+    r = ex.check_guidance(fn, quiet=True)
+    assert not r and r.status == "wrong" and r.mistakes == (mistake,)
+    assert "Measured weights" in r.message and "First difference" in r.message
+
+
+def test_guidance_checker_stub_in_place_shape_and_error():
+    def stub(c, u, w):
+        raise NotImplementedError
+
+    assert ex.check_guidance(stub, quiet=True).status == "not written yet"
+    assert ex.check_guidance(lambda c, u, w: None, quiet=True).status == "not written yet"
+    assert ex.check_guidance(lambda c, u, w: c.mul_(1 + w).sub_(w * u), quiet=True).mistakes == ("in_place",)
+    assert ex.check_guidance(lambda c, u, w: ((1 + w) * c - w * u).flatten(), quiet=True).mistakes == ("shape",)
+    assert ex.check_guidance(lambda c, u, w: c.view(-1, 7), quiet=True).status == "error"
+    assert ex.check_guidance(3, quiet=True).mistakes == ("not_callable",)

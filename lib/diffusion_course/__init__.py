@@ -16,19 +16,21 @@ Module map (chapter that teaches it; what it computes):
     models and training
       models/        04-05  sinusoidal embedding, 2-D MLP, BasicUNet and the time-conditioned UNet
       ema            07  EMA with warm-up, decay as a half-life
-      train          04-09  one loop for every model (Algorithm 1): clipping, EMA, LR schedule, checkpoints, resume
+      train          04-11  one loop for every model (Algorithm 1): clipping, EMA, LR schedule, checkpoints, resume, labels
+      guidance       11  label-dropout loss, classifier-free guidance (Ho & Salimans eq. 6), guided samplers, its report
       checkpoints    06  atomic checkpoints, safetensors weights with a JSON card
     data, scores, shipped files
       data           all  2-D sets, 8x8 digits, MNIST with its offline fallback
       classifier     06  the MNIST classifier whose features score samples
       metrics        04, 06-08  sliced Wasserstein, MMD, Frechet distance, floors, quality reports, nearest-neighbour distance
       evaluation     06-08  sampler settings of the shipped model's card and the DDIM steps x eta table
-      pretrained     06-09  loading the shipped weights, samples and tables; the `make weights` commands
+      pretrained     06-09, 11  loading the shipped weights, samples and tables; the `make weights` commands
+      colour         10  photo crops, per-channel scaling, augmentation, the colour U-Net's memorisation study
       diffusers_bridge  09  diffusers' models in our loops, their schedules as ours
     the notebooks' helpers
       profiles       00  COURSE_PROFILE: smoke | cpu | gpu
-      viz, widgets   all, 02  plots, grids, animations; the beta_t explorer
-      exercises      02-04, 08  checkers that explain a learner's first difference
+      viz, widgets   all, 02, 11  plots, grids, animations; the beta_t explorer, the guidance explorer
+      exercises      02-04, 08, 10-11  checkers that explain a learner's first difference
 """
 
 from .forward import add_noise, corrupt, q_sample, q_step
