@@ -47,8 +47,11 @@ clean:
 	rm -rf build .pytest_cache
 
 # make weights - retrain the shipped weights in data/ (classifier and its floors, MNIST U-Net, then its quality table, shipped
-#                samples and chapter 8's DDIM grid); uses CUDA when present, else the CPU (about 65 min of training and
-#                50 min of sampling on 2 cores); pass e.g. UNET_ARGS="--steps 20000" for a longer GPU run
+#                samples and chapter 8's DDIM grid; chapter 10's colour U-Net and its memorisation study; chapter 11's
+#                conditional U-Net, fine-tuned from the MNIST U-Net, and its guidance sweep); uses CUDA when present, else
+#                the CPU (on 2 cores: about 65 min of MNIST training and 50 min of sampling, 17 min for the colour study,
+#                40 min of conditional training and 20 min of guided sampling); pass e.g. UNET_ARGS="--steps 20000"
+#                for a longer GPU run
 .PHONY: weights
 UNET_ARGS ?=
 weights: install
@@ -60,3 +63,6 @@ weights: install
 	$(PY) -m diffusion_course.pretrained evaluate --what table --redo
 	$(PY) -m diffusion_course.pretrained collect --what table
 	OMP_NUM_THREADS=1 $(PY) -m diffusion_course.colour train
+	$(PY) -m diffusion_course.pretrained train-cond-unet
+	$(PY) -m diffusion_course.pretrained evaluate-guidance --redo
+	$(PY) -m diffusion_course.pretrained collect-guidance
