@@ -298,7 +298,7 @@ def rs_off_by_one(s, x_t, t, eps_hat, z):
     return rs_learner(s, x_t, t - 1, eps_hat, z)  # every table read at t - 1 (the paper's index used as code index)
 
 
-def rs_simplified(s, x_t, t, eps_hat, z):  # seed 000's "simplified" step
+def rs_simplified(s, x_t, t, eps_hat, z):  # chapter 4's "simplified" step
     b, a = E(s.beta, t, x_t), E(s.alpha, t, x_t)
     return (x_t - b.sqrt() * eps_hat) / a.sqrt() + _mask(t, x_t) * b.sqrt() * z
 
@@ -319,7 +319,7 @@ def rs_scalar_if(s, x_t, t, eps_hat, z):
                                                    "coefficient of eps_hat: correct"]),
         (rs_alpha_bar_for_alpha, "alpha_bar_for_alpha", ["coefficient of x_t: wrong", "1 / sqrt(alpha_bar_t)"]),
         (rs_off_by_one, "off_by_one", ["off by one"]),
-        (rs_simplified, "simplified_step", ["coefficient of eps_hat: wrong", "seed 000"]),
+        (rs_simplified, "simplified_step", ["coefficient of eps_hat: wrong", "simplified' step of chapter 4"]),
     ],
 )
 def test_reverse_step_mistakes_are_named(fn, key, words):

@@ -701,7 +701,7 @@ def _reverse_spec(variance: str) -> _Spec:
                          lambda tab, c: -_b(tab, c) / (1 - _ab(tab, c)).sqrt()),
                 _Variant("simplified_step", "sqrt(1 - alpha_t) = sqrt(beta_t) in place of beta_t / sqrt(1 - alpha_bar_t): "
                          "this undoes one forward step as if eps_hat were that step's noise (the 'simplified' step of "
-                         "seed 000); eps_hat estimates the total noise in x_t, hence the factor beta_t / sqrt(1 - alpha_bar_t).",
+                         "chapter 4); eps_hat estimates the total noise in x_t, hence the factor beta_t / sqrt(1 - alpha_bar_t).",
                          lambda tab, c: -_b(tab, c).sqrt() / _a(tab, c).sqrt()),
                 _Variant("std_for_variance", "sqrt(beta_t) where beta_t belongs in the numerator.",
                          lambda tab, c: -_b(tab, c).sqrt() / (_a(tab, c).sqrt() * (1 - _ab(tab, c)).sqrt())),
