@@ -205,3 +205,36 @@ def test_guidance_explorer_updates_caches_and_reads_the_digit():
         GuidanceExplorer(model, schedule, w=9.0)
     with pytest.raises(ValueError, match="digit"):
         GuidanceExplorer(model, schedule, digit=10)
+
+
+def test_ddim_explorer_redraws_caches_and_matches_ddim_sample():
+    from diffusion_course.models.unet import UNet, UNetConfig
+    from diffusion_course.samplers import ddim_sample
+    from diffusion_course.schedules import NoiseSchedule, make_betas
+    from diffusion_course.widgets import DDIMExplorer, ddim_view
+
+    torch.manual_seed(0)
+    model = UNet(UNetConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(), mid_attention=False,
+                            norm_groups=4, dropout=0.0)).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g))
+    schedule = NoiseSchedule.from_betas(make_betas("linear", 100, 1e-4, 0.02))
+    view = ddim_view(model, schedule, steps=5, eta=0.0, spacing="trailing", n=4)
+    x_T = torch.randn((4, 1, 28, 28), generator=torch.Generator().manual_seed(0))
+    want = ddim_sample(model, schedule, x_T.shape, steps=5, eta=0.0, spacing="trailing", clip_x0=1.0, x_T=x_T)
+    assert torch.allclose(view["samples"], want) and view["trajectory"].shape == (6, 4, 1, 28, 28)
+    ex = DDIMExplorer(model, schedule, steps=5, n=4)
+    first = ex.image.value
+    assert first[:4] == b"\x89PNG" and "5 steps, eta = 0" in ex.readout.value and ex.n_computed == 1
+    ex.eta.value = 1.0
+    assert ex.image.value != first and "eta = 1" in ex.readout.value and ex.n_computed == 2
+    ex.spacing.value = "leading"
+    assert "leading spacing (80, 60, 40, 20, ...)" in ex.readout.value
+    ex.spacing.value, ex.eta.value = "uniform", 0.0
+    assert ex.image.value == first and ex.n_computed == 3  # back to the first setting: from the cache
+    with pytest.raises(ValueError, match="eta must lie in"):
+        DDIMExplorer(model, schedule, eta=2.0)
+    with pytest.raises(ValueError, match="spacing"):
+        ddim_view(model, schedule, spacing="random")
