@@ -11,7 +11,7 @@ PROFILE ?= cpu
 LAB_ARGS ?=
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: install lab test unit notebooks run lint clean
+.PHONY: install lab test unit notebooks run lint clean student
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ run: install
 	    --output-dir build/$(PROFILE) $$nb >/dev/null 2>build/$(PROFILE)/$$(basename $$nb .ipynb).log || { cat build/$(PROFILE)/$$(basename $$nb .ipynb).log; exit 1; }; \
 	  echo "$$nb: $$(( $$(date +%s) - start )) s under $(PROFILE)"; \
 	done
+
+# make student - the student edition: every notebook with its solutions removed and outputs cleared, in build/student/
+student: install
+	$(PY) -m diffusion_course.student --src notebooks --out build/student
 
 lint: install
 	$(VENV)/bin/ruff check lib tests benchmarks conftest.py
