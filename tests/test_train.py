@@ -274,3 +274,33 @@ def test_fp16_resume_is_exact_because_the_loss_scale_is_saved(tmp_path: Path, mo
     assert rest.resumed_from == 3 and rest.losses == whole.losses and _same_weights(one_go, resumed)
     end_whole, end_resumed = load_checkpoint(whole_ckpt)["scaler"], load_checkpoint(ckpt)["scaler"]
     assert end_resumed["scale"] == end_whole["scale"] > state["scaler"]["scale"]
+
+
+def test_lr_multipliers_make_parameter_groups_and_resume_exactly(tmp_path: Path) -> None:
+    from diffusion_course.train import _param_groups
+
+    model = _unet()
+    groups = _param_groups(model, _cfg(lr_multipliers={"conv_in": 10.0, "up": 3.0}))
+    by_mult = {g["lr_multiplier"]: g["params"] for g in groups}
+    assert set(by_mult) == {1.0, 10.0, 3.0}
+    assert [id(p) for p in by_mult[10.0]] == [id(model.conv_in.weight), id(model.conv_in.bias)]
+    assert sum(len(ps) for ps in by_mult.values()) == len(list(model.parameters()))
+    with pytest.raises(ValueError, match="names parameters the model does not have"):
+        _param_groups(model, _cfg(lr_multipliers={"label_embed": 10.0}))
+    with pytest.raises(ValueError, match=r"lr_multipliers\['up'\] must lie in"):
+        _cfg(lr_multipliers={"up": 0.0})
+    # a faster group moves further in the same steps
+    fast, slow = _unet(), _unet()
+    train(fast, X8, _cfg(steps=6, ema_decay=None, lr_multipliers={"conv_in": 20.0}), schedule=SCHEDULE)
+    train(slow, X8, _cfg(steps=6, ema_decay=None), schedule=SCHEDULE)
+    start = _unet().conv_in.weight
+    assert (fast.conv_in.weight - start).norm() > 5 * (slow.conv_in.weight - start).norm()
+    # resume is exact with groups too
+    cfg = dict(lr_multipliers={"conv_in": 5.0}, lr_schedule="constant")
+    one_go = _unet()
+    whole = train(one_go, X8, _cfg(steps=6, **cfg), schedule=SCHEDULE)
+    ckpt = str(tmp_path / "m.pt")
+    train(_unet(), X8, _cfg(steps=3, checkpoint_path=ckpt, **cfg), schedule=SCHEDULE)
+    resumed = _unet()
+    assert train(resumed, X8, _cfg(steps=6, checkpoint_path=ckpt, **cfg), schedule=SCHEDULE).losses == whole.losses
+    assert _same_weights(one_go, resumed)

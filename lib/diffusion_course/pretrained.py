@@ -410,6 +410,7 @@ def _train_cond_unet_cmd(args: argparse.Namespace) -> None:
     cfg = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup, lr_schedule="cosine", grad_clip=1.0,
         ema_decay=args.ema_decay, label_dropout=args.label_dropout, seed=args.seed,
+        lr_multipliers={"label_embed": args.label_lr_multiplier} if args.label_lr_multiplier != 1 else None,
         checkpoint_path=str(Path(args.out) / "checkpoints" / "mnist_cond_unet.pt"), checkpoint_every=args.checkpoint_every,
     )
     result = train(model, x, cfg, schedule=schedule, labels=y)
@@ -568,9 +569,11 @@ def main(argv: list[str] | None = None) -> None:
             p.add_argument("--threads", type=int, default=0)
             p.add_argument("--redo", action="store_true", help="sample settings again even if scored")
     p = sub.add_parser("train-cond-unet", help="train the class-conditional U-Net of chapter 11 (label dropout for guidance)")
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=5e-4, help="LR of the weights taken over from the unconditional model")
+    p.add_argument("--label-lr-multiplier", type=float, default=10.0,
+                   help="the new label table learns this many times faster than the rest (its LR = lr x this)")
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--label-dropout", type=float, default=0.1)
     p.add_argument("--init", choices=("unconditional", "random"), default="unconditional",

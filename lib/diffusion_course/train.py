@@ -46,6 +46,8 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model for the loop (CPU: about 7% faster once built, after ~2 min of compiling)
     snr_gamma: float | None = None  # min-SNR-gamma loss weighting (Hang et al. 2023) for the default loss; None: plain L_simple
     label_dropout: float = 0.1  # with labels: chance each label becomes "no label" (classifier-free guidance; Ho & Salimans 2022)
+    lr_multipliers: dict[str, float] | None = None  # parameter-name prefix -> LR multiplier, e.g. {"label_embed": 10.0} lets a
+    # part new to a fine-tuned model learn faster than the weights it starts from; None: one LR for all
     log_every: int = 50  # steps between progress-bar loss updates
     seed: int = 0  # seeds the loop's generator: batches, timesteps and noise
     checkpoint_path: str | None = None  # where to write checkpoints; resume from it if present
@@ -66,6 +68,13 @@ class TrainConfig:
         if self.snr_gamma is not None:
             check_range(self.snr_gamma, "snr_gamma", 0.0, float("inf"), open_low=True)
         check_range(self.label_dropout, "label_dropout", 0.0, 1.0)
+        if self.lr_multipliers is not None:
+            if not isinstance(self.lr_multipliers, dict) or not self.lr_multipliers:
+                raise ValueError(f"lr_multipliers must be a non-empty dict of parameter-name prefix -> multiplier; got {self.lr_multipliers!r}")
+            for prefix, mult in self.lr_multipliers.items():
+                if not isinstance(prefix, str) or not prefix:
+                    raise ValueError(f"lr_multipliers keys must be parameter-name prefixes (non-empty strings); got {prefix!r}")
+                check_range(mult, f"lr_multipliers[{prefix!r}]", 0.0, float("inf"), open_low=True)
         check_positive_int(self.log_every, "log_every", 1)
         check_positive_int(self.checkpoint_every, "checkpoint_every", 0)
 
@@ -123,8 +132,25 @@ def _l_simple_unchecked(schedule: NoiseSchedule, snr_gamma: float | None) -> Los
     return loss_fn
 
 
+def _param_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
+    """The optimiser's parameter groups: one per ``config.lr_multipliers`` prefix that names parameters (the longest
+    matching prefix wins), and the rest at multiplier 1. A prefix that names no parameter raises ValueError."""
+    mults = config.lr_multipliers or {}
+    groups: dict[str, list] = {prefix: [] for prefix in mults}
+    rest = []
+    for name, p in model.named_parameters():
+        match = max((pre for pre in mults if name == pre or name.startswith(pre + ".")), key=len, default=None)
+        (groups[match] if match is not None else rest).append(p)
+    empty = [pre for pre, ps in groups.items() if not ps]
+    if empty:
+        raise ValueError(f"lr_multipliers names parameters the model does not have: {empty} (e.g. {next(iter(dict(model.named_parameters())), '')!r})")
+    out = [{"params": rest, "lr_multiplier": 1.0}] if rest else []
+    return out + [{"params": ps, "lr_multiplier": float(mults[pre])} for pre, ps in groups.items()]
+
+
 # Settings that must match for a resumed run to continue the same run (steps may grow under a constant LR: training is extended).
-_RESUME_MUST_MATCH = ("batch_size", "lr", "warmup_steps", "lr_schedule", "grad_clip", "ema_decay", "seed", "snr_gamma", "label_dropout")
+_RESUME_MUST_MATCH = ("batch_size", "lr", "warmup_steps", "lr_schedule", "grad_clip", "ema_decay", "seed", "snr_gamma", "label_dropout",
+                      "lr_multipliers")
 
 
 def _check_resume_config(saved: dict, config: TrainConfig, path: Path) -> None:
@@ -221,7 +247,7 @@ def _train(
     """The loop of :func:`train`, run inside a forked global RNG."""
     gen = torch.Generator().manual_seed(config.seed)  # CPU generator: same stream on every device
     torch.manual_seed(config.seed + 1)  # global RNG (dropout); forked by train(), so the caller's state is kept
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    opt = torch.optim.Adam(_param_groups(model, config), lr=config.lr)
     ema = EMA(model, config.ema_decay) if config.ema_decay is not None else None
     losses: list[float] = []
     start = 0
@@ -294,7 +320,7 @@ def _train(
     bar = tqdm(range(start, config.steps), desc="training", disable=not config.progress, initial=start, total=config.steps)
     for step in bar:  # 0-based; the loss of step k is losses[k]
         for group in opt.param_groups:
-            group["lr"] = config.lr * _lr_factor(step, config)
+            group["lr"] = config.lr * group["lr_multiplier"] * _lr_factor(step, config)
         idx = torch.randint(0, data.shape[0], (config.batch_size,), generator=gen).to(device)
         x0 = data[idx]
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
