@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from ._types import EpsModel
 from ._validate import check_positive_int, check_range
 from .respacing import ddpm_sample_respaced
 from .samplers import DDIM_SPACINGS, ddim_sample
@@ -27,7 +28,6 @@ __all__ = [
     "sample_setting", "to_uint8", "from_uint8",
 ]
 
-EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 SIGMA_HAT = "sigma_hat"  # row label of the DDPM large-variance sampler
 
 

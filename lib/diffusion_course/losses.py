@@ -4,10 +4,10 @@ and the simple noise-prediction loss."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 
+from ._types import EpsModel
 from ._validate import check_choice, check_range, check_same_shape, check_timesteps
 from .forward import predict_x0_from_eps, q_sample
 from .posterior import q_posterior
@@ -28,7 +28,6 @@ __all__ = [
 ]
 
 NATS_PER_BIT = math.log(2.0)
-EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def mean_flat(x: torch.Tensor) -> torch.Tensor:

@@ -9,17 +9,17 @@ DDIM paper's Table 1 (Song et al. 2021, section 5.1); with the posterior varianc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
+from ._types import EpsModel
 from .samplers import ddim_timesteps, ddpm_sample
 from .schedules import NoiseSchedule
 
 __all__ = ["respaced_schedule", "RespacedModel", "ddpm_sample_respaced"]
 
-EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _check_kept(timesteps: torch.Tensor | Sequence[int], T: int) -> torch.Tensor:

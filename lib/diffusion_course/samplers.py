@@ -6,12 +6,13 @@ sampling loops call ``model(x_t, t)`` (t a LongTensor of shape (B,)) in plain si
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ._types import EpsModel
 from ._validate import check_choice, check_positive_int, check_range, check_same_shape, check_timesteps
 from .forward import predict_eps_from_x0, predict_x0_from_eps
 from .posterior import q_posterior
@@ -28,7 +29,6 @@ __all__ = [
     "DDPM_VARIANCES",
 ]
 
-EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 DDIM_SPACINGS = ("uniform", "quadratic", "trailing", "leading")
 DDPM_VARIANCES = ("beta", "posterior")
 

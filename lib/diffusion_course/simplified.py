@@ -15,18 +15,18 @@ noise term every point is squeezed towards the same place; the added noise hides
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from tqdm.auto import tqdm
 
+from ._types import EpsModel
 from ._validate import check_same_shape, check_timesteps
 from .samplers import _default_device, _start
 from .schedules import NoiseSchedule, extract
 
 __all__ = ["simplified_step", "simplified_sample"]
 
-EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def simplified_step(

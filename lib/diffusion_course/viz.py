@@ -34,16 +34,17 @@ __all__ = [
 
 
 def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 1) -> np.ndarray:
-    """Tile (B, C, H, W) images in [-1, 1] into one (rows*(H+pad), cols*(W+pad)) array in [0, 1] (C = 1 or 3)."""
+    """Tile (B, C, H, W) images in [-1, 1] into one array in [0, 1] (C = 1 or 3) with ``nrow`` images per row (as in
+    torchvision's ``make_grid``; default about sqrt(B)) and as many rows as needed."""
     if images.ndim != 4:
         raise ValueError(f"images must have shape (B, C, H, W); got {tuple(images.shape)}")
     x = ((images.detach().float().cpu().clamp(-1, 1) + 1) / 2).numpy()
     B, C, H, W = x.shape
-    nrow = nrow or math.ceil(math.sqrt(B))
-    ncol = math.ceil(B / nrow)
-    grid = np.ones((ncol * (H + pad) + pad, nrow * (W + pad) + pad, C), dtype=np.float32)
+    per_row = nrow or math.ceil(math.sqrt(B))  # images per row (torchvision's make_grid calls it nrow too)
+    rows = math.ceil(B / per_row)
+    grid = np.ones((rows * (H + pad) + pad, per_row * (W + pad) + pad, C), dtype=np.float32)
     for i in range(B):
-        r, c = divmod(i, nrow)
+        r, c = divmod(i, per_row)
         grid[pad + r * (H + pad) : pad + r * (H + pad) + H, pad + c * (W + pad) : pad + c * (W + pad) + W] = x[i].transpose(1, 2, 0)
     return grid[..., 0] if C == 1 else grid
 

@@ -230,8 +230,8 @@ class SelfAttention(nn.Module):
         return x + self.proj(h)
 
 
-class _Level(nn.Module):
-    """A residual block optionally followed by self-attention."""
+class ResAttnBlock(nn.Module):
+    """One stage of a U-Net level: a residual block, followed by self-attention at the levels that have it."""
 
     def __init__(self, res: ResBlock, attn: SelfAttention | None) -> None:
         super().__init__()
@@ -305,7 +305,7 @@ class UNet(nn.Module):
         ch = widths[0]
         for level, w in enumerate(widths):
             for _ in range(c.num_res_blocks):
-                self.down.append(_Level(res(ch, w), attn(w, level)))
+                self.down.append(ResAttnBlock(res(ch, w), attn(w, level)))
                 ch = w
                 skip_widths.append(ch)
             if level < len(widths) - 1:
@@ -320,7 +320,7 @@ class UNet(nn.Module):
         for level in reversed(range(len(widths))):
             w = widths[level]
             for _ in range(c.num_res_blocks + 1):
-                self.up.append(_Level(res(ch + skip_widths.pop(), w), attn(w, level)))
+                self.up.append(ResAttnBlock(res(ch + skip_widths.pop(), w), attn(w, level)))
                 ch = w
             if level > 0:
                 self.up.append(Upsample(ch))
