@@ -163,3 +163,55 @@ def test_weights_without_a_card_say_so(tmp_path: Path) -> None:
     shutil.copy(DATA_DIR / UNET_EMA_FILE, tmp_path / UNET_EMA_FILE)  # weights, no card beside them
     with pytest.raises(CheckpointError, match="unet_config"):
         load_pretrained_unet(directory=tmp_path)
+
+
+# ------------------------------------------------------------------ chapter 11: the conditional U-Net and its sweep
+@pytest.fixture(scope="module")
+def cond_unet():
+    from diffusion_course.pretrained import load_pretrained_cond_unet
+
+    return load_pretrained_cond_unet()
+
+
+def test_cond_card_records_how_it_was_made_and_its_sweep(cond_unet) -> None:
+    from diffusion_course.pretrained import GUIDANCE_SCALES
+
+    model, card = cond_unet
+    assert PROVENANCE <= set(card) and card["unet_config"]["num_classes"] == 10 and model.null_label == 10
+    assert card["parameters"] == sum(p.numel() for p in model.parameters())
+    assert card["training"]["label_dropout"] == 0.1 and card["initialised_from"]["from"] == UNET_EMA_FILE
+    sweep = card["guidance_sweep"]["settings"]
+    assert set(sweep) == {f"w{w:g}" for w in GUIDANCE_SCALES} | {"uncond"}
+    for name, r in sweep.items():
+        assert r["n"] == 10 * r["per_class"] and r["per_class"] >= 128, name  # the per-class Frechet needs 4 x 32
+        if name != "uncond":
+            assert 0 <= r["confident_correct_share"] <= r["accuracy"] <= 1 and len(r["per_class_ratio"]["each"]) == 10
+    assert card["guidance_sweep"]["goal_w3_confident_correct_at_least_0.95"] == (sweep["w3"]["confident_correct_share"] >= 0.95)
+
+
+def test_cond_sweep_numbers_are_reproduced_from_the_shipped_samples(cond_unet) -> None:
+    """The shipped guided samples are the first 16 of each digit the sweep scored: re-reading them with the classifier
+    gives accuracies consistent with the card's (160 of 1,280 samples, so within a few per cent)."""
+    from diffusion_course.pretrained import load_guidance_samples
+
+    _, card = cond_unet
+    shipped = load_guidance_samples()
+    labels = torch.arange(10).repeat_interleave(16)
+    clf, _ = load_classifier()
+    for name in ("w0", "w3"):
+        x = shipped[name]
+        assert x.shape == (160, 1, 28, 28)
+        _, p = classifier_outputs(clf, x)
+        acc = float((p.argmax(1) == labels).double().mean())
+        assert abs(acc - card["guidance_sweep"]["settings"][name]["accuracy"]) < 0.1, name
+
+
+def test_cond_unet_draws_the_digit_asked_for(cond_unet, classifier) -> None:
+    from diffusion_course.guidance import guided_sample
+
+    model, card = cond_unet
+    clf, _ = classifier
+    labels = torch.tensor([0, 1, 7]).repeat_interleave(8)
+    x = guided_sample(model, schedule_from_card(card), labels, w=3.0, steps=10, generator=torch.Generator().manual_seed(0))
+    _, p = classifier_outputs(clf, x)
+    assert float((p.argmax(1) == labels).double().mean()) >= 0.8
