@@ -43,7 +43,7 @@ class TrainConfig:
     # min(d, (1 + n) / (10 + n)) keeps the decay used below the cap for (10 d - 1) / (1 - d) steps (8,991 for 0.999):
     # after 4,000 steps it is 0.9978 (half-life 308 steps), so short runs average over about a ninth of their steps
     amp: str = "auto"  # "auto": bf16 on CUDA cards that have it, fp16 + GradScaler on older ones, off on the CPU; or "bf16", "fp16", "off"
-    compile: bool = False  # torch.compile the model for the loop (CPU: about 7% faster once built, after ~2 min of compiling)
+    compile: bool = False  # torch.compile the model for the loop (CPU: the bare step gains ~7% after ~2 min of compiling, the whole loop ~0%)
     snr_gamma: float | None = None  # min-SNR-gamma loss weighting (Hang et al. 2023) for the default loss; None: plain L_simple
     label_dropout: float = 0.1  # with labels: chance each label becomes "no label" (classifier-free guidance; Ho & Salimans 2022)
     lr_multipliers: dict[str, float] | None = None  # parameter-name prefix -> LR multiplier, e.g. {"label_embed": 10.0} lets a
