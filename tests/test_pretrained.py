@@ -198,6 +198,10 @@ def test_cond_sweep_numbers_are_reproduced_from_the_shipped_samples(cond_unet) -
     shipped = load_guidance_samples()
     labels = torch.arange(10).repeat_interleave(16)
     clf, _ = load_classifier()
+    samples_card = json.loads((DATA_DIR / "mnist_cond_unet_samples.json").read_text())
+    assert set(samples_card["settings"]) == set(shipped) == set(card["guidance_sweep"]["settings"])
+    for name, entry in samples_card["settings"].items():
+        assert entry["shipped"] == shipped[name].shape[0] and entry["scored"] == card["guidance_sweep"]["settings"][name]["n"], name
     for name in ("w0", "w3"):
         x = shipped[name]
         assert x.shape == (160, 1, 28, 28)

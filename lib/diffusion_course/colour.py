@@ -379,10 +379,9 @@ def memorisation_study(s: StudySettings, *, device: torch.device | str = "cpu", 
 
 # ------------------------------------------------------------------------------------------------------- shipping
 def _find(name: str, directory: str | Path | None) -> Path:
-    path = Path(directory or DATA_DIR) / name
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run `python -m diffusion_course.colour train` to produce it")
-    return path
+    from .pretrained import _find as find_shipped
+
+    return find_shipped(name, directory, made_by="`python -m diffusion_course.colour train`")
 
 
 def load_colour_unet(which: str = "augmented", *, directory: str | Path | None = None) -> tuple[UNet, dict[str, Any]]:

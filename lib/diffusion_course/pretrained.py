@@ -74,11 +74,24 @@ SHIPPED_UNET_CONFIG = UNetConfig(
 )
 
 
-def _find(name: str, directory: str | Path | None) -> Path:
+def _find(name: str, directory: str | Path | None, made_by: str = "`make weights` (or `python -m diffusion_course.pretrained --help`)") -> Path:
+    """The shipped file ``name`` in ``directory`` (default DATA_DIR); a missing file says which command makes it."""
     path = Path(directory or DATA_DIR) / name
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run `make weights` (or `python -m diffusion_course.pretrained --help`) to produce it")
+        raise FileNotFoundError(f"{path} is missing: run {made_by} to produce it")
     return path
+
+
+def _load_unet_file(path: Path, made_by: str = "`make weights`") -> tuple[UNet, dict[str, Any]]:
+    """A shipped UNet weights file and its card: the card's unet_config builds the model, the weights are checked
+    against the card's sha256 and loaded; eval mode, CPU."""
+    card = read_card(path)
+    if "unet_config" not in card:
+        raise CheckpointError(f"{path.with_suffix('.json')} is missing or holds no 'unet_config': the card beside the weights says "
+                              f"which U-Net they fit; run {made_by} to produce both")
+    model = UNet(UNetConfig(**card["unet_config"]))
+    load_weights(model, path)
+    return model.eval(), card
 
 
 def load_pretrained_unet(which: str = "ema", *, directory: str | Path | None = None) -> tuple[UNet, dict[str, Any]]:
@@ -86,14 +99,7 @@ def load_pretrained_unet(which: str = "ema", *, directory: str | Path | None = N
     iterate) in eval mode on the CPU, and its card."""
     if which not in ("ema", "raw"):
         raise ValueError(f"which must be 'ema' or 'raw'; got {which!r}")
-    path = _find(UNET_EMA_FILE if which == "ema" else UNET_RAW_FILE, directory)
-    card = read_card(path)
-    if "unet_config" not in card:
-        raise CheckpointError(f"{path.with_suffix('.json')} is missing or holds no 'unet_config': the card beside the weights says "
-                              "which U-Net they fit; run `make weights` to produce both")
-    model = UNet(UNetConfig(**card["unet_config"]))
-    load_weights(model, path)
-    return model.eval(), card
+    return _load_unet_file(_find(UNET_EMA_FILE if which == "ema" else UNET_RAW_FILE, directory))
 
 
 COND_UNET_FILE = "mnist_cond_unet_ema.safetensors"
@@ -104,13 +110,7 @@ GUIDANCE_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0)  # the card's guidance sweep (chapte
 def load_pretrained_cond_unet(*, directory: str | Path | None = None) -> tuple[UNet, dict[str, Any]]:
     """The shipped class-conditional MNIST noise predictor eps_theta(x_t, t, y) (EMA weights, eval mode, CPU; chapter 11)
     and its card, whose ``guidance_sweep`` holds the quality measured at each guidance scale w."""
-    path = _find(COND_UNET_FILE, directory)
-    card = read_card(path)
-    if "unet_config" not in card:
-        raise CheckpointError(f"{path.with_suffix('.json')} is missing or holds no 'unet_config'; run `make weights` to produce it")
-    model = UNet(UNetConfig(**card["unet_config"]))
-    load_weights(model, path)
-    return model.eval(), card
+    return _load_unet_file(_find(COND_UNET_FILE, directory))
 
 
 def load_guidance_samples(*, directory: str | Path | None = None) -> dict[str, torch.Tensor]:
@@ -520,6 +520,12 @@ def _collect_guidance_cmd(args: argparse.Namespace) -> None:
     from .checkpoints import _replace_atomically
 
     _replace_atomically(lambda tmp: save_file(shipped, str(tmp), metadata={"what": "16 guided samples per digit and setting, uint8"}), path)
+    samples_card = {"what": "uint8 guided samples of the conditional U-Net (0..255 = pixel values -1..1), the first 16 of each digit of "
+                            "every guidance setting, in label order; load with load_guidance_samples",
+                    "settings": {n: {"w": results[n]["w"], "sampler": results[n]["sampler"], "seed": results[n]["seed"],
+                                     "shipped": shipped[n].shape[0], "scored": results[n]["n"]} for n in names},
+                    "weights": COND_UNET_FILE, "command": "python -m diffusion_course.pretrained collect-guidance"}
+    _replace_atomically(lambda tmp: tmp.write_text(json.dumps(samples_card, indent=2) + "\n"), path.with_suffix(".json"))
     model, card = load_pretrained_cond_unet(directory=args.out)
     card["guidance_sweep"] = {"settings": results, "command": "python -m diffusion_course.pretrained evaluate-guidance",
                               "goal_w3_confident_correct_at_least_0.95": results["w3"]["confident_correct_share"] >= 0.95}

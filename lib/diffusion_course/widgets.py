@@ -364,6 +364,24 @@ def beta_explorer(**kwargs) -> BetaExplorer:
     return explorer
 
 
+def _display(explorer):
+    """Display an explorer's widget and return the explorer (to drive it from code)."""
+    from IPython.display import display
+
+    display(explorer.widget)
+    return explorer
+
+
+def _png(grid: np.ndarray, scale: int) -> bytes:
+    """An image grid in [0, 1] as PNG bytes, each pixel a scale x scale block (crisp on a projector)."""
+    from PIL import Image
+
+    pixels = (grid * 255).round().astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).resize((pixels.shape[1] * scale, pixels.shape[0] * scale), Image.NEAREST).save(buf, format="png")
+    return buf.getvalue()
+
+
 class GuidanceExplorer:
     """Classifier-free guidance live (chapter 11): pick a digit and a guidance scale w and see ``n`` samples of the
     class-conditional U-Net, all from the same seeded x_T, with how the course's classifier reads them.
@@ -404,17 +422,12 @@ class GuidanceExplorer:
         self._update()
 
     def _update(self, change: dict | None = None) -> None:
-        from PIL import Image
-
         from .guidance import guided_grid
 
         key = (self.digit.value, float(self.w.value), self.steps.value, self.seed.value)
         if key not in self._cache:
             res = guided_grid(self.model, self.schedule, key[0], key[1], n=self.n, steps=key[2], seed=key[3], classifier=self.classifier)
-            grid = (image_grid(res["samples"], nrow=min(self.n, 8)) * 255).round().astype(np.uint8)
-            buf = io.BytesIO()
-            Image.fromarray(grid).resize((grid.shape[1] * self.scale, grid.shape[0] * self.scale), Image.NEAREST).save(buf, format="png")
-            res["png"] = buf.getvalue()
+            res["png"] = _png(image_grid(res["samples"], nrow=min(self.n, 8)), self.scale)
             self._cache[key] = res
             self.n_computed += 1
         self.last = res = self._cache[key]
@@ -431,11 +444,7 @@ class GuidanceExplorer:
 
 def guidance_explorer(model: torch.nn.Module, schedule: NoiseSchedule, **kwargs) -> GuidanceExplorer:
     """Build a :class:`GuidanceExplorer` (arguments as its constructor), display it, and return it."""
-    from IPython.display import display
-
-    explorer = GuidanceExplorer(model, schedule, **kwargs)
-    display(explorer.widget)
-    return explorer
+    return _display(GuidanceExplorer(model, schedule, **kwargs))
 
 
 def ddim_view(model: torch.nn.Module, schedule: NoiseSchedule, *, steps: int = 20, eta: float = 0.0, spacing: str = "uniform",
@@ -498,8 +507,6 @@ class DDIMExplorer:
         self._update()
 
     def _update(self, change: dict | None = None) -> None:
-        from PIL import Image
-
         key = (self.steps.value, round(float(self.eta.value), 3), self.spacing.value, bool(self.clip.value), self.seed.value)
         if key not in self._cache:
             res = ddim_view(self.model, self.schedule, steps=key[0], eta=key[1], spacing=key[2], clip=key[3], seed=key[4], n=self.n)
@@ -511,10 +518,7 @@ class DDIMExplorer:
             width = max(top.shape[1], bottom.shape[1])
             pad = lambda a: np.pad(a, ((0, 0), (0, width - a.shape[1])) + ((0, 0),) * (a.ndim - 2), constant_values=1.0)  # noqa: E731
             both = np.concatenate([pad(top), np.ones((6, width) + top.shape[2:], dtype=top.dtype), pad(bottom)])
-            grid = (both * 255).round().astype(np.uint8)
-            buf = io.BytesIO()
-            Image.fromarray(grid).resize((grid.shape[1] * self.scale, grid.shape[0] * self.scale), Image.NEAREST).save(buf, format="png")
-            res["png"] = buf.getvalue()
+            res["png"] = _png(both, self.scale)
             res["out_of_range"] = float((res["samples"].abs() > 1).float().mean())
             self._cache[key] = res
             self.n_computed += 1
@@ -532,8 +536,4 @@ class DDIMExplorer:
 
 def ddim_explorer(model: torch.nn.Module, schedule: NoiseSchedule, **kwargs) -> DDIMExplorer:
     """Build a :class:`DDIMExplorer` (arguments as its constructor), display it, and return it."""
-    from IPython.display import display
-
-    explorer = DDIMExplorer(model, schedule, **kwargs)
-    display(explorer.widget)
-    return explorer
+    return _display(DDIMExplorer(model, schedule, **kwargs))
