@@ -7,6 +7,11 @@ import pytest
 import torch
 
 from diffusion_course import exercises as ex
+from diffusion_course.exercises import _engine as engine
+from diffusion_course.exercises import ddim_step as ddim_step_ex
+from diffusion_course.exercises import posterior_mean as posterior_mean_ex
+from diffusion_course.exercises import q_sample as q_sample_ex
+from diffusion_course.exercises import reverse_step as reverse_step_ex
 from diffusion_course.forward import q_sample
 from diffusion_course.posterior import q_posterior
 from diffusion_course.samplers import ddim_step, ddpm_step
@@ -89,14 +94,15 @@ def test_reverse_step_posterior_variance_option():
 def test_coefficient_formulas_match_the_lib():
     """The checker's own coefficient tables (used to diagnose) reproduce the lib on every case: an oracle for them."""
     g = torch.Generator().manual_seed(0)
-    specs = [ex._Q_SAMPLE, ex._POSTERIOR_MEAN, ex._reverse_spec("beta"), ex._reverse_spec("posterior"), ex._DDIM]
+    specs = [q_sample_ex._Q_SAMPLE, posterior_mean_ex._POSTERIOR_MEAN, reverse_step_ex._reverse_spec("beta"),
+             reverse_step_ex._reverse_spec("posterior"), ddim_step_ex._DDIM]
     for spec in specs:
-        for case in spec.cases(ex._schedules()):
-            inputs = ex._draw_inputs(spec, case, g)
+        for case in spec.cases(engine._schedules()):
+            inputs = engine._draw_inputs(spec, case, g)
             want = spec.reference(case["tab"].schedule, inputs, case).double()
-            got = ex._linear_output(spec, case, inputs)
-            scale = ex._scale(spec, case, inputs)
-            assert ex._close(got, want, scale).all(), (spec.name, ex._describe_case(case))
+            got = engine._linear_output(spec, case, inputs)
+            scale = engine._scale(spec, case, inputs)
+            assert engine._close(got, want, scale).all(), (spec.name, engine._describe_case(case))
 
 
 # -------------------------------------------------------------------------------------------------------- stubs

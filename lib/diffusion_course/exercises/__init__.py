@@ -1,0 +1,43 @@
+"""Checkers for the exercises: run a learner's function against the lib and explain the first difference in words.
+
+Each checker calls the learner's function on random inputs (2-D points and 4-D images, several timesteps including
+0 and T-1, two schedules, a seeded generator), compares with the lib, and prints one report:
+
+- "correct", with what was tested;
+- "not written yet" for a stub (raises NotImplementedError, or returns None / Ellipsis); the notebook keeps running;
+- otherwise the first difference (which case, which element, expected vs got), then a term-by-term diagnosis: every
+  function checked here is, at a fixed timestep, a linear combination of its tensor inputs, so the checker measures
+  each coefficient (by feeding a one in that input and zeros in the others) and compares it with the right one and with
+  known wrong ones: a variance where the standard deviation belongs, alpha where alpha_bar belongs, an off-by-one t,
+  a missing square root, noise added at t = 0, a flipped sign, swapped arguments.
+
+Learner signatures (t and t_prev are LongTensors of shape (B,), one timestep per example, code index 0..T-1):
+
+====================  ===============================================  ==================================================
+checker               your function                                    returns
+====================  ===============================================  ==================================================
+check_q_sample        fn(schedule, x0, t, eps)                         x_t (Ho et al. 2020, eq. 4)
+check_posterior_mean  fn(schedule, x0, x_t, t)                         tilde-mu_t (Ho et al. 2020, eq. 7)
+check_reverse_step    fn(schedule, x_t, t, eps_hat, z)                 x_{t-1} (Ho et al. 2020, Algorithm 2, line 4)
+check_ddim_step       fn(schedule, x_t, t, t_prev, eps_hat, eta, z)    x_{t_prev} (Song et al. 2021, eq. 12)
+check_channel_scaling fn(x, lo, hi), fn(y, lo, hi)                       per-channel scaling to [-1, 1] and back (chapter 10)
+check_guidance        fn(eps_cond, eps_uncond, w)                      (1 + w) eps_cond - w eps_uncond (Ho & Salimans 2022, eq. 6)
+====================  ===============================================  ==================================================
+
+Each checker returns a :class:`CheckResult`, true when the function is correct.
+
+Layout: ``_engine`` holds the probes, the comparison and the diagnosis shared by the linear exercises; each exercise has
+its own module (``q_sample`` chapter 2, ``posterior_mean`` and ``reverse_step`` chapter 3, ``ddim_step`` chapter 8,
+``channel_scaling`` chapter 10, ``guidance`` chapter 11), and this package re-exports every ``check_*``.
+"""
+
+from ._engine import CheckResult
+from .channel_scaling import check_channel_scaling
+from .ddim_step import check_ddim_step
+from .guidance import check_guidance
+from .posterior_mean import check_posterior_mean
+from .q_sample import check_q_sample
+from .reverse_step import check_reverse_step
+
+__all__ = ["CheckResult", "check_q_sample", "check_posterior_mean", "check_reverse_step", "check_ddim_step",
+           "check_channel_scaling", "check_guidance"]
