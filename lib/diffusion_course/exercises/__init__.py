@@ -40,15 +40,11 @@ from .guidance import check_guidance
 from .posterior_mean import check_posterior_mean
 from .q_sample import check_q_sample
 from .resblock import check_resblock
-from .resblock import check_resblock
 from .reverse_step import check_reverse_step
-from .sampling_loop import check_sampling_loop
-from .training_step import check_training_step
 from .sampling_loop import check_sampling_loop
 from .training_step import check_training_step
 
 __all__ = ["CheckResult", "check_q_sample", "check_posterior_mean", "check_reverse_step", "check_ddim_step",
            "check_channel_scaling", "check_guidance"]
 __all__ += ["check_ema_update", "check_ddim_timesteps"]
-__all__ += ["check_training_step", "check_sampling_loop", "check_resblock"]
 __all__ += ["check_training_step", "check_sampling_loop", "check_resblock"]
