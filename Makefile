@@ -70,3 +70,10 @@ weights: install
 	$(PY) -m diffusion_course.pretrained train-cond-unet
 	$(PY) -m diffusion_course.pretrained evaluate-guidance --redo
 	$(PY) -m diffusion_course.pretrained collect-guidance
+
+# make slides - every chapter as static reveal.js slides, build/slides/NN_name.slides.html, with reveal.js and MathJax
+#               copied from vendor/ into build/slides/assets/: the folder works from file:// with the network unplugged.
+#               Live slides (code runs on the kernel): open a notebook in JupyterLab and press Alt+R (jupyterlab-rise).
+.PHONY: slides
+slides: install
+	$(PY) -m diffusion_course.slides export --out build/slides $(NOTEBOOKS)

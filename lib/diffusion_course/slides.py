@@ -1,0 +1,418 @@
+"""Slides from the chapter notebooks: a rule that tags every cell for RISE / reveal.js, and an offline HTML export.
+
+The tagging rule
+----------------
+Each cell gets ``metadata["slideshow"] = {"slide_type": ...}``, decided in this order (first match wins):
+
+1. **Locked by hand.** A cell whose ``metadata["slideshow"]["locked"]`` is true is left exactly as it is (set the
+   slide type you want and ``"locked": true``; the tagger never touches it, and later cells follow its slide type).
+2. **Empty** cells (source blank) are ``"skip"``.
+3. **Boilerplate and helpers** are ``"skip"``: a code cell tagged ``helper``/``helpers``/``slides-skip``, or whose
+   first line is a ``# helper`` comment (``# helper``, ``# helpers: ...``), or whose code lines are at least half,
+   and at least three, ``import``/``from ... import``/``%magic`` lines and which displays nothing (no figure, table or widget; printed
+   text may be there): the setup cell at the top of each chapter. Skipped cells are
+   hidden, not removed: run the notebook (Run All) before presenting so the code behind later slides exists.
+4. A markdown cell whose first line is a ``#`` or ``##`` heading opens a new ``"slide"``; a ``###`` heading opens a
+   ``"subslide"`` (one idea per slide: the chapter's sections are its slides, their subsections the vertical steps).
+5. The first cell that is shown opens a ``"slide"`` whatever it is (a deck starts with a slide).
+6. A cell tagged ``solution`` opens its own ``"subslide"``: revealing a solution is a deliberate step.
+7. A long cell (more than ``LONG_CELL_LINES`` = 15 source lines) opens its own ``"subslide"``, so that it and its
+   output get the screen.
+8. A markdown cell that comes after a code cell on the same (sub)slide is a ``"fragment"``: the commentary appears
+   after the result it talks about.
+9. Everything else is ``"-"`` (continues the current slide). Outputs are never hidden: a big figure stays with its
+   code, and slides taller than the screen scroll.
+
+``python -m diffusion_course.slides tag notebooks/*.ipynb`` applies the rule in place. It only adds or changes
+``metadata["slideshow"]`` of each cell and rewrites the file the way the notebooks are written
+(``json.dump(nb, f, indent=1, ensure_ascii=False)`` plus a newline), so every other byte stays the same; a file whose
+tags are already right is not rewritten (the command is idempotent). ``--check`` only reports files that would change.
+
+The export
+----------
+``python -m diffusion_course.slides export --out build/slides notebooks/*.ipynb`` (``make slides``) runs nbconvert's
+``SlidesExporter`` (what ``jupyter nbconvert --to slides`` runs) with a small template on top of its reveal template,
+and writes ``NN_name.slides.html`` plus an ``assets/`` folder beside them. Nothing is loaded from the network, so the
+folder works from ``file://`` with the network unplugged:
+
+- reveal.js 4.6.1 (MIT) and MathJax 3.2.2 (Apache-2.0, the single-file ``tex-svg-full.js``: SVG glyphs, no web fonts,
+  no extension loading) come from ``vendor/`` in the source tree and are copied into ``assets/``;
+- require.js, jQuery and mermaid, which the stock template loads from CDNs, are not needed and not loaded;
+- saved widget views are drawn as static HTML from the notebook's saved widget state (a finished progress bar, a
+  slider at its saved value, the image an explorer showed) instead of loading the widget manager from a CDN;
+  a widget kind the snapshot does not know falls back to its plain-text form.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import html
+import json
+import re
+import shutil
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+SLIDE_TYPES = ("slide", "subslide", "fragment", "-", "skip", "notes")
+LONG_CELL_LINES = 15
+HELPER_TAGS = frozenset({"helper", "helpers", "slides-skip"})
+_HELPER_COMMENT = re.compile(r"^#\s*helpers?\b", re.IGNORECASE)
+_IMPORT_LINE = re.compile(r"^(import\s|from\s+\S+\s+import\s|%)")
+
+ROOT = Path(__file__).resolve().parents[2]
+VENDOR_DIR = ROOT / "vendor"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+# --------------------------------------------------------------------------------------------------------------- tagging
+def _source(cell: dict) -> str:
+    src = cell.get("source", "")
+    return src if isinstance(src, str) else "".join(src)
+
+
+def _heading_level(text: str) -> int:
+    """1..6 for a markdown ATX heading on the cell's first non-blank line, else 0."""
+    for line in text.splitlines():
+        if line.strip():
+            m = re.match(r"^(#{1,6})(\s|$)", line.lstrip())
+            return len(m.group(1)) if m else 0
+    return 0
+
+
+def _is_boilerplate(cell: dict) -> bool:
+    """A helper cell (tag or ``# helper`` first line) or a setup cell that is mostly imports and magics."""
+    if HELPER_TAGS & set(cell.get("metadata", {}).get("tags", [])):
+        return True
+    lines = [ln.strip() for ln in _source(cell).splitlines()]
+    first = next((ln for ln in lines if ln), "")
+    if _HELPER_COMMENT.match(first):
+        return True
+    code, imports, in_paren = 0, 0, False
+    for ln in lines:
+        if not ln or ln.startswith("#"):
+            continue
+        if in_paren:  # continuation of a parenthesised import: part of that import
+            in_paren = ")" not in ln
+            continue
+        code += 1
+        if _IMPORT_LINE.match(ln):
+            imports += 1
+            in_paren = "(" in ln and ")" not in ln
+    shows = any(o.get("output_type") in ("display_data", "execute_result") for o in cell.get("outputs", []))
+    return imports >= 3 and 2 * imports >= code and not shows  # a cell that displays something is content, imports or not
+
+
+def slide_types(cells: Sequence[dict]) -> list[str | None]:
+    """The slide type the rule gives each cell (``None`` for a locked cell, which keeps its own)."""
+    out: list[str | None] = []
+    started = False  # a slide has been opened
+    code_on_slide = False  # the current (sub)slide already shows a code cell
+    for cell in cells:
+        meta = cell.get("metadata", {}).get("slideshow", {})
+        kind = cell.get("cell_type")
+        text = _source(cell)
+        if isinstance(meta, dict) and meta.get("locked") is True:
+            out.append(None)
+            st = meta.get("slide_type", "-")
+        else:
+            level = _heading_level(text) if kind == "markdown" else 0
+            n_lines = len(text.strip("\n").splitlines())
+            if not text.strip():
+                st = "skip"
+            elif kind == "code" and _is_boilerplate(cell):
+                st = "skip"
+            elif level in (1, 2):
+                st = "slide"
+            elif not started:
+                st = "slide"
+            elif level == 3:
+                st = "subslide"
+            elif "solution" in cell.get("metadata", {}).get("tags", []):
+                st = "subslide"
+            elif n_lines > LONG_CELL_LINES:
+                st = "subslide"
+            elif kind == "markdown" and code_on_slide:
+                st = "fragment"
+            else:
+                st = "-"
+            out.append(st)
+        if st in ("skip", "notes"):
+            continue
+        if st in ("slide", "subslide"):
+            started, code_on_slide = True, False
+        started = True
+        code_on_slide = code_on_slide or kind == "code"
+    return out
+
+
+def tag_notebook(nb: dict) -> int:
+    """Apply the rule to ``nb`` in place; returns how many cells changed."""
+    changed = 0
+    for cell, st in zip(nb["cells"], slide_types(nb["cells"])):
+        if st is None:
+            continue
+        md = cell.setdefault("metadata", {})
+        current = md.get("slideshow")
+        new = dict(current) if isinstance(current, dict) else {}
+        new["slide_type"] = st
+        if current == new:
+            continue
+        was_sorted = list(md) == sorted(md)
+        md["slideshow"] = new
+        if was_sorted:  # nbformat writes sorted keys: keep the order a re-execution would give
+            for key in sorted(md):
+                md[key] = md.pop(key)
+        changed += 1
+    return changed
+
+
+def dumps_notebook(nb: dict) -> str:
+    """The notebooks' on-disk form: ``json.dump(nb, f, indent=1, ensure_ascii=False)`` and a trailing newline."""
+    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+
+
+def tag_file(path: str | Path, *, check: bool = False) -> bool:
+    """Tag one notebook file in place (or, with ``check``, only say whether it would change). True if it changed."""
+    path = Path(path)
+    if path.suffix != ".ipynb" or not path.is_file():
+        raise ValueError(f"path must be an existing .ipynb file, got {str(path)!r}")
+    raw = path.read_text(encoding="utf-8")
+    nb = json.loads(raw)
+    tag_notebook(nb)
+    text = dumps_notebook(nb)
+    if text == raw:
+        return False
+    if not check:
+        path.write_text(text, encoding="utf-8")
+    return True
+
+
+# --------------------------------------------------------------------------------------------------------------- widgets
+def _esc(x: object) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _widget_html(model_id: str, state: dict, depth: int = 0) -> str | None:
+    """Static HTML for one saved widget model, or None when its kind is not one the snapshot draws."""
+    model = state.get(model_id)
+    if model is None or depth > 20:
+        return None
+    name, s = model.get("model_name", ""), model.get("state", {})
+    desc = s.get("description") or ""
+    label = f'<span class="cw-desc">{_esc(desc)}</span> ' if desc else ""
+
+    if name in ("HBoxModel", "VBoxModel", "BoxModel", "GridBoxModel"):
+        parts = [_widget_html(str(c).removeprefix("IPY_MODEL_"), state, depth + 1) for c in s.get("children", [])]
+        if any(p is None for p in parts):
+            return None
+        direction = "column" if name == "VBoxModel" else "row"
+        align = "flex-start" if name == "VBoxModel" else "center"
+        return f'<div class="cw-box" style="display:flex;flex-direction:{direction};align-items:{align};gap:0.4em">{"".join(parts)}</div>'
+    if name in ("HTMLModel", "HTMLMathModel"):
+        return f"<div>{label}{s.get('value', '')}</div>"  # the notebook's own saved HTML, as the live widget shows it
+    if name == "LabelModel":
+        return f"<span>{label}{_esc(s.get('value', ''))}</span>"
+    if name in ("FloatProgressModel", "IntProgressModel"):
+        lo, hi, v = float(s.get("min", 0)), float(s.get("max", 100)), float(s.get("value", 0))
+        span = hi - lo if hi > lo else 1.0
+        return f'{label}<progress value="{(v - lo) / span:.4f}" max="1" style="width:12em"></progress>'
+    if name in ("IntSliderModel", "FloatSliderModel", "FloatLogSliderModel"):
+        v = s.get("value", 0)
+        if name == "FloatLogSliderModel":
+            import math
+
+            pos = math.log(float(v), float(s.get("base", 10))) if float(v) > 0 else float(s.get("min", 0))
+        else:
+            pos = v
+        return (f'<span>{label}<input type="range" disabled min="{_esc(s.get("min", 0))}" max="{_esc(s.get("max", 100))}" '
+                f'step="any" value="{_esc(pos)}"> <code>{_esc(v)}</code></span>')
+    if name in ("DropdownModel", "SelectModel", "RadioButtonsModel", "ToggleButtonsModel"):
+        labels, idx = s.get("_options_labels", []), s.get("index")
+        if name == "ToggleButtonsModel":
+            buttons = "".join(
+                f'<button disabled style="{"font-weight:bold;border:2px solid #333" if i == idx else ""}">{_esc(o)}</button>' for i, o in enumerate(labels)
+            )
+            return f"<span>{label}{buttons}</span>"
+        chosen = labels[idx] if isinstance(idx, int) and 0 <= idx < len(labels) else ""
+        return f"<span>{label}<select disabled><option selected>{_esc(chosen)}</option></select></span>"
+    if name == "CheckboxModel":
+        return f'<label><input type="checkbox" disabled{" checked" if s.get("value") else ""}> {_esc(desc)}</label>'
+    if name in ("IntTextModel", "FloatTextModel", "BoundedIntTextModel", "BoundedFloatTextModel", "TextModel"):
+        return f'<span>{label}<input disabled value="{_esc(s.get("value", ""))}" size="8"></span>'
+    if name == "ImageModel":
+        data = next((b.get("data") for b in model.get("buffers", []) if b.get("path") == ["value"] and b.get("encoding") == "base64"), None)
+        if data is None:
+            return None
+        size = "".join(f' {k}="{_esc(s[k])}"' for k in ("width", "height") if s.get(k))
+        return f'<img src="data:image/{_esc(s.get("format", "png"))};base64,{data}"{size} alt="{_esc(desc or "widget image")}">'
+    if name == "OutputModel":
+        parts = []
+        for o in s.get("outputs", []):
+            data = o.get("data", {})
+            if o.get("output_type") == "stream":
+                parts.append(f"<pre>{_esc(o.get('text', ''))}</pre>")
+            elif "image/png" in data:
+                parts.append(f'<img src="data:image/png;base64,{data["image/png"]}" alt="output image">')
+            elif "text/html" in data:
+                parts.append(data["text/html"] if isinstance(data["text/html"], str) else "".join(data["text/html"]))
+            elif "text/plain" in data:
+                tp = data["text/plain"]
+                parts.append(f"<pre>{_esc(tp if isinstance(tp, str) else ''.join(tp))}</pre>")
+        return f"<div>{''.join(parts)}</div>"
+    return None
+
+
+def snapshot_widgets(nb: dict) -> dict:
+    """A copy of ``nb`` whose widget views are static HTML drawn from the saved widget state, without the state."""
+    nb = copy.deepcopy(nb)
+    state = nb.get("metadata", {}).pop("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if WIDGET_VIEW not in data:
+                continue
+            view = data.pop(WIDGET_VIEW)
+            body = _widget_html(str(view.get("model_id", "")), state)
+            if body is not None:
+                data["text/html"] = f'<div class="course-widget-snapshot" title="the saved state of an interactive widget">{body}</div>'
+                data.pop("text/plain", None)
+    return nb
+
+
+# ---------------------------------------------------------------------------------------------------------------- export
+ASSETS = "assets"
+MATHJAX_JS = "mathjax/es5/tex-svg-full.js"
+
+TEMPLATE = r"""{%- extends 'index.html.j2' -%}
+{%- block html_head_js_jquery -%}{%- endblock html_head_js_jquery -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{% block jupyter_widgets %}{% endblock jupyter_widgets %}
+{%- block html_head_js_mathjax -%}
+<script>
+window.MathJax = {
+  tex: {inlineMath: [['$', '$'], ['\\(', '\\)']], displayMath: [['$$', '$$'], ['\\[', '\\]']],
+        processEscapes: true, processEnvironments: true, tags: 'ams'},
+  options: {enableMenu: false, ignoreHtmlClass: 'tex2jax_ignore|jp-RenderedText|jp-InputArea-editor'},
+  svg: {fontCache: 'global'}
+};
+</script>
+<script src="{{ resources.course_assets }}/MATHJAX_JS" defer></script>
+<style type="text/css">
+.course-widget-snapshot { padding: 0.2em 0; font-size: 80%; }
+.course-widget-snapshot progress { vertical-align: middle; }
+.reveal .slides section.course-scroll { overflow-y: auto; }
+.reveal h1, .reveal h2, .reveal h3, .reveal h4 { text-transform: none; }
+.reveal h1 { font-size: 1.8em; } .reveal h2 { font-size: 1.5em; } .reveal h3 { font-size: 1.2em; }
+</style>
+{%- endblock html_head_js_mathjax -%}
+{% block footer_js %}
+<script src="{{ resources.reveal.url_prefix }}/dist/reveal.js"></script>
+<script src="{{ resources.reveal.url_prefix }}/plugin/notes/notes.js"></script>
+<script>
+Reveal.initialize({
+  controls: true,
+  progress: true,
+  history: true,
+  transition: "{{ resources.reveal.transition }}",
+  slideNumber: "c/t",
+  plugins: [RevealNotes],
+  width: {{ resources.reveal.width | default('1280', true) }},
+  height: {{ resources.reveal.height | default('800', true) }}
+});
+// a slide taller than the screen scrolls instead of being cut off
+function courseScroll() {
+  var h = Reveal.getConfig().height * 0.95;
+  document.querySelectorAll('.reveal .slides section section, .reveal .slides > section').forEach(function (s) {
+    if (s.querySelector('section')) { return; }
+    if (s.scrollHeight > h) { s.classList.add('course-scroll'); s.style.height = h + 'px'; }
+  });
+}
+Reveal.on('ready', courseScroll);
+Reveal.on('slidechanged', courseScroll);
+</script>
+{% endblock footer_js %}
+""".replace("MATHJAX_JS", MATHJAX_JS)
+
+
+def copy_assets(out_dir: Path, vendor: Path = VENDOR_DIR) -> Path:
+    """Copy reveal.js and MathJax from ``vendor`` into ``out_dir/assets``; returns that folder."""
+    need = [vendor / "reveal.js" / "dist" / "reveal.js", vendor / MATHJAX_JS]
+    missing = [str(p) for p in need if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"vendor must hold reveal.js and MathJax (see vendor/README.md); missing: {missing}")
+    dest = out_dir / ASSETS
+    for name in ("reveal.js", "mathjax"):
+        shutil.copytree(vendor / name, dest / name, dirs_exist_ok=True)
+    return dest
+
+
+def make_exporter():
+    """nbconvert's SlidesExporter with the offline template on top of its reveal template."""
+    from jinja2 import DictLoader
+    from nbconvert import SlidesExporter
+
+    return SlidesExporter(
+        extra_loaders=[DictLoader({"course_slides.html.j2": TEMPLATE})],
+        template_file="course_slides.html.j2",
+        reveal_url_prefix=f"{ASSETS}/reveal.js",
+        reveal_theme="white",
+        reveal_transition="none",
+    )
+
+
+def export_notebook(path: str | Path, out_dir: str | Path, exporter=None) -> Path:
+    """Export one notebook to ``out_dir/<stem>.slides.html`` (assets are copied by ``export``)."""
+    import nbformat
+
+    path, out_dir = Path(path), Path(out_dir)
+    if path.suffix != ".ipynb" or not path.is_file():
+        raise ValueError(f"path must be an existing .ipynb file, got {str(path)!r}")
+    exporter = exporter or make_exporter()
+    nb = nbformat.reads(json.dumps(snapshot_widgets(json.loads(path.read_text(encoding="utf-8")))), as_version=4)
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": path.stem}, "course_assets": ASSETS})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{path.stem}.slides.html"
+    target.write_text(body, encoding="utf-8")
+    return target
+
+
+def export(paths: Iterable[str | Path], out_dir: str | Path, vendor: str | Path = VENDOR_DIR) -> list[Path]:
+    """Export every notebook in ``paths`` into ``out_dir`` and copy the assets next to them."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    copy_assets(out_dir, Path(vendor))
+    exporter = make_exporter()
+    return [export_notebook(p, out_dir, exporter) for p in paths]
+
+
+# ------------------------------------------------------------------------------------------------------------------- CLI
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m diffusion_course.slides", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_tag = sub.add_parser("tag", help="set every cell's slideshow metadata by the rule (in place, idempotent)")
+    p_tag.add_argument("notebooks", nargs="+")
+    p_tag.add_argument("--check", action="store_true", help="change nothing; exit 1 if a notebook would change")
+    p_exp = sub.add_parser("export", help="static reveal.js HTML per notebook, with local assets")
+    p_exp.add_argument("notebooks", nargs="+")
+    p_exp.add_argument("--out", default="build/slides")
+    p_exp.add_argument("--vendor", default=str(VENDOR_DIR))
+    args = parser.parse_args(argv)
+
+    if args.command == "tag":
+        changed = [p for p in args.notebooks if tag_file(p, check=args.check)]
+        verb = "would change" if args.check else "tagged"
+        for p in changed:
+            print(f"{verb}: {p}")
+        print(f"{len(changed)} of {len(args.notebooks)} notebooks {verb}")
+        return 1 if (args.check and changed) else 0
+    for target in export(args.notebooks, args.out, args.vendor):
+        print(f"{target}  ({target.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
