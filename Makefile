@@ -59,17 +59,17 @@ clean:
 .PHONY: weights
 UNET_ARGS ?=
 weights: install
-	$(PY) -m diffusion_course.pretrained train-classifier
-	$(PY) -m diffusion_course.pretrained floors
-	$(PY) -m diffusion_course.pretrained train-unet $(UNET_ARGS)
-	$(PY) -m diffusion_course.pretrained evaluate --what card --redo
-	$(PY) -m diffusion_course.pretrained collect --what card
-	$(PY) -m diffusion_course.pretrained evaluate --what table --redo
-	$(PY) -m diffusion_course.pretrained collect --what table
+	$(PY) -m diffusion_course.make_weights train-classifier
+	$(PY) -m diffusion_course.make_weights floors
+	$(PY) -m diffusion_course.make_weights train-unet $(UNET_ARGS)
+	$(PY) -m diffusion_course.make_weights evaluate --what card --redo
+	$(PY) -m diffusion_course.make_weights collect --what card
+	$(PY) -m diffusion_course.make_weights evaluate --what table --redo
+	$(PY) -m diffusion_course.make_weights collect --what table
 	OMP_NUM_THREADS=1 $(PY) -m diffusion_course.colour train
-	$(PY) -m diffusion_course.pretrained train-cond-unet
-	$(PY) -m diffusion_course.pretrained evaluate-guidance --redo
-	$(PY) -m diffusion_course.pretrained collect-guidance
+	$(PY) -m diffusion_course.make_weights train-cond-unet
+	$(PY) -m diffusion_course.make_weights evaluate-guidance --redo
+	$(PY) -m diffusion_course.make_weights collect-guidance
 
 # make slides - every chapter as static reveal.js slides, build/slides/NN_name.slides.html, with reveal.js and MathJax
 #               copied from vendor/ into build/slides/assets/: the folder works from file:// with the network unplugged.

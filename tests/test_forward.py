@@ -84,7 +84,7 @@ def test_q_step_and_q_sample_with_given_eps(ddpm_schedule: NoiseSchedule, gen: t
         torch.testing.assert_close(closed[i], s.alpha_bar[ti].sqrt() * x0[i] + (1 - s.alpha_bar.double()[ti]).sqrt().float() * eps[i])
     # at code t = 0 one step and the closed form coincide
     torch.testing.assert_close(step[0], closed[0])
-    assert torch.equal(add_noise(s, x0, eps, t), closed)
+    assert torch.equal(add_noise(s, x0, t, eps), closed)
 
 
 def test_int_t_equals_tensor_t_and_generator_reproducible(ddpm_schedule: NoiseSchedule) -> None:
@@ -104,7 +104,7 @@ def test_conversions_round_trip(ddpm_schedule: NoiseSchedule, gen: torch.Generat
     xt = q_sample(s, x0, t, eps=eps)
     torch.testing.assert_close(predict_x0_from_eps(s, xt, t, eps), x0, rtol=1e-4, atol=2e-4)
     torch.testing.assert_close(predict_eps_from_x0(s, xt, t, x0), eps, rtol=1e-4, atol=2e-3)
-    v = v_from_x0_eps(s, x0, eps, t)
+    v = v_from_x0_eps(s, x0, t, eps)
     torch.testing.assert_close(predict_x0_from_v(s, xt, t, v), x0, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(predict_eps_from_v(s, xt, t, v), eps, rtol=1e-5, atol=1e-5)
     # v is a rotation of (x0, eps): x_t^2 + v^2 = x0^2 + eps^2 elementwise
@@ -135,3 +135,18 @@ def test_corrupt_mean(gen: torch.Generator) -> None:
     sd = a / math.sqrt(12)
     assert abs(float(y.mean()) - ((1 - a) * 0.8 + a / 2)) < 5 * sd / math.sqrt(n)
     assert abs(float(y.std()) - sd) < 0.01 * sd
+
+
+def test_add_noise_and_v_take_t_before_eps_and_accept_the_old_order() -> None:
+    """The package's order is (schedule, data, t, noise); the older (schedule, data, noise, t) of diffusers'
+    add_noise gives the same tensor, because an integer t and a float noise cannot be mistaken for each other."""
+    s = NoiseSchedule.linear(50)
+    g = torch.Generator().manual_seed(3)
+    x0, eps = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
+    t = torch.tensor([0, 7, 20, 33, 49])
+    new = add_noise(s, x0, t, eps)
+    assert torch.equal(new, q_sample(s, x0, t, eps=eps))
+    assert torch.equal(add_noise(s, x0, eps, t), new)
+    assert torch.equal(v_from_x0_eps(s, x0, eps, t), v_from_x0_eps(s, x0, t, eps))
+    assert torch.equal(add_noise(s, x0, 7, eps), q_sample(s, x0, 7, eps=eps))  # a plain int t
+    assert not torch.equal(add_noise(s, x0, t, eps), add_noise(s, x0, t, eps.flip(0)))  # eps is used, not ignored

@@ -74,10 +74,10 @@ def test_elbo_terms_with_perfect_model(ddpm_schedule: NoiseSchedule, gen: torch.
     eps = torch.randn(16, 2, generator=gen)
     t = torch.arange(1, 1000, 64)[:16]
     # variance "posterior": the model's Gaussian is the true posterior, so every L_{t-1} is 0
-    kl = elbo_terms(s, _perfect_model(eps), x0, t, variance="posterior", decoder="gaussian", eps=eps)
+    kl = elbo_terms(_perfect_model(eps), s, x0, t, variance="posterior", decoder="gaussian", eps=eps)
     assert kl.abs().max() < 1e-4
     # variance "beta": the means agree, the KL is the variance mismatch 0.5 (log(beta/tb) + tb/beta - 1)
-    kl_beta = elbo_terms(s, _perfect_model(eps), x0, t, variance="beta", decoder="gaussian", eps=eps)
+    kl_beta = elbo_terms(_perfect_model(eps), s, x0, t, variance="beta", decoder="gaussian", eps=eps)
     tb, b = s.posterior_variance[t].double(), s.beta[t].double()
     ref = 0.5 * (torch.log(b / tb) + tb / b - 1)
     torch.testing.assert_close(kl_beta.double(), ref, rtol=1e-3, atol=1e-6)
@@ -90,7 +90,7 @@ def test_elbo_weight_turns_eps_error_into_kl(ddpm_schedule: NoiseSchedule, gen: 
     eps = torch.randn(20, 3, generator=gen)
     delta = 0.1 * torch.randn(20, 3, generator=gen)
     t = torch.randint(1, 1000, (20,), generator=gen)
-    kl = elbo_terms(s, _perfect_model(eps, delta), x0, t, variance="posterior", decoder="gaussian", eps=eps)
+    kl = elbo_terms(_perfect_model(eps, delta), s, x0, t, variance="posterior", decoder="gaussian", eps=eps)
     ref = elbo_weight(s, t, "posterior") * (delta**2).mean(1)
     torch.testing.assert_close(kl, ref, rtol=2e-3, atol=1e-7)
 
@@ -107,7 +107,7 @@ def test_l0_is_the_decoder_nll(ddpm_schedule: NoiseSchedule, gen: torch.Generato
     mean, _, _ = q_posterior(s, x0_hat, x_t, t)
     log_var = s.posterior_log_variance_clipped[0]  # the "posterior" choice at t=0 uses tilde-beta_2 (finite)
     ref = -Normal(mean.double(), float((0.5 * log_var).exp())).log_prob(x0.double()).mean(1)
-    got = elbo_terms(s, model, x0, t, variance="posterior", decoder="gaussian", eps=eps)
+    got = elbo_terms(model, s, x0, t, variance="posterior", decoder="gaussian", eps=eps)
     torch.testing.assert_close(got.double(), ref, rtol=1e-4, atol=1e-4)
 
 
@@ -161,3 +161,17 @@ def test_simple_loss_with_min_snr(ddpm_schedule: NoiseSchedule) -> None:
     # a gamma above every SNR changes nothing
     huge = simple_loss(zero, ddpm_schedule, x0, t=t, eps=eps, snr_gamma=1e12)
     assert float(huge) == pytest.approx(float(simple_loss(zero, ddpm_schedule, x0, t=t, eps=eps)), rel=1e-6)
+
+
+def test_elbo_terms_takes_model_first_and_accepts_the_old_order() -> None:
+    """Model first, then schedule, as simple_loss and the samplers; (schedule, model, ...) gives the same terms."""
+
+    s = NoiseSchedule.linear(30)
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(6, 2, generator=g), torch.randn(6, 2, generator=g)
+    model = lambda x, t: 0.5 * x  # noqa: E731
+    t = torch.tensor([0, 1, 5, 10, 20, 29])
+    new = elbo_terms(model, s, x0, t, decoder="gaussian", eps=eps)
+    assert torch.equal(elbo_terms(s, model, x0, t, decoder="gaussian", eps=eps), new)
+    with pytest.raises(TypeError, match="schedule must be a NoiseSchedule"):
+        elbo_terms(model, model, x0, t, decoder="gaussian")

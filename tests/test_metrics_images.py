@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from diffusion_course.classifier import ClassifierConfig, MNISTClassifier, random_shift
-from diffusion_course.metrics import QualityReport, frechet_distance, gaussian_frechet_distance, quality_report
+from diffusion_course.metrics import frechet_distance, gaussian_frechet_distance
+from diffusion_course.quality import QualityReport, quality_report
 
 
 def _feats(n: int, d: int, seed: int, scale: float = 1.0, dist: int | None = None) -> torch.Tensor:
@@ -167,7 +168,7 @@ def test_a_single_digit_is_unbalanced(mnist_splits, classifier) -> None:
 
 
 def test_floor_draws_are_disjoint_within_a_pass() -> None:
-    from diffusion_course.metrics import floor_draws
+    from diffusion_course.quality import floor_draws
 
     draws = floor_draws(4000, 200, 20, seed=3)
     assert len(draws) == 20 and all(len(d) == 200 for d in draws)
@@ -230,8 +231,8 @@ def test_nearest_train_distances_against_brute_force() -> None:
 
 
 def test_stored_floors_match_a_recomputation(classifier) -> None:
-    from diffusion_course.metrics import floor_table
     from diffusion_course.pretrained import load_classifier
+    from diffusion_course.quality import floor_table
 
     stored = load_classifier()[1].get("floors")
     assert stored, "the classifier card holds no floors: run `python -m diffusion_course.pretrained floors`"

@@ -11,7 +11,7 @@ import torch
 
 from diffusion_course.classifier import accuracy
 from diffusion_course.data import DATA_DIR
-from diffusion_course.metrics import classifier_outputs
+from diffusion_course.make_weights import main
 from diffusion_course.models import UNet
 from diffusion_course.pretrained import (
     CLASSIFIER_FILE,
@@ -19,9 +19,9 @@ from diffusion_course.pretrained import (
     UNET_RAW_FILE,
     load_classifier,
     load_pretrained_unet,
-    main,
     schedule_from_card,
 )
+from diffusion_course.quality import classifier_outputs
 from diffusion_course.samplers import ddpm_sample
 from diffusion_course.schedules import NoiseSchedule
 
@@ -51,7 +51,8 @@ def test_unet_card(unet) -> None:
     assert isinstance(model, UNet) and not model.training
     assert PROVENANCE <= set(card)
     assert card["training"]["steps"] > 0 and "seed" in card["training"]
-    assert card["command"].startswith("python -m diffusion_course.pretrained train-unet")
+    # made before the commands moved to make_weights, or after: both spellings run the same command
+    assert card["command"].startswith(("python -m diffusion_course.pretrained train-unet", "python -m diffusion_course.make_weights train-unet"))
     assert card["parameters"] == sum(p.numel() for p in model.parameters())
     q = card["quality"]
     assert q["headline"] in q["settings"]
@@ -64,8 +65,8 @@ def test_unet_card(unet) -> None:
 
 def test_card_numbers_are_reproduced_from_the_shipped_samples(unet) -> None:
     """Re-scoring the shipped uint8 samples gives the card's numbers (up to the uint8 rounding of the pixels)."""
-    from diffusion_course.metrics import quality_report
     from diffusion_course.pretrained import load_card_samples
+    from diffusion_course.quality import quality_report
 
     _, card = unet
     floors = load_classifier()[1]["floors"]
@@ -146,6 +147,7 @@ def test_the_documented_command_runs(tmp_path: Path) -> None:
     for name in (CLASSIFIER_FILE, UNET_EMA_FILE, UNET_RAW_FILE):
         card = json.loads((tmp_path / name).with_suffix(".json").read_text())
         assert PROVENANCE <= set(card)
+        assert card["command"].startswith("python -m diffusion_course.make_weights "), card["command"]
     model, card = load_pretrained_unet("ema", directory=tmp_path)
     assert card["training"]["steps"] == 2
     load_classifier(directory=tmp_path)
@@ -219,3 +221,12 @@ def test_cond_unet_draws_the_digit_asked_for(cond_unet, classifier) -> None:
     x = guided_sample(model, schedule_from_card(card), labels, w=3.0, steps=10, generator=torch.Generator().manual_seed(0))
     _, p = classifier_outputs(clf, x)
     assert float((p.argmax(1) == labels).double().mean()) >= 0.8
+
+
+def test_the_old_command_name_forwards() -> None:
+    """`python -m diffusion_course.pretrained <command>` (named in older cards and notes) still runs make_weights."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "diffusion_course.pretrained", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "python -m diffusion_course.make_weights" in out and "train-unet" in out and "collect-guidance" in out

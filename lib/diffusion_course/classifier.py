@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
+from ._progress import progress_bar
 from ._validate import check_positive_int, check_range
 
 __all__ = ["ClassifierConfig", "MNISTClassifier", "random_shift", "train_classifier", "accuracy"]
@@ -113,7 +113,7 @@ def train_classifier(
     losses: list[float] = []
     model.train()
     t0 = time.perf_counter()
-    for step in tqdm(range(steps), desc="training the classifier", disable=not progress):
+    for step in progress_bar(range(steps), desc="training the classifier", disable=not progress):
         for group in opt.param_groups:
             group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
         idx = torch.randint(0, images.shape[0], (batch_size,), generator=gen)

@@ -407,7 +407,7 @@ def load_tiny_samples(*, directory: str | Path | None = None) -> tuple[torch.Ten
 
 
 def _git_state() -> dict[str, Any]:
-    from .pretrained import _git_state as git_state
+    from ._provenance import git_state
 
     return git_state()
 

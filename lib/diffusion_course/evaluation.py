@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 
+from ._progress import progress_bar
 from ._types import EpsModel
 from ._validate import check_positive_int, check_range
 from .respacing import ddpm_sample_respaced
@@ -141,7 +141,7 @@ def ddim_table(
     rows = [f"eta={float(e):g}" for e in etas] + ([SIGMA_HAT] if sigma_hat else [])
     jobs = [(r, int(s)) for r in rows for s in steps]
     cells: dict[tuple[str, int], TableCell] = {}
-    bar = tqdm(jobs, desc="sampler table", disable=not progress)
+    bar = progress_bar(jobs, desc="sampler table", disable=not progress)
     for row, s in bar:
         bar.set_postfix(row=row, steps=s)
         t0 = time.perf_counter()

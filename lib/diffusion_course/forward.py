@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from ._noise import noise_like as _noise_like
+from ._noise import rand as _rand
 from ._validate import check_same_shape, check_timesteps
 from .schedules import NoiseSchedule, extract
 
@@ -22,16 +24,6 @@ __all__ = [
 ]
 
 
-def _noise_like(x: torch.Tensor, eps: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
-    """Return ``eps`` checked against x's shape, or fresh standard normal noise drawn with ``generator``."""
-    if eps is None:
-        # draw on the generator's device (a CPU generator gives the same noise for CPU and CUDA inputs), then move
-        device = generator.device if generator is not None else x.device
-        return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
-    check_same_shape(x, eps, "x", "eps")
-    return eps
-
-
 def corrupt(x: torch.Tensor, amount: torch.Tensor | float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Mix ``x`` with uniform noise: (1 - amount) * x + amount * U[0, 1) (the "from scratch" warm-up before DDPM).
 
@@ -44,8 +36,7 @@ def corrupt(x: torch.Tensor, amount: torch.Tensor | float, generator: torch.Gene
         raise ValueError(f"amount must be a float or a tensor of shape (B,) = ({x.shape[0]},); got shape {tuple(amount.shape)}")
     if (amount < 0).any() or (amount > 1).any() or not torch.isfinite(amount).all():
         raise ValueError(f"amount must lie in [0, 1]; got values in [{float(amount.min()):.3g}, {float(amount.max()):.3g}]")
-    noise = torch.rand(x.shape, generator=generator, device=generator.device if generator is not None else x.device, dtype=x.dtype)
-    noise = noise.to(x.device)
+    noise = _rand(x.shape, generator, x.device, x.dtype)
     amount = amount.reshape(-1, *([1] * (x.ndim - 1)))
     return x * (1 - amount) + noise * amount
 
@@ -79,8 +70,27 @@ def q_sample(
     return extract(schedule.sqrt_alpha_bar, t, x0) * x0 + extract(schedule.sqrt_one_minus_alpha_bar, t, x0) * eps
 
 
-def add_noise(schedule: NoiseSchedule, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """diffusers' name for :func:`q_sample` (``DDPMScheduler.add_noise(original_samples, noise, timesteps)``)."""
+def _is_timesteps(v: object) -> bool:
+    """An int or an integer tensor: what t is and what noise never is (noise is a float tensor shaped like x)."""
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, int):
+        return True
+    return isinstance(v, torch.Tensor) and not v.dtype.is_floating_point and not v.is_complex() and v.dtype != torch.bool
+
+
+def _t_then_eps(t: object, eps: object) -> tuple[object, object]:
+    """(t, eps) in the package's order, also from the older (eps, t) order: the types tell them apart."""
+    if not _is_timesteps(t) and _is_timesteps(eps):
+        return eps, t
+    return t, eps
+
+
+def add_noise(schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor | int, eps: torch.Tensor) -> torch.Tensor:
+    """diffusers' name for :func:`q_sample`, in the package's argument order (schedule, data, t, noise). The order of
+    diffusers' ``DDPMScheduler.add_noise(original_samples, noise, timesteps)``, ``add_noise(schedule, x0, eps, t)``, is
+    accepted too: t is an int or an integer tensor, eps a float tensor shaped like x0, so the two cannot be confused."""
+    t, eps = _t_then_eps(t, eps)
     return q_sample(schedule, x0, t, eps=eps)
 
 
@@ -109,8 +119,10 @@ def predict_eps_from_x0(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Ten
     return (x_t - extract(schedule.sqrt_alpha_bar, t, x_t) * x0) / extract(schedule.sqrt_one_minus_alpha_bar, t, x_t)
 
 
-def v_from_x0_eps(schedule: NoiseSchedule, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
-    """Velocity target v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0 (Salimans & Ho 2022, section 4)."""
+def v_from_x0_eps(schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor | int, eps: torch.Tensor) -> torch.Tensor:
+    """Velocity target v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0 (Salimans & Ho 2022, section 4).
+    The older order ``(schedule, x0, eps, t)`` is accepted too (t is an integer, eps a float tensor)."""
+    t, eps = _t_then_eps(t, eps)
     t = check_timesteps(t, schedule.T, x0.shape[0])
     check_same_shape(x0, eps, "x0", "eps")
     return extract(schedule.sqrt_alpha_bar, t, x0) * eps - extract(schedule.sqrt_one_minus_alpha_bar, t, x0) * x0

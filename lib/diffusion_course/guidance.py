@@ -14,13 +14,18 @@ unchanged.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
-from ._validate import check_choice, check_range, check_same_shape, check_timesteps
+from ._validate import check_choice, check_positive_int, check_range, check_same_shape, check_timesteps
+from .data import mnist
 from .forward import q_sample
+from .pretrained import load_classifier
+from .quality import CONFIDENT, classifier_outputs, quality_report
+from .samplers import ddim_sample, ddpm_sample
 from .schedules import NoiseSchedule
 
 __all__ = ["conditional_simple_loss", "guided_eps", "GuidedModel", "guided_sample", "guidance_report", "guided_grid", "ConditionalLossFn"]
@@ -153,8 +158,6 @@ def guided_sample(
 ) -> torch.Tensor:
     """Samples of the classes ``y`` (B,) with guidance scale ``w``: DDIM (``steps`` model calls, each of batch 2B when
     w != 0) or DDPM (``sampler="ddpm"``, all T steps, sigma^2 = beta). Returns x_0 of shape (B, *item_shape)."""
-    from .samplers import ddim_sample, ddpm_sample
-
     check_choice(sampler, ("ddim", "ddpm"), "sampler")
     guided = GuidedModel(model, y, w)
     shape = (guided.y.shape[0], *item_shape)
@@ -169,11 +172,6 @@ def guided_grid(model: nn.Module, schedule: NoiseSchedule, digit: int, w: float,
     """What the guidance explorer shows: ``n`` DDIM samples (eta = 0, leading spacing, x0 clipped) of ``digit`` at
     guidance scale ``w`` from the same seeded x_T whatever w is (so changing w changes the same noises), and how the
     classifier reads them. Returns {"samples", "seconds", "read_as_digit", "confident"} (counts out of n)."""
-    import time
-
-    from ._validate import check_positive_int
-    from .metrics import CONFIDENT, classifier_outputs
-
     null = _null_label(model)
     check_positive_int(digit, "digit", 0, null - 1)
     check_positive_int(n, "n", 1)
@@ -198,16 +196,11 @@ def guidance_report(samples: torch.Tensor, labels: torch.Tensor | None, *, class
     """How well guided MNIST samples (N, 1, 28, 28) show the digits ``labels`` (N,) asked for, read by the course's
     classifier: accuracy (top class = requested), the share read as the requested digit with probability > 0.9, the
     mean probability of the requested digit, per-class accuracy; the pooled Frechet / floor of all samples
-    (:func:`metrics.quality_report`); and per class, the Frechet / floor of that class's samples against that class's
+    (:func:`.quality.quality_report`); and per class, the Frechet / floor of that class's samples against that class's
     test digits (floor: that class's training digits), which falls when samples get sharper and rises again when they
     lose variety. With ``labels=None`` (unconditional samples) only the pooled numbers. ``per_class_frechet=False``
     skips the per-class distances (they need 128 samples of each class)."""
-    from .data import mnist
-    from .metrics import CONFIDENT, classifier_outputs, quality_report
-
     if classifier is None:
-        from .pretrained import load_classifier
-
         classifier = load_classifier()[0]
     out: dict = {"n": int(samples.shape[0]), "pooled": quality_report(samples, classifier=classifier).as_dict()}
     if labels is None:

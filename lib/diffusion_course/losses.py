@@ -93,9 +93,20 @@ def _model_log_variance(schedule: NoiseSchedule, t: torch.Tensor, x: torch.Tenso
     return extract(schedule.posterior_log_variance_clipped, t, x).expand_as(x)
 
 
+def _model_then_schedule(model: object, schedule: object) -> tuple[EpsModel, NoiseSchedule]:
+    """(model, schedule), also from the older (schedule, model) order; a TypeError names what is missing."""
+    if isinstance(model, NoiseSchedule) and not isinstance(schedule, NoiseSchedule):
+        model, schedule = schedule, model
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"schedule must be a NoiseSchedule; got {type(schedule).__name__}")
+    if not callable(model):
+        raise TypeError(f"model must be callable as model(x_t, t); got {type(model).__name__}")
+    return model, schedule  # type: ignore[return-value]
+
+
 def elbo_terms(
-    schedule: NoiseSchedule,
     model: EpsModel,
+    schedule: NoiseSchedule,
     x0: torch.Tensor,
     t: torch.Tensor | int,
     *,
@@ -108,7 +119,10 @@ def elbo_terms(
     L_{t-1} = KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t)) for code t >= 1, and L_0 = -log p(x_0 | x_1) for t = 0.
 
     ``decoder`` is "discretized" (8-bit images in [-1, 1], eq. 13) or "gaussian" (continuous data such as 2-D points).
+    Model first, then schedule, as in :func:`simple_loss` and the samplers; the older order ``(schedule, model, ...)``
+    is accepted too (a NoiseSchedule is never a model).
     """
+    model, schedule = _model_then_schedule(model, schedule)
     check_choice(decoder, ("discretized", "gaussian"), "decoder")
     t = check_timesteps(t, schedule.T, x0.shape[0])
     if decoder == "discretized" and ((x0 < -1 - 1e-6).any() or (x0 > 1 + 1e-6).any()):

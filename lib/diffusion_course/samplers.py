@@ -10,8 +10,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from ._noise import model_device as _default_device
+from ._noise import randn as _randn
+from ._noise import start_noise as _start
+from ._progress import progress_bar
 from ._types import EpsModel
 from ._validate import check_choice, check_positive_int, check_range, check_same_shape, check_timesteps
 from .forward import predict_eps_from_x0, predict_x0_from_eps
@@ -31,12 +34,6 @@ __all__ = [
 
 DDIM_SPACINGS = ("uniform", "quadratic", "trailing", "leading")
 DDPM_VARIANCES = ("beta", "posterior")
-
-
-def _randn(shape: Sequence[int], generator: torch.Generator | None, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """Standard normal noise drawn on the generator's device (so a CPU generator works for a CUDA model), moved to ``device``."""
-    gen_device = generator.device if generator is not None else device
-    return torch.randn(tuple(shape), generator=generator, device=gen_device, dtype=dtype).to(device)
 
 
 def _check_clip(clip_x0: float | None) -> None:
@@ -169,23 +166,6 @@ def ddim_timesteps(T: int, steps: int, spacing: str = "uniform") -> torch.Tensor
     return torch.from_numpy(ts)
 
 
-def _default_device(model: EpsModel, x_T: torch.Tensor | None) -> torch.device:
-    if x_T is not None:
-        return x_T.device
-    if isinstance(model, torch.nn.Module):
-        for p in model.parameters():
-            return p.device
-    return torch.device("cpu")
-
-
-def _start(shape: Sequence[int], x_T: torch.Tensor | None, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    if x_T is None:
-        return _randn(shape, generator, device, torch.float32)
-    if tuple(x_T.shape) != tuple(shape):
-        raise ValueError(f"x_T must have shape {tuple(shape)}; got {tuple(x_T.shape)}")
-    return x_T.to(device)
-
-
 @torch.no_grad()
 def ddpm_sample(
     model: EpsModel,
@@ -209,7 +189,7 @@ def ddpm_sample(
     schedule = schedule.to(device)
     x = _start(shape, x_T, generator, device)
     traj = [x.cpu()] if return_trajectory else None
-    for i in tqdm(range(schedule.T - 1, -1, -1), desc="DDPM sampling", disable=not progress, leave=False):
+    for i in progress_bar(range(schedule.T - 1, -1, -1), desc="DDPM sampling", disable=not progress, leave=False):
         t = torch.full((x.shape[0],), i, dtype=torch.long, device=device)
         eps_hat = model(x, t).float()
         noise = _randn(x.shape, generator, device, x.dtype) if i > 0 else torch.zeros_like(x)
@@ -247,7 +227,7 @@ def ddim_sample(
     x = _start(shape, x_T, generator, device)
     traj = [x.cpu()] if return_trajectory else None
     B = x.shape[0]
-    for k in tqdm(range(len(ts) - 1, -1, -1), desc=f"DDIM sampling ({steps} steps)", disable=not progress, leave=False):
+    for k in progress_bar(range(len(ts) - 1, -1, -1), desc=f"DDIM sampling ({steps} steps)", disable=not progress, leave=False):
         t = torch.full((B,), ts[k], dtype=torch.long, device=device)
         t_prev = torch.full((B,), ts[k - 1] if k > 0 else -1, dtype=torch.long, device=device)
         eps_hat = model(x, t).float()
@@ -285,7 +265,7 @@ def ddim_invert(
     B = x0.shape[0]
     x = x0.to(device)
     traj = [x.cpu()] if return_trajectory else None
-    for k in tqdm(range(len(ts)), desc=f"DDIM inversion ({steps} steps)", disable=not progress, leave=False):
+    for k in progress_bar(range(len(ts)), desc=f"DDIM inversion ({steps} steps)", disable=not progress, leave=False):
         t_next = torch.full((B,), ts[k], dtype=torch.long, device=device)
         if k == 0:
             # From clean data (alpha_bar = 1): the model sees the first kept level, the usual approximation.

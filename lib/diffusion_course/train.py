@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from ._progress import progress_bar
 from ._validate import check_choice, check_positive_int, check_range
 from .checkpoints import CheckpointError, architecture_of, atomic_save, load_checkpoint
 from .ema import EMA
@@ -317,7 +317,7 @@ def _train(
     forward = torch.compile(model) if config.compile else model  # shares the parameters: the optimiser and EMA see the same weights
     model.train()
     t0 = time.perf_counter()
-    bar = tqdm(range(start, config.steps), desc="training", disable=not config.progress, initial=start, total=config.steps)
+    bar = progress_bar(range(start, config.steps), desc="training", disable=not config.progress, initial=start, total=config.steps)
     for step in bar:  # 0-based; the loss of step k is losses[k]
         for group in opt.param_groups:
             group["lr"] = config.lr * group["lr_multiplier"] * _lr_factor(step, config)

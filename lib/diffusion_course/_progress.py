@@ -1,0 +1,28 @@
+"""One progress bar for every long loop of the package: plain text, never a Jupyter widget.
+
+``tqdm.auto`` draws an ipywidgets bar inside Jupyter; once the notebook is saved and reopened without its kernel, the
+bar shows "Error displaying widget: model not found". :func:`progress_bar` is ``tqdm.std.tqdm`` writing to stderr, so a
+notebook stores the bar as ordinary stream text that reads the same when reopened. Updates come at most every half
+second, so a stored bar stays a few lines long.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+from tqdm.std import tqdm
+
+__all__ = ["progress_bar"]
+
+_T = TypeVar("_T")
+
+NCOLS = 100  # a fixed width: no terminal-size guess inside a notebook
+
+
+def progress_bar(iterable: Iterable[_T] | None = None, *, desc: str | None = None, disable: bool = False, **kwargs: Any) -> tqdm:
+    """A text progress bar over ``iterable`` (any ``tqdm`` keyword is passed on: ``total``, ``initial``, ``leave``...)."""
+    kwargs.setdefault("ncols", NCOLS)
+    kwargs.setdefault("mininterval", 0.5)
+    kwargs.setdefault("dynamic_ncols", False)
+    return tqdm(iterable, desc=desc, disable=disable, **kwargs)
