@@ -1,6 +1,9 @@
-"""The beta_t explorer, headless: change every control from Python and check the plotted data follows."""
+"""The explorers. The beta_t explorer's numbers come from the pure function beta_explorer_state, checked here against
+independent float64 formulas; one test checks that the view draws that state (and only redraws what it must)."""
 
 from __future__ import annotations
+
+import math
 
 import matplotlib
 
@@ -11,162 +14,166 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from diffusion_course.forward import q_sample  # noqa: E402
-from diffusion_course.schedules import NoiseSchedule, make_betas  # noqa: E402
-from diffusion_course.viz import image_grid  # noqa: E402
-from diffusion_course.widgets import BetaExplorer  # noqa: E402
+from diffusion_course.data import digits, swiss_roll  # noqa: E402
+from diffusion_course.widgets import BetaExplorer, beta_explorer_state  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def explorer() -> BetaExplorer:
-    return BetaExplorer(n_points=300, dpi=40)
+def _oracle_betas(kind: str, T: int, b1: float, bT: float) -> np.ndarray:
+    """The four schedules written out again in numpy float64 from their definitions (not through the lib)."""
+    if kind == "linear":
+        return np.linspace(b1, bT, T)
+    if kind == "quadratic":
+        return np.linspace(math.sqrt(b1), math.sqrt(bT), T) ** 2
+    if kind == "sigmoid":
+        return b1 + (bT - b1) / (1 + np.exp(-np.linspace(-6, 6, T)))
+    f = np.cos((np.arange(T + 1) / T + 0.008) / 1.008 * np.pi / 2) ** 2  # cosine, Nichol & Dhariwal eq. 17
+    return np.minimum(1 - f[1:] / f[:-1], 0.999)
 
 
-def _expected_points(e: BetaExplorer, t: int) -> np.ndarray:
-    s = NoiseSchedule.from_betas(make_betas(e.kind.value, e.T.value, e.beta_1.value, e.beta_T.value))
-    tt = torch.full((e.points0.shape[0],), t, dtype=torch.long)
-    return q_sample(s, e.points0, tt, eps=e.points_eps).numpy()
+@pytest.mark.parametrize("kind", ["linear", "cosine", "quadratic", "sigmoid"])
+@pytest.mark.parametrize("T,t", [(1000, 0), (1000, 250), (200, 199), (37, 18)])
+def test_state_matches_the_formulas(kind, T, t):
+    b1, bT = 2e-4, 0.03
+    s = beta_explorer_state(kind, T, b1, bT, t)
+    beta = _oracle_betas(kind, T, b1, bT)
+    ab = np.cumprod(1 - beta)
+    assert s.error is None and s.main is not None and s.compare is None and s.t == t
+    np.testing.assert_allclose(s.main.beta, beta, rtol=1e-9)
+    np.testing.assert_allclose(s.main.alpha_bar, ab, rtol=1e-9)
+    np.testing.assert_allclose(s.main.snr, ab / (1 - ab), rtol=1e-9)
+    assert s.main.alpha_bar_t == pytest.approx(ab[t], rel=1e-9)
+    assert s.main.sqrt_alpha_bar_t == pytest.approx(math.sqrt(ab[t]), rel=1e-9)
+    assert s.main.sqrt_one_minus_alpha_bar_t == pytest.approx(math.sqrt(1 - ab[t]), rel=1e-9)
+    assert s.main.snr_t == pytest.approx(ab[t] / (1 - ab[t]), rel=1e-9)
+    below = np.nonzero(ab / (1 - ab) < 1)[0]
+    assert s.main.snr_below_1_from == (int(below[0]) if below.size else None)
+    assert ("cosine" in " ".join(s.notes)) == (kind == "cosine")
 
 
-def test_initial_state_is_the_ddpm_schedule(explorer):
-    d = explorer.plotted()
-    ref = NoiseSchedule.linear(1000)
-    assert explorer.schedule is not None and explorer.schedule.T == 1000
-    np.testing.assert_allclose(d["beta"], ref.beta.double().numpy(), rtol=1e-6)
-    np.testing.assert_allclose(d["alpha_bar"], ref.alpha_bar.double().numpy(), rtol=1e-6)
-    np.testing.assert_allclose(d["snr"], ref.snr().double().numpy(), rtol=1e-5)
-    assert d["marker_t"] == explorer.t.value == 250
-    assert explorer.t.max == 999
-    assert len(explorer.out.outputs) == 1 and "image/png" in explorer.out.outputs[0]["data"]
+def test_noised_data_is_q_sample_with_the_fixed_noise():
+    """Points and digits: x_t = sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps with the given eps, and over many points the
+    moments of q(x_t | x_0) (mean sqrt(ab_t) x_0, variance 1 - ab_t) within their standard errors."""
+    g = torch.Generator().manual_seed(0)
+    x0 = swiss_roll(400, seed=0)
+    eps = torch.randn(x0.shape, generator=g)
+    images = digits()[0][:3]
+    img_eps = torch.randn(images.shape, generator=g)
+    s = beta_explorer_state("linear", 1000, 1e-4, 0.02, 300, points0=x0, points_eps=eps, images0=images, images_eps=img_eps)
+    ab = np.cumprod(1 - np.linspace(1e-4, 0.02, 1000))[300]
+    np.testing.assert_allclose(s.main.points, math.sqrt(ab) * x0.double().numpy() + math.sqrt(1 - ab) * eps.double().numpy(), atol=1e-5)
+    np.testing.assert_allclose(s.main.images, math.sqrt(ab) * images.double().numpy() + math.sqrt(1 - ab) * img_eps.double().numpy(),
+                               atol=1e-5)
+    n = 20_000  # moments: one x_0 repeated, fresh noise
+    x0_rep = torch.full((n, 2), 1.5)
+    e = torch.randn((n, 2), generator=g)
+    pts = beta_explorer_state("cosine", 500, 1e-4, 0.02, 400, points0=x0_rep, points_eps=e).main
+    sd = math.sqrt(1 - pts.alpha_bar_t)
+    assert abs(pts.points.mean() - 1.5 * pts.sqrt_alpha_bar_t) < 5 * sd / math.sqrt(2 * n)
+    assert abs(pts.points.var() - (1 - pts.alpha_bar_t)) < 5 * (1 - pts.alpha_bar_t) * math.sqrt(2 / (2 * n))
 
 
-@pytest.mark.parametrize("kind", ["cosine", "quadratic", "sigmoid", "linear"])
-def test_kind_changes_the_curves(explorer, kind):
-    explorer.kind.value = kind
-    d = explorer.plotted()
-    want = make_betas(kind, explorer.T.value, explorer.beta_1.value, explorer.beta_T.value)
-    np.testing.assert_allclose(d["beta"], want.to(torch.float32).double().numpy(), rtol=1e-6)
-    np.testing.assert_allclose(d["alpha_bar"], torch.cumprod(1 - want, 0).numpy(), rtol=1e-4)
-    np.testing.assert_allclose(d["points"], _expected_points(explorer, explorer.t.value), atol=1e-6)
-    assert explorer.beta_1.disabled == explorer.beta_T.disabled == (kind == "cosine")
-    assert ("cosine" in explorer.message.value) == (kind == "cosine")
+def test_compare_overlays_a_second_schedule_of_the_same_T():
+    s = beta_explorer_state("linear", 1000, 1e-4, 0.02, 500, compare="cosine")
+    assert s.compare is not None and s.compare.kind == "cosine" and s.compare_kind == "cosine"
+    cos = np.cumprod(1 - _oracle_betas("cosine", 1000, 0, 0))
+    lin = np.cumprod(1 - _oracle_betas("linear", 1000, 1e-4, 0.02))
+    np.testing.assert_allclose(s.compare.alpha_bar, cos, rtol=1e-9)
+    np.testing.assert_allclose(s.main.alpha_bar, lin, rtol=1e-9)
+    assert s.compare.snr_t == pytest.approx(cos[500] / (1 - cos[500]), rel=1e-9)
+    # where SNR crosses 1 (alpha_bar = 1/2): the first t with alpha_bar_t < 1/2, for each schedule
+    assert s.main.snr_below_1_from == int(np.nonzero(lin < 0.5)[0][0])
+    assert s.compare.snr_below_1_from == int(np.nonzero(cos < 0.5)[0][0])
+    assert s.main.snr_below_1_from < s.compare.snr_below_1_from  # the linear schedule loses its signal earlier
+    assert [r.kind for r in s.rows] == ["linear", "cosine"]
+    assert beta_explorer_state("linear", 100, 1e-4, 0.02, 5, compare="none").compare is None
 
 
-def test_t_moves_marker_points_and_image(explorer):
-    explorer.kind.value = "linear"
-    before = explorer.plotted()
-    explorer.t.value = 500
-    d = explorer.plotted()
-    s = explorer.schedule
-    assert d["marker_t"] == 500
-    assert d["marker_beta"] == pytest.approx(float(s.beta[500]))
-    assert d["marker_alpha_bar"] == pytest.approx(float(s.alpha_bar[500]))
-    assert d["marker_snr"] == pytest.approx(float(s.snr()[500]), rel=1e-5)
-    np.testing.assert_allclose(d["points"], _expected_points(explorer, 500), atol=1e-6)
-    assert not np.allclose(d["points"], before["points"])
-    imgs = q_sample(s, explorer.images0, torch.full((4,), 500, dtype=torch.long), eps=explorer.images_eps)
-    np.testing.assert_allclose(d["image"], image_grid(torch.cat([explorer.images0, imgs]), nrow=4), atol=1e-6)
-    np.testing.assert_array_equal(d["beta"], before["beta"])  # moving t leaves the schedule alone
-    assert "alpha_bar_t = " in explorer.readout.value and f"{float(s.alpha_bar[500]):.4g}" in explorer.readout.value
-    assert "t = 500" in explorer.figure._suptitle.get_text()
+def test_invalid_settings_give_one_error_text_and_bad_arguments_raise():
+    s = beta_explorer_state("linear", 1000, 1e-4, 1.0, 10)
+    assert s.main is None and s.compare is None and s.rows == ()
+    assert s.error.startswith("Cannot build the linear schedule") and "beta_T must lie in" in s.error
+    s = beta_explorer_state("cosine", 1000, 1e-4, 1.0, 10, compare="quadratic")  # cosine ignores beta_T; the comparison cannot
+    assert s.main is None and "quadratic (the comparison)" in s.error
+    assert beta_explorer_state("cosine", 1000, 1e-4, 1.0, 10).error is None
+    notes = beta_explorer_state("linear", 1000, 0.02, 1e-4, 10).notes
+    assert any("decreases" in n for n in notes)
+    weak = beta_explorer_state("linear", 1000, 1e-5, 1e-4, 10)
+    assert any(f"alpha_bar_T = {weak.main.alpha_bar[-1]:.3g}" in n for n in weak.notes)
+    assert beta_explorer_state("linear", 1000, 1e-4, 0.02, 10).notes == ()
+    with pytest.raises(ValueError, match="kind must be one of"):
+        beta_explorer_state("exponential", 1000, 1e-4, 0.02, 10)
+    with pytest.raises(ValueError, match="compare must be one of"):
+        beta_explorer_state("linear", 1000, 1e-4, 0.02, 10, compare="exp")
+    with pytest.raises(ValueError, match=r"t must lie in \[0, 99\]"):
+        beta_explorer_state("linear", 100, 1e-4, 0.02, 100)
+    with pytest.raises(ValueError, match="T must lie in"):
+        beta_explorer_state("linear", 5, 1e-4, 0.02, 1)
 
 
-def test_fixed_noise_makes_t_smooth(explorer):
-    explorer.t.value = 100
-    a = explorer.plotted()["points"]
-    explorer.t.value = 101
-    b = explorer.plotted()["points"]
-    assert np.abs(a - b).max() < 0.05  # one step moves points a little: the same noise, not a fresh draw
+def _readout_rows(html_text: str) -> list[list[str]]:
+    import re
+
+    rows = re.findall(r"<tr class='be-row'>(.*?)</tr>", html_text)
+    return [[re.sub(r"<[^>]+>", "", c).replace("&nbsp;", "").strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", r)] for r in rows]
 
 
-def test_T_changes_length_and_t_range(explorer):
-    explorer.t.value = 500  # half-way through T = 1000
-    explorer.T.value = 200
-    d = explorer.plotted()
-    assert len(d["beta"]) == len(d["steps"]) == 200
-    assert explorer.t.max == 199
-    assert explorer.t.value == round(500 / 999 * 199)  # t keeps its place along the chain
-    assert d["marker_t"] == explorer.t.value
-    np.testing.assert_allclose(d["beta"], make_betas("linear", 200).to(torch.float32).double().numpy(), rtol=1e-6)
-    explorer.T.value = 1000
-    assert len(explorer.plotted()["beta"]) == 1000 and explorer.t.max == 999
-
-
-def test_beta_sliders_change_the_linear_schedule(explorer):
-    explorer.kind.value = "linear"
-    explorer.beta_1.value = 1e-3
-    explorer.beta_T.value = 0.05
-    d = explorer.plotted()
-    assert d["beta"][0] == pytest.approx(explorer.beta_1.value, rel=1e-6)
-    assert d["beta"][-1] == pytest.approx(explorer.beta_T.value, rel=1e-6)
-    explorer.beta_1.value, explorer.beta_T.value = 1e-4, 0.02
-
-
-def test_bad_values_show_a_message_not_a_traceback(explorer):
-    explorer.kind.value = "linear"
-    draws = explorer.n_draws
-    explorer.beta_T.value = 1.0  # the slider reaches 1, which is outside (0, 1)
-    assert explorer.schedule is None
-    assert "Cannot build this schedule" in explorer.message.value and "beta_T" in explorer.message.value
-    assert len(explorer.out.outputs) == 1 and "beta_T must lie in" in explorer.out.outputs[0]["text"]
-    explorer.t.value = 10  # moving t while the schedule is invalid must not crash either
-    assert explorer.n_draws == draws
-    explorer.beta_T.value = 0.02
-    assert explorer.schedule is not None and "image/png" in explorer.out.outputs[0]["data"]
-    assert explorer.message.value == ""
-
-
-def test_decreasing_and_weak_schedules_get_a_note(explorer):
-    with explorer.hold():
-        explorer.beta_1.value = 0.02
-        explorer.beta_T.value = 1e-4
-    assert "decreases" in explorer.message.value
-    with explorer.hold():
-        explorer.beta_1.value, explorer.beta_T.value = 1e-5, 1e-4
-    assert "alpha_bar_T" in explorer.message.value  # x_T far from N(0, I)
-    with explorer.hold():
-        explorer.beta_1.value, explorer.beta_T.value = 1e-4, 0.02
-    assert explorer.message.value == ""
-
-
-def test_hold_redraws_once(explorer):
-    draws = explorer.n_draws
-    with explorer.hold():
-        explorer.kind.value = "quadratic"
-        explorer.T.value = 500
-        explorer.t.value = 42
-    assert explorer.n_draws == draws + 1
-    d = explorer.plotted()
-    assert d["marker_t"] == 42 and len(d["beta"]) == 500
-    with explorer.hold():
-        explorer.kind.value, explorer.T.value = "linear", 1000
-
-
-def test_one_figure_one_output_after_many_updates(explorer):
+def test_the_view_draws_the_state_and_redraws_only_what_changed():
+    """The one rendering test: controls -> state -> artists, read-out table, message and one PNG in one Output."""
     figs_before = plt.get_fignums()
-    fig, out = explorer.figure, explorer.out
-    n_axes = len(fig.axes)
-    n_lines = len(explorer.axes["beta"].lines)
-    for t in (1, 50, 300, 999):
-        explorer.t.value = t
-    for kind in ("cosine", "linear"):
-        explorer.kind.value = kind
-    explorer.T.value = 300
-    explorer.T.value = 1000
-    assert explorer.figure is fig and explorer.out is out
-    assert len(fig.axes) == n_axes and len(explorer.axes["beta"].lines) == n_lines  # artists updated, not added
-    assert len(out.outputs) == 1  # the PNG is replaced, never appended
+    e = BetaExplorer(n_points=300, dpi=40)
+    fig, out = e.figure, e.out
+    d, s = e.plotted(), e.state
+    np.testing.assert_array_equal(d["beta"], s.main.beta)
+    np.testing.assert_array_equal(d["alpha_bar"], s.main.alpha_bar)
+    assert d["marker_t"] == e.t.value == 250 and e.t.max == 999 and e.schedule.T == 1000
+    np.testing.assert_allclose(d["points"], s.main.points)
+    assert len(out.outputs) == 1 and "image/png" in out.outputs[0]["data"]
+    rows = _readout_rows(e.readout.value)
+    assert rows[0][:3] == ["linear", "250 (251)", f"{s.main.alpha_bar_t:.4g}"] and rows[1] == [""] * len(rows[0])
+    png, full = e.png(), e.n_full_draws
+
+    e.t.value = 500  # moving t: only the t-dependent artists are redrawn
+    assert e.n_full_draws == full and e.png() != png
+    assert e.plotted()["marker_alpha_bar"] == pytest.approx(e.state.main.alpha_bar_t)
+    np.testing.assert_allclose(e.plotted()["points"], e.state.main.points)
+
+    e.compare.value = "cosine"
+    d = e.plotted()
+    np.testing.assert_array_equal(d["compare_alpha_bar"], e.state.compare.alpha_bar)
+    np.testing.assert_allclose(d["compare_points"], e.state.compare.points)
+    assert _readout_rows(e.readout.value)[1][:2] == ["cosine (dashed)", "500 (501)"]
+    assert d["image"].shape[0] > 2 * 9  # three rows of digits: x_0, x_t solid, x_t dashed
+
+    with e.hold():
+        e.T.value = 200  # t keeps its place along the chain
+        e.kind.value = "quadratic"
+    assert e.t.max == 199 and e.t.value == round(500 / 999 * 199) and len(e.plotted()["beta"]) == 200
+    assert e.plotted()["marker_t"] == e.t.value
+
+    e.beta_T.value = 1.0  # invalid: one message, no stale numbers, still one PNG in the Output
+    assert e.schedule is None and e.message.value.count("Cannot build") == 1 and "beta_T must lie in" in e.message.value
+    assert _readout_rows(e.readout.value)[0][0] == "(no schedule)" and e.readout.value.count("be-row") == 2
+    assert len(out.outputs) == 1 and "image/png" in out.outputs[0]["data"]
+    draws = e.n_draws
+    e.t.value = 10  # moving t while the schedule is invalid does nothing
+    assert e.n_draws == draws
+    e.beta_T.value = 0.02
+    assert e.schedule is not None and "Cannot build" not in e.message.value
+    assert f"quadratic: alpha_bar_T = {e.state.main.alpha_bar[-1]:.3g}" in e.message.value  # T = 200 with T = 1000 betas
+    assert e.figure is fig and e.out is out and len(out.outputs) == 1
     assert plt.get_fignums() == figs_before  # never registered with pyplot, so no stray figure is shown
-    outputs = [c for c in explorer.widget.children if type(c).__name__ == "Output"]
-    assert outputs == [out]
+    assert [c for c in e.widget.children if type(c).__name__ == "Output"] == [out]
+    assert e.message.layout.height and e.readout.layout.height  # fixed heights: the figure never jumps
+    assert e.t.layout.width == "100%"
 
 
 def test_large_fonts_and_constructor_validation():
-    big = BetaExplorer(n_points=50, dpi=30, large_fonts=True, T=100, t=99, kind="cosine")
-    assert big.font_size > 10 and big.plotted()["marker_t"] == 99
-    assert big.axes["beta"].title.get_fontsize() >= 15
+    big = BetaExplorer(n_points=50, dpi=30, large_fonts=True, T=100, t=99, kind="cosine", compare="linear")
+    assert big.font_size > 10 and big.plotted()["marker_t"] == 99 and big.state.compare.kind == "linear"
     with pytest.raises(ValueError, match="kind"):
         BetaExplorer(kind="exponential")
+    with pytest.raises(ValueError, match="compare"):
+        BetaExplorer(compare="exponential")
     with pytest.raises(ValueError, match="t must lie"):
         BetaExplorer(T=100, t=100)
     with pytest.raises(ValueError, match="T must lie"):
