@@ -32,7 +32,8 @@ The export
 ----------
 ``python -m diffusion_course.slides export --out build/slides notebooks/*.ipynb`` (``make slides``) runs nbconvert's
 ``SlidesExporter`` (what ``jupyter nbconvert --to slides`` runs) with a small template on top of its reveal template,
-and writes ``NN_name.slides.html`` plus an ``assets/`` folder beside them. Nothing is loaded from the network, so the
+and writes ``NN_name.slides.html`` plus an ``assets/`` folder beside them. The cells' own slide types are used; a
+cell without one gets the rule's type for the export (the notebook file is not changed). Nothing is loaded from the network, so the
 folder works from ``file://`` with the network unplugged:
 
 - reveal.js 4.6.1 (MIT) and MathJax 3.2.2 (Apache-2.0, the single-file ``tex-svg-full.js``: SVG glyphs, no web fonts,
@@ -372,7 +373,11 @@ def export_notebook(path: str | Path, out_dir: str | Path, exporter=None) -> Pat
     if path.suffix != ".ipynb" or not path.is_file():
         raise ValueError(f"path must be an existing .ipynb file, got {str(path)!r}")
     exporter = exporter or make_exporter()
-    nb = nbformat.reads(json.dumps(snapshot_widgets(json.loads(path.read_text(encoding="utf-8")))), as_version=4)
+    nb = snapshot_widgets(json.loads(path.read_text(encoding="utf-8")))
+    for cell, st in zip(nb["cells"], slide_types(nb["cells"])):  # untagged cells get the rule's type (in memory only)
+        if st is not None and "slide_type" not in cell.get("metadata", {}).get("slideshow", {}):
+            cell.setdefault("metadata", {})["slideshow"] = {"slide_type": st}
+    nb = nbformat.reads(json.dumps(nb), as_version=4)
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": path.stem}, "course_assets": ASSETS})
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{path.stem}.slides.html"
