@@ -1,4 +1,5 @@
-"""Saving and loading: atomic training checkpoints (resume) and safetensors weights with a JSON card (shipping)."""
+"""Saving and loading (chapters 4-11, first shown in chapter 6): atomic training checkpoints that a run resumes from, and
+safetensors weights with a JSON card beside them (what the shipped files are). No paper equations."""
 
 from __future__ import annotations
 

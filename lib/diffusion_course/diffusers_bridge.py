@@ -1,4 +1,4 @@
-"""A thin bridge to Hugging Face diffusers: their models in our loops, their schedules as ours.
+"""Chapter 9: a thin bridge to Hugging Face diffusers: their models in our loops, their schedules as ours.
 
 - :class:`DiffusersEps` wraps a diffusers ``UNet2DModel`` (or any module called as ``unet(sample, timestep)`` that
   returns an object with ``.sample``, a tuple, or a tensor) so it is called like every model of the course,

@@ -1,4 +1,5 @@
-"""Exponential moving average of a model's weights (Polyak averaging; used by Ho et al. 2020 with decay 0.9999)."""
+"""Chapter 7: exponential moving average of a model's weights (Polyak averaging; used by Ho et al. 2020 with
+decay 0.9999)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Sampler comparisons: the steps x eta quality table in the form of the DDIM paper's Table 1 (Song et al. 2021).
+"""Sampler comparisons (chapters 6 and 8): the card's sampler settings and the steps x eta quality table in the form of
+the DDIM paper's Table 1 (Song et al. 2021; eta scales sigma as in its eq. 16).
 
 :func:`ddim_table` samples with DDIM for every (eta, steps) pair and with the "sigma-hat" DDPM sampler (ancestral
 sampling on the kept steps with sigma^2 = beta', i.e. DDPM's larger variance), scores every set of samples with one

@@ -1,5 +1,6 @@
-"""The forward (noising) process: chapter 1's uniform-noise mixing, one DDPM step, the closed form,
-and conversions between x_0, eps and v."""
+"""The forward (noising) process (chapters 1-2): chapter 1's uniform-noise mixing, one DDPM step q(x_t | x_{t-1})
+(Ho et al. 2020, eq. 2), the closed form q(x_t | x_0) (eq. 4), and conversions between x_0, eps (eq. 15) and v
+(Salimans & Ho 2022, section 4). Argument order everywhere: schedule, data, t, noise."""
 
 from __future__ import annotations
 

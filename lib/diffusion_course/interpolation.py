@@ -1,4 +1,5 @@
-"""Interpolating between two noises x_T: straight lines (lerp) and great circles (slerp).
+"""Chapter 8: interpolating between two noises x_T: straight lines (lerp) and great circles (slerp; Shoemake 1985,
+as used between DDIM latents by Song et al. 2021).
 
 A standard Gaussian vector in D dimensions has norm close to sqrt(D), and two independent ones are nearly orthogonal.
 The straight line between them passes through vectors of norm about sqrt(D / 2) at its midpoint, which the model

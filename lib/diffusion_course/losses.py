@@ -1,5 +1,7 @@
-"""Training objectives: Gaussian KL, the discretised decoder likelihood, the ELBO terms L_T, L_{t-1}, L_0,
-and the simple noise-prediction loss."""
+"""Training objectives (chapter 3, used from chapter 4 on): the Gaussian KL, the discretised decoder likelihood
+(Ho et al. 2020, eq. 13), the terms L_T, L_{t-1}, L_0 of the variational bound (eq. 5), its per-t weight on the noise
+error (eq. 12), the simple noise-prediction loss L_simple (eq. 14, Algorithm 1) and min-SNR weights (Hang et al. 2023).
+Functions that call a model take it first, then the schedule (as the samplers do)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The reverse-process posterior q(x_{t-1} | x_t, x_0) and the model's Gaussian p(x_{t-1} | x_t)."""
+"""Chapter 3: the forward-process posterior q(x_{t-1} | x_t, x_0) = N(tilde-mu_t, tilde-beta_t I) (Ho et al. 2020,
+eqs. 6-7) and the model's mean written with a noise prediction, mu_theta = (x_t - beta_t / sqrt(1 - alpha_bar_t)
+eps_hat) / sqrt(alpha_t) (eq. 11)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Run profiles: one switch, ``COURSE_PROFILE`` = smoke | cpu | gpu, sets every size that costs time."""
+"""Run profiles (chapter 0, used by every notebook): one switch, ``COURSE_PROFILE`` = smoke | cpu | gpu, sets every size that costs time."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DDPM on a subsequence of timesteps ("respacing", Nichol & Dhariwal 2021, section 4).
+"""Chapter 8: DDPM on a subsequence of timesteps ("respacing", Nichol & Dhariwal 2021, section 4).
 
 A model trained with T steps can sample with S < T steps tau_1 < ... < tau_S: keep alpha_bar at the kept steps and
 give the shorter chain the betas beta'_k = 1 - alpha_bar_{tau_k} / alpha_bar_{tau_{k-1}} (alpha_bar_{tau_0} := 1).

@@ -1,4 +1,6 @@
-"""Samplers: DDPM ancestral sampling (Ho et al. 2020, Algorithm 2), DDIM (Song et al. 2021) and DDIM inversion.
+"""Samplers (chapters 4, 6 and 8): DDPM ancestral sampling (Ho et al. 2020, Algorithm 2; the step's mean is eq. 11),
+DDIM (Song et al. 2021, eq. 12, with sigma_t(eta) of eq. 16 and the timestep subsequences of section 4.2) and DDIM
+inversion (the eta = 0 update run forwards).
 
 The model is never inside a step function: ``ddpm_step`` / ``ddim_step`` take the model's prediction, and the
 sampling loops call ``model(x_t, t)`` (t a LongTensor of shape (B,)) in plain sight.

@@ -1,4 +1,6 @@
-"""Noise schedules beta_1..beta_T and the frozen :class:`NoiseSchedule` of derived coefficients.
+"""Chapter 2: noise schedules beta_1..beta_T (linear as in Ho et al. 2020, section 4; cosine as in Nichol & Dhariwal
+2021, eq. 17) and the frozen :class:`NoiseSchedule` of derived coefficients (alpha_t = 1 - beta_t,
+alpha_bar_t = prod alpha_s, the posterior coefficients of Ho et al. eq. 7, the signal-to-noise ratio).
 
 Timestep convention (one for the whole course): code index ``t`` runs ``0..T-1`` and stands
 for the paper's ``t+1``. So ``beta[0]`` is the paper's beta_1, ``alpha_bar[T-1]`` is

@@ -1,4 +1,5 @@
-"""One training loop for every model of the course (Ho et al. 2020, Algorithm 1, plus the engineering around it):
+"""One training loop for every model of the course, chapters 1 and 4-11 (Ho et al. 2020, Algorithm 1, plus the
+engineering around it):
 device from the model, bf16 autocast on CUDA, gradient clipping, EMA, LR warm-up and schedule, a progress bar,
 atomic periodic checkpoints, exact resume and a NaN/inf guard."""
 

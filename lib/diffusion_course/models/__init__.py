@@ -1,4 +1,5 @@
-"""Models of the course: the sinusoidal time embedding, the 2-D MLP noise predictor and the U-Nets."""
+"""Models of the course (chapters 1, 4, 5 and after): the sinusoidal time embedding, the 2-D MLP noise predictor and
+the U-Nets."""
 
 from .embeddings import SinusoidalEmbedding, sinusoidal_embedding
 from .mlp import MLPConfig, MLPDenoiser

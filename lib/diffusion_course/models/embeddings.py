@@ -1,4 +1,5 @@
-"""Sinusoidal timestep embedding (Vaswani et al. 2017, section 3.5; used for t by Ho et al. 2020, Appendix B)."""
+"""Chapter 4: the sinusoidal timestep embedding (Vaswani et al. 2017, section 3.5; used for t by Ho et al. 2020,
+Appendix B)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A small noise predictor eps_theta(x_t, t) for 2-D points: an MLP with a sinusoidal time embedding."""
+"""Chapter 4: a small noise predictor eps_theta(x_t, t) for 2-D points, an MLP with a sinusoidal time embedding."""
 
 from __future__ import annotations
 
