@@ -176,7 +176,7 @@ def test_every_chapter_cell_carries_slideshow_metadata_by_the_rule(path: Path) -
 
 
 # ---------------------------------------------------------------------------------------------------------------- (c)
-EXPORTED = ["00_start_here", "03_reverse_process_and_loss"]
+EXPORTED = ["00_start_here", "02_forward_process", "03_reverse_process_and_loss"]  # 02 has a matplotlib animation
 
 
 @pytest.fixture(scope="module")
@@ -248,6 +248,20 @@ def test_export_draws_the_saved_widgets(exported: Path) -> None:
     assert 'type="range"' in text  # chapter 0's slider, at its saved value
 
 
+def test_matplotlib_animation_loses_its_cdn_stylesheet_and_export_refuses_remote_references(tmp_path: Path) -> None:
+    from matplotlib import _animation_data
+
+    html_out = _animation_data.JS_INCLUDE + '<button><i class="fa fa-play"></i></button>'
+    assert slides.remote_references(html_out), "matplotlib's animation player links a CDN stylesheet"
+    nb = {"cells": [code("anim", [{"data": {"text/html": html_out}, "metadata": {}, "output_type": "display_data"}])], "metadata": {}}
+    cleaned = slides.offline_outputs(copy.deepcopy(nb))["cells"][0]["outputs"][0]["data"]["text/html"]
+    assert slides.remote_references(cleaned) == [] and 'class="fa fa-play"' in cleaned
+    nb["cells"][0]["outputs"][0]["data"]["text/html"] = '<script src="https://example.org/lib.js"></script>'
+    (tmp_path / "remote.ipynb").write_text(slides.dumps_notebook({**nb, "nbformat": 4, "nbformat_minor": 5}), encoding="utf-8")
+    with pytest.raises(RuntimeError, match="https://example.org/lib.js"):
+        slides.export_notebook(tmp_path / "remote.ipynb", tmp_path / "out")
+
+
 # ---------------------------------------------------------------------------------------------------------------- (d)
 def _browser_or_skip():
     """Playwright with the system Chromium, or skip (fail on CI) with one loud line saying what is missing."""
@@ -267,9 +281,10 @@ def _browser_or_skip():
     return sync_playwright
 
 
-def test_exported_slides_run_offline_in_chromium(exported: Path) -> None:
+@pytest.mark.parametrize("name", EXPORTED)
+def test_exported_slides_run_offline_in_chromium(exported: Path, name: str) -> None:
     sync_playwright = _browser_or_skip()
-    page_path = exported / "03_reverse_process_and_loss.slides.html"
+    page_path = exported / f"{name}.slides.html"
     blocked, failed, errors = [], [], []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])

@@ -39,6 +39,9 @@ folder works from ``file://`` with the network unplugged:
 - reveal.js 4.6.1 (MIT) and MathJax 3.2.2 (Apache-2.0, the single-file ``tex-svg-full.js``: SVG glyphs, no web fonts,
   no extension loading) come from ``vendor/`` in the source tree and are copied into ``assets/``;
 - require.js, jQuery and mermaid, which the stock template loads from CDNs, are not needed and not loaded;
+- the Font Awesome stylesheet that matplotlib's HTML animations link for their player buttons is dropped, and the
+  template draws those buttons with plain characters;
+- an export that would still reference anything on the network stops with an error naming it;
 - saved widget views are drawn as static HTML from the notebook's saved widget state (a finished progress bar, a
   slider at its saved value, the image an explorer showed) instead of loading the widget manager from a CDN;
   a widget kind the snapshot does not know falls back to its plain-text form.
@@ -54,6 +57,7 @@ import re
 import shutil
 import sys
 from collections.abc import Iterable, Sequence
+from html.parser import HTMLParser
 from pathlib import Path
 
 SLIDE_TYPES = ("slide", "subslide", "fragment", "-", "skip", "notes")
@@ -266,6 +270,21 @@ def _widget_html(model_id: str, state: dict, depth: int = 0) -> str | None:
     return None
 
 
+_REMOTE_FONT_AWESOME = re.compile(r"<link[^>]*href=[\"']https?://[^\"']*font-awesome[^\"']*[\"'][^>]*>\s*", re.IGNORECASE)
+
+
+def offline_outputs(nb: dict) -> dict:
+    """``nb`` with the one remote stylesheet the chapters' outputs use removed: matplotlib's HTML animations link
+    Font Awesome from a CDN for their player buttons; the slides draw those icons with plain characters instead."""
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if "text/html" in data:
+                text = data["text/html"] if isinstance(data["text/html"], str) else "".join(data["text/html"])
+                data["text/html"] = _REMOTE_FONT_AWESOME.sub("", text)
+    return nb
+
+
 def snapshot_widgets(nb: dict) -> dict:
     """A copy of ``nb`` whose widget views are static HTML drawn from the saved widget state, without the state."""
     nb = copy.deepcopy(nb)
@@ -306,6 +325,13 @@ window.MathJax = {
 .course-widget-snapshot { padding: 0.2em 0; font-size: 80%; }
 .course-widget-snapshot progress { vertical-align: middle; }
 .reveal .slides section.course-scroll { overflow-y: auto; }
+/* the player buttons of matplotlib's HTML animations, without the Font Awesome web font */
+.fa { font-style: normal; display: inline-block; }
+.fa-flip-horizontal { transform: scaleX(-1); }
+.fa-minus:before { content: "\2212"; } .fa-plus:before { content: "+"; }
+.fa-play:before { content: "\25B6"; } .fa-pause:before { content: "\275A\275A"; }
+.fa-step-forward:before { content: "\25B6|"; } .fa-step-backward:before { content: "|\25C0"; }
+.fa-fast-forward:before { content: "\25B6\25B6|"; } .fa-fast-backward:before { content: "|\25C0\25C0"; }
 .reveal h1, .reveal h2, .reveal h3, .reveal h4 { text-transform: none; }
 .reveal h1 { font-size: 1.8em; } .reveal h2 { font-size: 1.5em; } .reveal h3 { font-size: 1.2em; }
 </style>
@@ -337,6 +363,45 @@ Reveal.on('slidechanged', courseScroll);
 </script>
 {% endblock footer_js %}
 """.replace("MATHJAX_JS", MATHJAX_JS)
+
+
+class _References(HTMLParser):
+    """The URLs a browser fetches by itself: script/img/iframe/source src, link href, CSS url() and @import."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag in ("script", "img", "iframe", "source", "audio", "video", "embed") and a.get("src"):
+            self.urls.append(a["src"])
+        if tag == "link" and a.get("href"):
+            self.urls.append(a["href"])
+        self._in_style = self._in_style or tag == "style"
+        if a.get("style"):
+            self.css(a["style"])
+
+    def handle_endtag(self, tag):
+        if tag == "style":
+            self._in_style = False
+
+    def handle_data(self, data):
+        if self._in_style:
+            self.css(data)
+
+    def css(self, text: str) -> None:
+        text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+        self.urls += re.findall(r"url\(\s*['\"]?([^'\")]+)", text)
+        self.urls += re.findall(r"@import\s+['\"]([^'\"]+)", text)
+
+
+def remote_references(page: str) -> list[str]:
+    """Every http(s) or protocol-relative URL that ``page`` (HTML) would load by itself."""
+    refs = _References()
+    refs.feed(page)
+    return [u for u in refs.urls if re.match(r"\s*(https?:)?//", u, re.IGNORECASE)]
 
 
 def copy_assets(out_dir: Path, vendor: Path = VENDOR_DIR) -> Path:
@@ -373,12 +438,16 @@ def export_notebook(path: str | Path, out_dir: str | Path, exporter=None) -> Pat
     if path.suffix != ".ipynb" or not path.is_file():
         raise ValueError(f"path must be an existing .ipynb file, got {str(path)!r}")
     exporter = exporter or make_exporter()
-    nb = snapshot_widgets(json.loads(path.read_text(encoding="utf-8")))
+    nb = offline_outputs(snapshot_widgets(json.loads(path.read_text(encoding="utf-8"))))
     for cell, st in zip(nb["cells"], slide_types(nb["cells"])):  # untagged cells get the rule's type (in memory only)
         if st is not None and "slide_type" not in cell.get("metadata", {}).get("slideshow", {}):
             cell.setdefault("metadata", {})["slideshow"] = {"slide_type": st}
     nb = nbformat.reads(json.dumps(nb), as_version=4)
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": path.stem}, "course_assets": ASSETS})
+    remote = remote_references(body)
+    if remote:
+        raise RuntimeError(f"{path.name}: the slides would load {sorted(set(remote))} from the network; "
+                           "make them local in diffusion_course.slides (see offline_outputs)")
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{path.stem}.slides.html"
     target.write_text(body, encoding="utf-8")
