@@ -11,7 +11,7 @@ PROFILE ?= cpu
 LAB_ARGS ?=
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: install lab test unit notebooks run lint clean student
+.PHONY: install lab test unit browser notebooks run lint clean student
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ lab: install
 
 unit: install
 	$(PY) -m pytest -q tests
+
+# make browser - only the real-browser test (JupyterLab + headless Chromium; `make unit` already includes it)
+browser: install
+	$(PY) -m pytest -q -s tests/test_browser.py
 
 notebooks: install
 	COURSE_PROFILE=smoke MPLBACKEND=agg $(PY) -m pytest -q --nbval-lax --nbval-current-env notebooks/

@@ -267,9 +267,9 @@ class BetaExplorer:
         self.T = w.IntSlider(value=T, min=T_RANGE[0], max=T_RANGE[1], step=10, description="T (steps)",
                              continuous_update=False, style=desc, layout=half())
         exp_lo, exp_hi = math.log10(BETA_RANGE[0]), math.log10(BETA_RANGE[1])
-        self.beta_1 = w.FloatLogSlider(value=beta_1, base=10, min=exp_lo, max=exp_hi, step=0.05, readout_format=".2e",
+        self.beta_1 = w.FloatLogSlider(value=beta_1, base=10, min=exp_lo, max=exp_hi, step=0.05, readout_format=".3e",
                                        description="beta_1 (first step)", continuous_update=False, style=desc, layout=half())
-        self.beta_T = w.FloatLogSlider(value=beta_T, base=10, min=exp_lo, max=exp_hi, step=0.05, readout_format=".2e",
+        self.beta_T = w.FloatLogSlider(value=beta_T, base=10, min=exp_lo, max=exp_hi, step=0.05, readout_format=".3e",
                                        description="beta_T (last step)", continuous_update=False, style=desc, layout=half())
         # The t slider takes the width it is given (never more than 900 px), so its number stays on screen.
         self.t = w.IntSlider(value=t, min=0, max=T - 1, description="t (code index; paper t+1)",
@@ -281,6 +281,7 @@ class BetaExplorer:
         wrap = lambda: w.Layout(flex_flow="row wrap", width="100%")  # noqa: E731
         self.widget = w.VBox([w.HBox([self.kind, self.compare, self.T], layout=wrap()), w.HBox([self.beta_1, self.beta_T], layout=wrap()),
                               self.t, self.readout, self.message, self.out], layout=w.Layout(width="100%"))
+        self.widget.add_class("beta-explorer")  # a stable hook for the browser test and for custom CSS
 
         self._build_figure()
         for control in (self.kind, self.compare, self.beta_1, self.beta_T):
