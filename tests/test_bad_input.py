@@ -1,6 +1,8 @@
 """Bad input gets a ValueError whose message names the argument (STYLE.md, rule 9): one parametrised case per
 function and kind of mistake, plus a check that every public function taking ``t``, ``steps``, ``spacing`` or
-``variance`` has a case here, so a new function cannot slip through."""
+``variance`` has a case here, so a new function cannot slip through; then, at the end, a meta-test over every public
+module of the package (found by pkgutil): a bad value of each numeric or choice argument of each public function or
+class must raise ValueError / TypeError naming the argument and its allowed range."""
 
 from __future__ import annotations
 
@@ -33,16 +35,16 @@ def _t_cases() -> list[tuple[str, str, Callable[[int], object]]]:
     return [
         ("q_step", "t", lambda v: forward.q_step(S, X, v)),
         ("q_sample", "t", lambda v: forward.q_sample(S, X, v)),
-        ("add_noise", "t", lambda v: forward.add_noise(S, X, EPS, tb(v))),
+        ("add_noise", "t", lambda v: forward.add_noise(S, X, tb(v), EPS)),
         ("q_mean_variance", "t", lambda v: forward.q_mean_variance(S, X, v)),
         ("predict_x0_from_eps", "t", lambda v: forward.predict_x0_from_eps(S, X, v, EPS)),
         ("predict_eps_from_x0", "t", lambda v: forward.predict_eps_from_x0(S, X, v, X)),
-        ("v_from_x0_eps", "t", lambda v: forward.v_from_x0_eps(S, X, EPS, v)),
+        ("v_from_x0_eps", "t", lambda v: forward.v_from_x0_eps(S, X, v, EPS)),
         ("predict_x0_from_v", "t", lambda v: forward.predict_x0_from_v(S, X, v, EPS)),
         ("predict_eps_from_v", "t", lambda v: forward.predict_eps_from_v(S, X, v, EPS)),
         ("q_posterior", "t", lambda v: posterior.q_posterior(S, X, X, v)),
         ("posterior_mean_from_eps", "t", lambda v: posterior.posterior_mean_from_eps(S, X, v, EPS)),
-        ("elbo_terms", "t", lambda v: losses.elbo_terms(S, ZERO, X, v, decoder="gaussian")),
+        ("elbo_terms", "t", lambda v: losses.elbo_terms(ZERO, S, X, v, decoder="gaussian")),
         ("elbo_weight", "t", lambda v: losses.elbo_weight(S, tb(v))),
         ("simple_loss", "t", lambda v: losses.simple_loss(ZERO, S, X, t=tb(v))),
         ("min_snr_weight", "t", lambda v: losses.min_snr_weight(S, tb(v), 5.0)),
@@ -132,17 +134,17 @@ def test_schedule_arguments(fn: str, arg: str, call: Callable) -> None:
 SHAPE_CASES = [
     ("q_step", "eps", lambda: forward.q_step(S, X, 1, eps=BAD_SHAPE)),
     ("q_sample", "eps", lambda: forward.q_sample(S, X, 1, eps=BAD_SHAPE)),
-    ("add_noise", "eps", lambda: forward.add_noise(S, X, BAD_SHAPE, LONG(1, 1, 1, 1))),
+    ("add_noise", "eps", lambda: forward.add_noise(S, X, LONG(1, 1, 1, 1), BAD_SHAPE)),
     ("predict_x0_from_eps", "eps", lambda: forward.predict_x0_from_eps(S, X, 1, BAD_SHAPE)),
     ("predict_eps_from_x0", "x0", lambda: forward.predict_eps_from_x0(S, X, 1, BAD_SHAPE)),
-    ("v_from_x0_eps", "eps", lambda: forward.v_from_x0_eps(S, X, BAD_SHAPE, 1)),
+    ("v_from_x0_eps", "eps", lambda: forward.v_from_x0_eps(S, X, 1, BAD_SHAPE)),
     ("predict_x0_from_v", "v", lambda: forward.predict_x0_from_v(S, X, 1, BAD_SHAPE)),
     ("predict_eps_from_v", "v", lambda: forward.predict_eps_from_v(S, X, 1, BAD_SHAPE)),
     ("q_posterior", "x0", lambda: posterior.q_posterior(S, BAD_SHAPE, X, 1)),
     ("posterior_mean_from_eps", "eps", lambda: posterior.posterior_mean_from_eps(S, X, 1, BAD_SHAPE)),
     ("simple_loss", "eps", lambda: losses.simple_loss(ZERO, S, X, eps=BAD_SHAPE)),
     ("simple_loss", "model output", lambda: losses.simple_loss(lambda x, t: x[:, :1], S, X)),
-    ("elbo_terms", "eps", lambda: losses.elbo_terms(S, ZERO, X, 1, decoder="gaussian", eps=BAD_SHAPE)),
+    ("elbo_terms", "eps", lambda: losses.elbo_terms(ZERO, S, X, 1, decoder="gaussian", eps=BAD_SHAPE)),
     ("gaussian_log_likelihood", "means", lambda: losses.gaussian_log_likelihood(X, BAD_SHAPE, X)),
     ("discretized_gaussian_log_likelihood", "means", lambda: losses.discretized_gaussian_log_likelihood(X, BAD_SHAPE, X)),
     ("ddpm_step", "eps_hat", lambda: samplers.ddpm_step(S, X, 1, BAD_SHAPE)),
@@ -180,10 +182,10 @@ CHOICE_CASES = [
     ("ddim_invert", "spacing", lambda: samplers.ddim_invert(ZERO, S, X, steps=5, spacing="")),
     ("ddpm_step", "variance", lambda: samplers.ddpm_step(S, X, 1, EPS, variance="fixed_large")),
     ("ddpm_sample", "variance", lambda: samplers.ddpm_sample(ZERO, S, (4, 2), variance="large")),
-    ("elbo_terms", "variance", lambda: losses.elbo_terms(S, ZERO, X, 1, variance="learned", decoder="gaussian")),
+    ("elbo_terms", "variance", lambda: losses.elbo_terms(ZERO, S, X, 1, variance="learned", decoder="gaussian")),
     ("elbo_weight", "variance", lambda: losses.elbo_weight(S, LONG(1, 2), "small")),
-    ("elbo_terms", "decoder", lambda: losses.elbo_terms(S, ZERO, X, 1, decoder="bernoulli")),
-    ("elbo_terms", "x0", lambda: losses.elbo_terms(S, ZERO, X + 3.0, 1)),  # discretized decoder needs [-1, 1]
+    ("elbo_terms", "decoder", lambda: losses.elbo_terms(ZERO, S, X, 1, decoder="bernoulli")),
+    ("elbo_terms", "x0", lambda: losses.elbo_terms(ZERO, S, X + 3.0, 1)),  # discretized decoder needs [-1, 1]
     ("discretized_gaussian_log_likelihood", "x", lambda: losses.discretized_gaussian_log_likelihood(X + 2, X, X)),
     ("ddim_step", "eta", lambda: samplers.ddim_step(S, X, 5, 1, EPS, eta=-0.1)),
     ("ddim_sample", "eta", lambda: samplers.ddim_sample(ZERO, S, (4, 2), steps=5, eta=-1.0)),
@@ -260,3 +262,336 @@ def test_every_public_function_with_these_arguments_is_covered() -> None:
 def test_errors_are_value_errors_not_index_errors() -> None:
     """A negative t must never index the coefficient tables from the end (a silent wrong answer)."""
     assert re.search(r"\bt\b", str(pytest.raises(ValueError, schedules.extract, S.beta, LONG(-1, 0, 0, 0), X).value))
+
+
+# --- every public module: a bad value of every numeric or choice argument --------------------------------------------
+#
+# The modules are enumerated with pkgutil, so a new module is covered as soon as it exists: each public function or
+# class defined in it whose signature has a scalar int / float / str argument (annotation made of int, float, str,
+# None, Tensor) needs, for each such argument, either a valid call in BASE (the test then swaps in a bad value for that
+# one argument) or a line in FREE saying why every value is acceptable. A record type the package fills in itself (a
+# result, not an input) goes in RECORDS; a command-line entry point in COMMANDS (argparse checks its own arguments).
+#
+# The bad value is chosen from the annotation: T for a timestep, NaN for a float, -1_000_000 for an int, an unknown
+# name for a str; BAD overrides it where that value would be allowed. The call must raise ValueError or TypeError whose
+# message names the argument and states the allowed range or choices ("[", "(" or "one of").
+
+import pkgutil  # noqa: E402
+import types  # noqa: E402
+
+import diffusion_course  # noqa: E402
+from diffusion_course import classifier as _classifier  # noqa: E402
+from diffusion_course.models.unet import UNet, UNetConfig  # noqa: E402
+
+_SCALAR = {"int", "float", "str"}
+_ALLOWED_TOKENS = {"int", "float", "str", "None", "torch.Tensor", "Tensor", "bool"}
+
+
+def _checkable(p: inspect.Parameter) -> bool:
+    a = p.annotation
+    if a is inspect.Parameter.empty:
+        return isinstance(p.default, (int, float, str)) and not isinstance(p.default, bool)
+    tokens = {t.strip() for t in (a if isinstance(a, str) else getattr(a, "__name__", str(a))).split("|")}
+    return bool(tokens & _SCALAR) and tokens <= _ALLOWED_TOKENS
+
+
+def _public_callables() -> dict[str, Callable]:
+    """{"module.name" or "module.Class.method": callable} for every public function, class and public method of a
+    class defined in a public module of the package."""
+    out: dict[str, Callable] = {}
+    for info in pkgutil.walk_packages(diffusion_course.__path__, "diffusion_course."):
+        if any(part.startswith("_") for part in info.name.split(".")[1:]):
+            continue
+        mod = importlib.import_module(info.name)
+        short = info.name.removeprefix("diffusion_course.")
+        for name, obj in vars(mod).items():
+            if name.startswith("_") or not (inspect.isfunction(obj) or inspect.isclass(obj)) or obj.__module__ != info.name:
+                continue
+            out[f"{short}.{name}"] = obj
+            if inspect.isclass(obj):
+                for k, v in vars(obj).items():
+                    if not k.startswith("_") and isinstance(v, (types.FunctionType, classmethod, staticmethod)):
+                        out[f"{short}.{name}.{k}"] = getattr(obj, k)
+    return out
+
+
+def _checkable_args(fn: Callable) -> list[str]:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in sig.parameters.values() if p.name not in ("self", "cls") and _checkable(p)]
+
+
+PUBLIC = _public_callables()
+
+# Result records: filled in by the package from what it measured, never typed by a learner.
+RECORDS = {
+    "evaluation.TableCell", "evaluation.QualityTable", "evaluation.QualityTable.ratio", "evaluation.QualityTable.to_markdown",
+    "quality.QualityReport", "train.TrainResult", "colour.CropSet", "widgets.ScheduleAtT", "widgets.BetaExplorerState",
+}
+# Command lines: argparse rejects a bad option with its own message and exit status.
+COMMANDS = {"make_weights.main", "colour.main", "student.main", "slides.main"}
+
+# Arguments every value of which is valid, and why.
+FREE: dict[str, dict[str, str]] = {}
+for _fn, _args in {
+    # seeds: any int seeds a generator
+    "seed": ["classifier.train_classifier", "data.toy_2d", "data.swiss_roll", "data.moons", "data.rings", "data.gaussian_mixture",
+             "evaluation.sample_in_batches", "evaluation.ddim_table", "evaluation.sample_setting", "guidance.guided_grid",
+             "metrics.sliced_wasserstein", "quality.floor_draws", "quality.frechet_floor", "quality.quality_report", "quality.floor_table",
+             "train.TrainConfig", "colour.StudySettings", "widgets.BetaExplorer", "widgets.GuidanceExplorer", "widgets.ddim_view",
+             "widgets.DDIMExplorer"],
+    "sample_seed": ["colour.StudySettings"],
+    # free text: titles, axis labels, display names, file-system locations
+    "title": ["viz.show_images", "viz.scatter_2d", "viz.plot_trajectories", "viz.animate_points", "viz.animate_images", "viz.plot_curve",
+              "viz.show_image_rows", "viz.scatter_panels", "viz.plot_heatmap"],
+    "xlabel": ["viz.plot_curve", "viz.plot_heatmap"], "ylabel": ["viz.plot_curve", "viz.plot_heatmap"],
+    "colorbar_label": ["viz.plot_heatmap"],
+    "name": ["profiles.pick", "evaluation.SamplerSetting", "student.student_notebook"],  # a label printed beside the value
+    "prefix": ["data.find_data_dir"],  # an installation prefix (a path)
+    "checkpoint_path": ["train.TrainConfig"],  # a path
+    "source": ["student.strip_solutions"], "where": ["student.strip_solutions"],  # notebook text and its location label
+    "page": ["slides.remote_references"],  # the HTML text of an exported page
+}.items():
+    for _f in _args:
+        FREE.setdefault(_f, {})[_fn] = "free"
+
+# The explorers must not raise while a learner drags a slider: a bad schedule value is reported in the explorer's
+# state instead (and drawn as its message). The test reads the message there: it must name the argument and its range.
+REPORTED: dict[tuple[str, str], Callable[[object], str]] = {
+    ("widgets.beta_explorer_state", "beta_1"): lambda state: state.error,
+    ("widgets.beta_explorer_state", "beta_T"): lambda state: state.error,
+    ("widgets.BetaExplorer", "beta_1"): lambda explorer: explorer.state.error,
+    ("widgets.BetaExplorer", "beta_T"): lambda explorer: explorer.state.error,
+}
+
+BAD: dict[tuple[str, str], object] = {
+    ("samplers.ddim_step", "t_prev"): T,  # -1 is allowed (the last step)
+    ("evaluation.SamplerSetting", "eta"): 2.0,  # None is allowed (DDPM)
+}
+
+_G = torch.Generator().manual_seed(0)
+ZA, ZB = torch.randn(4, 2, generator=_G), torch.randn(4, 2, generator=_G)  # two noises, not opposite
+IMG28 = torch.rand(130, 1, 28, 28, generator=_G) * 2 - 1
+IMG28_B = torch.rand(130, 1, 28, 28, generator=_G) * 2 - 1
+
+
+def _cond_unet() -> UNet:
+    return UNet(UNetConfig(in_channels=1, base_channels=8, channel_mults=(1,), num_res_blocks=1, attention_levels=(), mid_attention=False,
+                           norm_groups=4, num_classes=10)).eval()
+
+
+def _image_unet() -> UNet:
+    return UNet(UNetConfig(in_channels=1, base_channels=8, channel_mults=(1,), num_res_blocks=1, attention_levels=(), mid_attention=False,
+                           norm_groups=4)).eval()
+
+
+def _mlp() -> MLPDenoiser:
+    return MLPDenoiser(MLPConfig(hidden=8))
+
+
+# A valid call of each function: (args, kwargs) builders; the test replaces one argument by a bad value.
+BASE: dict[str, Callable[[], tuple[tuple, dict]]] = {
+    # forward, posterior, losses, samplers, schedules (pure maths)
+    "forward.corrupt": lambda: ((IMG, 0.5), {}),
+    "forward.q_step": lambda: ((S, X, 1), {}),
+    "forward.q_sample": lambda: ((S, X, 1), {}),
+    "forward.add_noise": lambda: ((S, X, 1, EPS), {}),
+    "forward.q_mean_variance": lambda: ((S, X, 1), {}),
+    "forward.predict_x0_from_eps": lambda: ((S, X, 1, EPS), {}),
+    "forward.predict_eps_from_x0": lambda: ((S, X, 1, X), {}),
+    "forward.v_from_x0_eps": lambda: ((S, X, 1, EPS), {}),
+    "forward.predict_x0_from_v": lambda: ((S, X, 1, EPS), {}),
+    "forward.predict_eps_from_v": lambda: ((S, X, 1, EPS), {}),
+    "posterior.q_posterior": lambda: ((S, X, X, 1), {}),
+    "posterior.posterior_mean_from_eps": lambda: ((S, X, 1, EPS), {}),
+    "losses.elbo_terms": lambda: ((ZERO, S, X, 1), {"decoder": "gaussian"}),
+    "losses.elbo_weight": lambda: ((S, LONG(1, 2)), {}),
+    "losses.min_snr_weight": lambda: ((S, LONG(1, 2), 5.0), {}),
+    "losses.simple_loss": lambda: ((ZERO, S, X), {"snr_gamma": 5.0}),
+    "samplers.ddpm_step": lambda: ((S, X, 1, EPS), {"clip_x0": 1.0}),
+    "samplers.ddim_step": lambda: ((S, X, 5, 1, EPS), {"clip_x0": 1.0}),
+    "samplers.ddim_timesteps": lambda: ((T, 5), {}),
+    "samplers.ddpm_sample": lambda: ((ZERO, S, (4, 2)), {"clip_x0": 1.0}),
+    "samplers.ddim_sample": lambda: ((ZERO, S, (4, 2)), {"steps": 5, "clip_x0": 1.0}),
+    "samplers.ddim_invert": lambda: ((ZERO, S, X), {"steps": 5, "clip_x0": 1.0}),
+    "respacing.ddpm_sample_respaced": lambda: ((ZERO, S, (4, 2)), {"steps": 5, "clip_x0": 1.0}),
+    "schedules.linear_betas": lambda: ((10,), {}),
+    "schedules.quadratic_betas": lambda: ((10,), {}),
+    "schedules.sigmoid_betas": lambda: ((10,), {}),
+    "schedules.cosine_betas": lambda: ((10,), {}),
+    "schedules.make_betas": lambda: (("linear", 10), {}),
+    "schedules.NoiseSchedule.linear": lambda: ((10,), {}),
+    "schedules.NoiseSchedule.cosine": lambda: ((10,), {}),
+    "counterexamples.naive_mix_factors": lambda: ((5,), {}),
+    "counterexamples.naive_sample": lambda: ((lambda x: x, (2, 1, 4, 4)), {"steps": 3}),
+    "counterexamples.simplified_step": lambda: ((S, X, 1, EPS), {}),
+    "interpolation.lerp": lambda: ((X, X + 1, 0.5), {}),
+    "interpolation.slerp": lambda: ((ZA, ZB, 0.5), {}),
+    "interpolation.interpolate": lambda: ((ZA, ZB, 3), {}),
+    "metrics.sliced_wasserstein": lambda: ((X, X), {}),
+    "metrics.nearest_train_distances": lambda: ((IMG, IMG), {}),
+    "oracles.GaussianEps": lambda: ((S, torch.zeros(2), 1.0), {}),
+    "oracles.ExactDenoiser": lambda: ((S, torch.zeros(3, 2)), {}),
+    # models
+    "models.embeddings.sinusoidal_embedding": lambda: ((LONG(1, 2), 8), {}),
+    "models.embeddings.SinusoidalEmbedding": lambda: ((8,), {}),
+    "models.mlp.MLPConfig": lambda: ((), {}),
+    "models.unet.BasicUNet": lambda: ((), {}),
+    "models.unet.conv2d_output_size": lambda: ((28, 3), {}),
+    "models.unet.conv_transpose2d_output_size": lambda: ((14, 4), {"stride": 2, "padding": 1}),
+    "models.unet.conv2d_parameter_count": lambda: ((4, 8, 3), {}),
+    "models.unet.UNetConfig": lambda: ((), {}),
+    "models.unet.ResBlock": lambda: ((8, 8, 16), {"groups": 4, "dropout": 0.0, "time_conditioning": "add"}),
+    "models.unet.SelfAttention": lambda: ((8,), {"groups": 4, "num_heads": 1}),
+    "models.unet.Downsample": lambda: ((8,), {}),
+    "models.unet.Upsample": lambda: ((8,), {}),
+    "classifier.ClassifierConfig": lambda: ((), {}),
+    "classifier.random_shift": lambda: ((IMG, 1), {}),
+    "classifier.accuracy": lambda: ((_classifier.MNISTClassifier(), IMG28[:4], torch.zeros(4, dtype=torch.long)), {}),
+    "classifier.train_classifier": lambda: ((IMG28[:8], torch.zeros(8, dtype=torch.long)), {"steps": 1, "progress": False}),
+    "ema.ema_decay_at": lambda: ((10, 0.99), {}),
+    "ema.decay_half_life": lambda: ((0.99,), {}),
+    "ema.EMA": lambda: ((_mlp(),), {}),
+    "train.TrainConfig": lambda: ((), {}),
+    # guidance
+    "guidance.conditional_simple_loss": lambda: ((_cond_unet(), S, torch.zeros(2, 1, 8, 8), LONG(1, 2)), {}),
+    "guidance.guided_eps": lambda: ((_cond_unet(), torch.zeros(2, 1, 8, 8), LONG(1, 2), LONG(3, 4)), {"w": 1.0}),
+    "guidance.GuidedModel": lambda: ((_cond_unet(), LONG(3, 4), 1.0), {}),
+    "guidance.guided_sample": lambda: ((_cond_unet(), S, LONG(3, 4)), {"w": 1.0, "item_shape": (1, 8, 8), "steps": 2}),
+    "guidance.guided_grid": lambda: ((_cond_unet(), S, 3, 1.0), {"n": 2, "steps": 2}),
+    # data, scores, shipped files
+    "data.toy_2d": lambda: (("moons", 10), {}),
+    "data.swiss_roll": lambda: ((10,), {}),
+    "data.moons": lambda: ((10,), {}),
+    "data.rings": lambda: ((10,), {}),
+    "data.gaussian_mixture": lambda: ((10,), {}),
+    "data.mnist": lambda: (("test",), {}),
+    "data.fashion_mnist": lambda: (("test",), {}),
+    "quality.classifier_outputs": lambda: ((_classifier.MNISTClassifier(), IMG28[:4]), {}),
+    "quality.floor_draws": lambda: ((100, 10, 3), {}),
+    "quality.frechet_floor": lambda: ((torch.randn(100, 3), torch.randn(50, 3), 10), {"draws": 2}),
+    "quality.quality_report": lambda: ((IMG28,), {"classifier": _classifier.MNISTClassifier(), "reference": IMG28_B,
+                                                   "train_images": torch.cat([IMG28_B, IMG28])}),
+    "quality.floor_table": lambda: (((128,),), {"classifier": _classifier.MNISTClassifier(), "draws": 2}),
+    "quality.toy_2d_reference_and_floor": lambda: (("moons", 50), {"draws": 2}),
+    "pretrained.load_pretrained_unet": lambda: (("ema",), {}),
+    "pretrained.load_card_samples": lambda: (("ddpm1000",), {}),
+    "evaluation.sample_in_batches": lambda: ((samplers.ddim_sample, 4, (2,), 2, 0), {"model": ZERO, "schedule": S, "steps": 2}),
+    "evaluation.ddim_table": lambda: ((ZERO, S, (2,)), {"score_fn": lambda x: 0.0, "floor": 1.0, "etas": (0.0,), "steps": (2,),
+                                                        "sigma_hat": False, "n_samples": 4, "batch_size": 2, "progress": False}),
+    "evaluation.SamplerSetting": lambda: (("x", "ema", "ddim", 5), {"eta": 0.0}),
+    "evaluation.table_settings": lambda: ((), {}),
+    "evaluation.sample_setting": lambda: ((ZERO, S, _setting()), {"batch_size": 2, "item_shape": (2,), "progress": False}),
+    "diffusers_bridge.diffusers_schedule_config": lambda: (("linear",), {}),
+    "profiles.pick": lambda: ((), {"smoke": 1, "cpu": 2, "gpu": 3}),
+    "data.find_data_dir": lambda: ((), {}),
+    # colour (chapter 10)
+    "colour.load_photos": lambda: ((), {"downscale": 8}),
+    "colour.grid_crops": lambda: ((torch.zeros(3, 16, 16), 4, 4), {}),
+    "colour.make_crops": lambda: ((8,), {"downscale": 8}),
+    "colour.crop_and_flip": lambda: ((torch.zeros(2, 3, 16, 16), 4, torch.Generator().manual_seed(0)), {}),
+    "colour.random_crops": lambda: ((torch.zeros(2, 3, 16, 16), 3, 4, torch.Generator().manual_seed(0)), {}),
+    "colour.augmented_loss": lambda: ((S, 4), {}),
+    "colour.dense_reference": lambda: ((torch.zeros(2, 3, 16, 16), 4), {}),
+    "colour.StudySettings": lambda: ((), {}),
+    "colour.load_colour_unet": lambda: (("augmented",), {}),
+    # the notebooks' helpers
+    "viz.image_grid": lambda: ((IMG,), {"nrow": 1}),
+    "viz.show_images": lambda: ((IMG, "t"), {"nrow": 1}),
+    "viz.scatter_2d": lambda: ((X, "t"), {}),
+    "viz.plot_trajectories": lambda: ((torch.zeros(3, 4, 2), "t"), {}),
+    "viz.animate_points": lambda: ((torch.zeros(3, 4, 2), "t"), {"frames": 2}),
+    "viz.animate_images": lambda: ((torch.zeros(3, 2, 1, 4, 4), "t"), {"frames": 2}),
+    "viz.plot_curve": lambda: (([1.0, 2.0, 3.0], "t"), {"smooth": 1}),
+    "viz.show_image_rows": lambda: (({"a": IMG}, "t"), {}),
+    "viz.scatter_panels": lambda: (({"a": X}, "t"), {}),
+    "viz.plot_heatmap": lambda: ((torch.zeros(2, 2), "t", "x", "y"), {}),
+    "exercises.reverse_step.check_reverse_step": lambda: ((lambda *a: None,), {"quiet": True}),
+    "widgets.beta_explorer_state": lambda: (("linear", 10, 1e-3, 0.2, 2), {}),
+    "widgets.BetaExplorer": lambda: ((), {"T": 10, "beta_1": 1e-3, "beta_T": 0.2, "n_points": 10}),
+    "widgets.GuidanceExplorer": lambda: ((_cond_unet(), S), {"steps": 2, "n": 2}),
+    "widgets.ddim_view": lambda: ((ZERO, S), {"steps": 2, "n": 2, "item_shape": (2,)}),
+    "widgets.DDIMExplorer": lambda: ((_image_unet(), S), {"steps": 2, "n": 4}),
+}
+
+
+def _setting():
+    from diffusion_course.evaluation import SamplerSetting
+
+    return SamplerSetting("x", "ema", "ddim", 2, eta=0.0, n=4)
+
+
+def _bad_value(fn_name: str, arg: str, param: inspect.Parameter) -> object:
+    if (fn_name, arg) in BAD:
+        return BAD[(fn_name, arg)]
+    a = param.annotation if isinstance(param.annotation, str) else getattr(param.annotation, "__name__", str(param.annotation))
+    if arg in ("t", "t_prev") and "Tensor" in a:
+        return T
+    if "str" in a or isinstance(param.default, str):
+        return "no-such-choice"
+    if "float" in a or isinstance(param.default, float):
+        return float("nan")
+    return -1_000_000
+
+
+def _meta_cases() -> list[tuple[str, str]]:
+    cases = []
+    for fn_name, fn in sorted(PUBLIC.items()):
+        if fn_name in RECORDS or fn_name in COMMANDS:
+            continue
+        for arg in _checkable_args(fn):
+            if arg not in FREE.get(fn_name, {}):
+                cases.append((fn_name, arg))
+    return cases
+
+
+META_CASES = _meta_cases()
+
+
+def test_every_checkable_argument_has_a_valid_call() -> None:
+    """Each (function, argument) to check has a valid call in BASE; a new module or function lands here first."""
+    missing = sorted({fn for fn, _ in META_CASES if fn not in BASE})
+    assert not missing, f"add a valid call to BASE (or a line to FREE / RECORDS / COMMANDS) for: {missing}"
+    stale = sorted(set(BASE) - set(PUBLIC)) + sorted(f for f in set(FREE) | RECORDS | COMMANDS if f not in PUBLIC)
+    assert not stale, f"BASE / FREE / RECORDS / COMMANDS name functions that no longer exist: {stale}"
+
+
+def test_the_valid_calls_are_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every BASE call runs as given, so a failure below comes from the bad value alone."""
+    pytest.importorskip("ipywidgets")
+    monkeypatch.setenv("COURSE_PROFILE", "smoke")
+    failed = {}
+    for fn_name in sorted({fn for fn, _ in META_CASES} & set(BASE)):
+        args, kwargs = BASE[fn_name]()
+        try:
+            PUBLIC[fn_name](*args, **kwargs)
+        except (FileNotFoundError, ImportError):  # shipped files or optional packages absent: nothing to learn here
+            pass
+        except Exception as e:  # noqa: BLE001
+            failed[fn_name] = f"{type(e).__name__}: {e}"
+    assert not failed, "\n".join(f"{k}: {v}" for k, v in failed.items())
+
+
+@pytest.mark.parametrize("fn_name,arg", META_CASES, ids=[f"{f}-{a}" for f, a in META_CASES])
+def test_bad_value_names_the_argument_and_its_range(fn_name: str, arg: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if fn_name not in BASE:
+        pytest.fail(f"no valid call for {fn_name} in BASE")
+    if fn_name.startswith("widgets."):
+        pytest.importorskip("ipywidgets")
+    monkeypatch.setenv("COURSE_PROFILE", "smoke")
+    fn = PUBLIC[fn_name]
+    sig = inspect.signature(fn)
+    args, kwargs = BASE[fn_name]()
+    bound = sig.bind_partial(*args, **kwargs)
+    bad = _bad_value(fn_name, arg, sig.parameters[arg])
+    bound.arguments[arg] = bad
+    if (fn_name, arg) in REPORTED:
+        message = REPORTED[(fn_name, arg)](fn(*bound.args, **bound.kwargs)) or ""
+    else:
+        with pytest.raises((ValueError, TypeError)) as err:
+            fn(*bound.args, **bound.kwargs)
+        message = str(err.value)
+    assert re.search(rf"\b{re.escape(arg)}\b", message), f"{fn_name}({arg}={bad!r}): the message does not name {arg}: {message}"
+    assert re.search(r"\[|\(|one of", message), f"{fn_name}({arg}={bad!r}): the message gives no range or choices: {message}"

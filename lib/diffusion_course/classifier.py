@@ -79,6 +79,7 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | N
 @torch.no_grad()
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:
     """Fraction of ``images`` whose arg-max class equals ``labels``."""
+    check_positive_int(batch_size, "batch_size")
     model.eval()
     correct = 0
     for i in range(0, len(images), batch_size):

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validate import check_positive_int, check_range
+from ._validate import check_choice, check_positive_int, check_range
 from .checkpoints import CheckpointError, load_weights, read_card, save_weights
 from .data import DATA_DIR
 from .losses import simple_loss
@@ -242,6 +242,7 @@ def augmented_loss(schedule: NoiseSchedule, size: int, *, flip: bool = True) -> 
     """A loss for :func:`train` whose ``data`` are whole training regions (P, 3, H, W): each batch is cut into fresh
     random crops (and flips), then L_simple (Ho et al. 2020, eq. 14) is taken on them. Crops, flips, t and noise all
     come from the loop's generator, so a run is reproducible and resumes exactly."""
+    check_positive_int(size, "size", 1)
 
     def loss_fn(model: nn.Module, regions: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         crops = crop_and_flip(regions, size, generator, flip=flip)
@@ -303,6 +304,13 @@ class StudySettings:
             raise ValueError(f"milestones must be increasing step counts; got {self.milestones}")
         for m in self.milestones:
             check_positive_int(m, "milestones entries", 1)
+        check_positive_int(self.size, "size", 4)
+        check_positive_int(self.downscale, "downscale", 1)
+        check_positive_int(self.batch_size, "batch_size", 1)
+        check_range(self.lr, "lr", 0.0, 1.0, open_low=True)
+        check_positive_int(self.warmup_steps, "warmup_steps", 0)
+        check_range(self.ema_decay, "ema_decay", 0.0, 1.0, open_high=True)
+        check_positive_int(self.reference_stride, "reference_stride", 1)
         check_positive_int(self.samples, "samples", 1)
         check_positive_int(self.ddim_steps, "ddim_steps", 1, 1000)
         check_positive_int(self.base_channels, "base_channels", 8)
@@ -387,8 +395,7 @@ def _find(name: str, directory: str | Path | None) -> Path:
 def load_colour_unet(which: str = "augmented", *, directory: str | Path | None = None) -> tuple[UNet, dict[str, Any]]:
     """A shipped colour U-Net (``which`` = "augmented", the chapter's model, or "fixed", the fixed-crop run) in eval mode
     on the CPU, and its card (with the data's per-channel range "lo"/"hi" and the memorisation table)."""
-    if which not in ("augmented", "fixed"):
-        raise ValueError(f"which must be 'augmented' or 'fixed'; got {which!r}")
+    check_choice(which, ("augmented", "fixed"), "which")
     path = _find(COLOUR_UNET_FILE if which == "augmented" else COLOUR_FIXED_FILE, directory)
     card = read_card(path)
     if "unet_config" not in card:

@@ -19,7 +19,7 @@ import torch
 
 from ._progress import progress_bar
 from ._types import EpsModel
-from ._validate import check_positive_int, check_range
+from ._validate import check_choice, check_positive_int, check_range
 from .respacing import ddpm_sample_respaced
 from .samplers import DDIM_SPACINGS, ddim_sample
 from .schedules import NoiseSchedule
@@ -181,6 +181,17 @@ class SamplerSetting:
     clip_x0: float | None = 1.0
     n: int = 1000  # samples scored
 
+    def __post_init__(self) -> None:
+        check_choice(self.weights, ("ema", "raw"), "weights")
+        check_choice(self.sampler, ("ddpm", "ddim", SIGMA_HAT), "sampler")
+        check_positive_int(self.steps, "steps")
+        if self.eta is not None:
+            check_range(self.eta, "eta", 0.0, 1.0)
+        check_choice(self.spacing, DDIM_SPACINGS, "spacing")
+        if self.clip_x0 is not None:
+            check_range(self.clip_x0, "clip_x0", 0.0, math.inf, open_low=True)
+        check_positive_int(self.n, "n")
+
     def describe(self) -> str:
         clip = f"x0 clipped to +/-{self.clip_x0:g}" if self.clip_x0 else "no clipping"
         if self.sampler == "ddpm":
@@ -206,6 +217,7 @@ def table_settings(n: int = 256) -> tuple[SamplerSetting, ...]:
     """The steps x eta grid of chapter 8 (the DDIM paper's Table 1 in its own setting: "leading" spacing as in the
     paper's code, x0 clipped, eta in {0, 0.2, 0.5, 1} and sigma-hat at S in {10, 20, 50}, eta in {0, 1} at S = 100),
     plus eta = 0 on the other spacings at S in {10, 50} and eta in {0, 1} without clipping at S = 10."""
+    check_positive_int(n, "n", 2)
     out = []
     for S in (10, 20, 50, 100):
         for eta in (0.0, 0.2, 0.5, 1.0):

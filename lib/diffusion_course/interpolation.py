@@ -55,6 +55,7 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, w: float, *, eps: float = 1e-6) ->
     way and slerp falls back to lerp (the limit of the formula). Opposite vectors (theta = pi) have no unique great
     circle and raise ``ValueError``.
     """
+    check_range(eps, "eps", 0.0, 1.0, open_low=True, open_high=True)
     _check_pair(z0, z1)
     check_range(w, "w", 0.0, 1.0)
     theta = angle_between(z0, z1).double()  # (B,)

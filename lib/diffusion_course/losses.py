@@ -181,6 +181,8 @@ def simple_loss(
     """L_simple = E_{t, x_0, eps} ||eps - eps_theta(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t)||^2
     (Ho et al. 2020, eq. 14; Algorithm 1). t is drawn uniformly from [0, T) unless given. Returns a scalar.
     With ``snr_gamma`` each example is weighted by :func:`min_snr_weight` (Hang et al. 2023)."""
+    if snr_gamma is not None:
+        check_range(snr_gamma, "snr_gamma", 0.0, math.inf, open_low=True)
     if t is None:
         t = torch.randint(0, schedule.T, (x0.shape[0],), generator=generator, device=x0.device if generator is None else generator.device)
         t = t.to(x0.device)

@@ -142,6 +142,7 @@ def nearest_train_distances(images: torch.Tensor, train_images: torch.Tensor, ba
         raise ValueError(
             f"images and train_images must have shapes (N, C, H, W) with the same C, H, W; got {tuple(images.shape)} and {tuple(train_images.shape)}"
         )
+    check_positive_int(batch_size, "batch_size")
     tr = train_images.detach().float().cpu().flatten(1)
     out = []
     for i in range(0, images.shape[0], batch_size):

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ._validate import check_choice
 from .checkpoints import CheckpointError, load_weights, read_card
 from .classifier import ClassifierConfig, MNISTClassifier
 from .data import DATA_DIR
@@ -85,8 +86,7 @@ def _load_unet_file(path: Path, made_by: str = "`make weights`") -> tuple[UNet, 
 def load_pretrained_unet(which: str = "ema", *, directory: str | Path | None = None) -> tuple[UNet, dict[str, Any]]:
     """The shipped MNIST noise predictor (``which`` = "ema", the weights to sample with, or "raw", the last optimiser
     iterate) in eval mode on the CPU, and its card."""
-    if which not in ("ema", "raw"):
-        raise ValueError(f"which must be 'ema' or 'raw'; got {which!r}")
+    check_choice(which, ("ema", "raw"), "which")
     return _load_unet_file(_find(UNET_EMA_FILE if which == "ema" else UNET_RAW_FILE, directory))
 
 

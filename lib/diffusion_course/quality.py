@@ -32,6 +32,7 @@ def classifier_outputs(classifier: nn.Module, images: torch.Tensor, batch_size: 
     """(features (N, D), class probabilities (N, K)) of ``images`` (N, 1, 28, 28) in [-1, 1], on the CPU in float32."""
     if images.ndim != 4:
         raise ValueError(f"images must have shape (N, 1, 28, 28); got {tuple(images.shape)}")
+    check_positive_int(batch_size, "batch_size")
     classifier.eval()
     device = next(classifier.parameters()).device
     feats, probs = [], []
@@ -96,6 +97,7 @@ def floor_draws(n_train: int, n: int, draws: int, seed: int = 0) -> list[torch.T
     """Index sets of ``draws`` real draws of ``n`` images out of ``n_train``: disjoint within each pass over the data
     (a pass is one random permutation cut into n_train // n blocks), a new pass when more draws are needed. With the
     4,000 offline training digits, 20 draws of up to 200 are all disjoint; 20 draws of 1,000 come from 5 passes."""
+    check_positive_int(n_train, "n_train")
     check_positive_int(n, "n", 1, n_train)
     check_positive_int(draws, "draws")
     g = torch.Generator().manual_seed(seed)
@@ -187,6 +189,9 @@ def floor_table(ns: tuple[int, ...] = (128, 256, 500, 1000), *, classifier: nn.M
                 seed: int = 0) -> dict[str, dict[str, float]]:
     """The floor at each sample count n (training digits vs the test set, as :func:`quality_report` computes it): mean,
     std, min and max over ``draws`` draws, keyed by str(n). Stored in the classifier's card by ``make weights``."""
+    check_positive_int(draws, "draws")
+    for n in ns:
+        check_positive_int(n, "ns entries", 2)
     if classifier is None:
         classifier = load_classifier()[0]
     train, test = _mnist_splits()

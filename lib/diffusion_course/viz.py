@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from matplotlib import animation
 
+from ._validate import check_positive_int, check_range
+
 __all__ = [
     "image_grid",
     "show_images",
@@ -36,6 +38,9 @@ __all__ = [
 def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 1) -> np.ndarray:
     """Tile (B, C, H, W) images in [-1, 1] into one array in [0, 1] (C = 1 or 3) with ``nrow`` images per row (as in
     torchvision's ``make_grid``; default about sqrt(B)) and as many rows as needed."""
+    if nrow is not None:
+        check_positive_int(nrow, "nrow")
+    check_positive_int(pad, "pad", 0)
     if images.ndim != 4:
         raise ValueError(f"images must have shape (B, C, H, W); got {tuple(images.shape)}")
     x = ((images.detach().float().cpu().clamp(-1, 1) + 1) / 2).numpy()
@@ -51,6 +56,9 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 1) -> n
 
 def show_images(images: torch.Tensor, title: str, nrow: int | None = None, ax: plt.Axes | None = None, size: float = 4.0) -> plt.Figure:
     """Show a batch of images in [-1, 1] as one grid with a title."""
+    if nrow is not None:
+        check_positive_int(nrow, "nrow")
+    check_range(size, "size", 0.0, 100.0, open_low=True)
     grid = image_grid(images, nrow)
     if ax is None:
         fig, ax = plt.subplots(figsize=(size, size * grid.shape[0] / grid.shape[1]))
@@ -66,6 +74,7 @@ def show_images(images: torch.Tensor, title: str, nrow: int | None = None, ax: p
 
 def scatter_2d(points: torch.Tensor, title: str, ax: plt.Axes | None = None, lim: float = 3.0, **kw) -> plt.Figure:
     """Scatter (N, 2) points with equal axes, a title and x1/x2 labels."""
+    check_range(lim, "lim", 0.0, math.inf, open_low=True, open_high=True)
     if ax is None:
         fig, ax = plt.subplots(figsize=(4, 4))
     else:
@@ -83,6 +92,8 @@ def scatter_2d(points: torch.Tensor, title: str, ax: plt.Axes | None = None, lim
 
 def plot_trajectories(traj: torch.Tensor, title: str, ax: plt.Axes | None = None, lim: float = 3.0, n_paths: int = 40) -> plt.Figure:
     """Draw the paths of ``n_paths`` points through a (steps+1, N, 2) trajectory: grey lines, start (o) and end (x)."""
+    check_range(lim, "lim", 0.0, math.inf, open_low=True, open_high=True)
+    check_positive_int(n_paths, "n_paths")
     if traj.ndim != 3 or traj.shape[-1] != 2:
         raise ValueError(f"traj must have shape (steps+1, N, 2); got {tuple(traj.shape)}")
     if ax is None:
@@ -157,6 +168,9 @@ def animate_points(traj: torch.Tensor, title: str, frames: int = 40, lim: float 
 
     ``labels`` names each stored step (e.g. "t = 999"); by default the frame index. Kept small: a few hundred KB.
     """
+    check_positive_int(frames, "frames")
+    check_range(lim, "lim", 0.0, math.inf, open_low=True, open_high=True)
+    check_positive_int(interval, "interval")
     from IPython.display import HTML
 
     idx = _frame_indices(traj.shape[0], frames)
@@ -182,6 +196,10 @@ def animate_points(traj: torch.Tensor, title: str, frames: int = 40, lim: float 
 
 def animate_images(traj: torch.Tensor, title: str, frames: int = 30, nrow: int | None = None, labels: Sequence[str] | None = None, interval: int = 100):
     """A JS/HTML animation of an image trajectory (steps+1, B, C, H, W) in [-1, 1], shown as a grid per frame."""
+    check_positive_int(frames, "frames")
+    if nrow is not None:
+        check_positive_int(nrow, "nrow")
+    check_positive_int(interval, "interval")
     from IPython.display import HTML
 
     idx = _frame_indices(traj.shape[0], frames)
@@ -206,6 +224,7 @@ def animate_images(traj: torch.Tensor, title: str, frames: int = 30, nrow: int |
 def plot_curve(values: Sequence[float], title: str, xlabel: str = "step", ylabel: str = "loss", smooth: int = 50,
                ax: plt.Axes | None = None, logy: bool = False) -> plt.Figure:
     """Plot a (loss) curve, raw and smoothed by a running mean over ``smooth`` points."""
+    check_positive_int(smooth, "smooth")
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 3))
     else:
@@ -242,6 +261,7 @@ def show_image_rows(rows: Mapping[str, torch.Tensor], title: str, *, value_range
     ``value_range`` is the range of the pixel values ((0, 1) for chapter 1's uniform-noise images); ``size`` is the
     height of one image row in inches.
     """
+    check_range(size, "size", 0.0, 100.0, open_low=True)
     if not rows:
         raise ValueError("rows must hold at least one (name -> images) entry")
     grids = [image_grid(_to_unit_range(imgs, value_range), nrow=imgs.shape[0]) for imgs in rows.values()]
@@ -262,6 +282,11 @@ def show_image_rows(rows: Mapping[str, torch.Tensor], title: str, *, value_range
 def scatter_panels(clouds: Mapping[str, torch.Tensor], title: str, *, lim: float = 3.0, ncols: int | None = None,
                    size: float = 2.8, s: float = 2.0) -> plt.Figure:
     """Side-by-side scatters of named (N, 2) point clouds (e.g. data next to samples), one titled panel each."""
+    check_range(lim, "lim", 0.0, math.inf, open_low=True, open_high=True)
+    if ncols is not None:
+        check_positive_int(ncols, "ncols")
+    check_range(size, "size", 0.0, 100.0, open_low=True)
+    check_range(s, "s", 0.0, math.inf, open_low=True, open_high=True)
     if not clouds:
         raise ValueError("clouds must hold at least one (name -> points) entry")
     n = len(clouds)

@@ -8,7 +8,15 @@ import math
 import torch
 from torch import nn
 
+from .._validate import check_range
+
 __all__ = ["sinusoidal_embedding", "SinusoidalEmbedding"]
+
+
+def _check_dim(dim: int, max_period: float) -> None:
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2 or dim % 2:
+        raise ValueError(f"dim must be an even int in [2, inf); got {dim!r}")
+    check_range(max_period, "max_period", 1.0, math.inf, open_low=True)
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -16,8 +24,7 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0)
     w_i = max_period^(-i/h), h = dim // 2. Nearby t get nearby vectors; every t gets a distinct one."""
     if t.ndim != 1:
         raise ValueError(f"t must have shape (B,); got {tuple(t.shape)}")
-    if dim < 2 or dim % 2:
-        raise ValueError(f"dim must be an even int >= 2; got {dim}")
+    _check_dim(dim, max_period)
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
     args = t.float()[:, None] * freqs[None, :]  # (B, half)
@@ -29,8 +36,7 @@ class SinusoidalEmbedding(nn.Module):
 
     def __init__(self, dim: int, max_period: float = 10000.0) -> None:
         super().__init__()
-        if dim < 2 or dim % 2:
-            raise ValueError(f"dim must be an even int >= 2; got {dim}")
+        _check_dim(dim, max_period)
         self.dim = dim
         self.max_period = max_period
 

@@ -36,6 +36,12 @@ class BasicUNet(nn.Module):
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, widths: tuple[int, int, int] = (32, 64, 64)) -> None:
         super().__init__()
+        check_positive_int(in_channels, "in_channels")
+        check_positive_int(out_channels, "out_channels")
+        if len(widths) != 3:
+            raise ValueError(f"widths must hold 3 channel counts (one per level); got {tuple(widths)}")
+        for w in widths:
+            check_positive_int(w, "widths entries")
         c1, c2, c3 = widths
         self.down = nn.ModuleList([
             nn.Conv2d(in_channels, c1, 5, padding=2),
@@ -95,6 +101,9 @@ def conv_transpose2d_output_size(size: int, kernel: int, stride: int = 1, paddin
 
 def conv2d_parameter_count(in_channels: int, out_channels: int, kernel: int, bias: bool = True, groups: int = 1) -> int:
     """Trainable numbers in Conv2d (and ConvTranspose2d): in_channels / groups * kernel^2 * out_channels weights + out_channels biases."""
+    check_positive_int(in_channels, "in_channels")
+    check_positive_int(out_channels, "out_channels")
+    check_positive_int(kernel, "kernel")
     check_positive_int(groups, "groups")
     if in_channels % groups or out_channels % groups:
         raise ValueError(f"groups must divide in_channels and out_channels; got {groups} for {in_channels} -> {out_channels}")
@@ -173,6 +182,13 @@ class UNetConfig:
         return 2 ** (len(self.channel_mults) - 1)
 
 
+def _check_groups(groups: int, *channels: int) -> None:
+    """GroupNorm's group count: an int in [1, min(channels)] that divides every channel count."""
+    check_positive_int(groups, "groups", 1, min(channels))
+    if any(c % groups for c in channels):
+        raise ValueError(f"groups must divide the channel counts {channels} (a divisor in [1, {min(channels)}]); got {groups}")
+
+
 class ResBlock(nn.Module):
     """Residual block with a time input: x + conv(act(norm(conv(act(norm(x))) + time)))  (Ho et al. 2020, App. B).
 
@@ -183,6 +199,12 @@ class ResBlock(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, temb_dim: int, *, groups: int, dropout: float, time_conditioning: str) -> None:
         super().__init__()
+        check_positive_int(in_ch, "in_ch")
+        check_positive_int(out_ch, "out_ch")
+        check_positive_int(temb_dim, "temb_dim")
+        _check_groups(groups, in_ch, out_ch)
+        check_range(dropout, "dropout", 0.0, 1.0, open_high=True)
+        check_choice(time_conditioning, TIME_CONDITIONINGS, "time_conditioning")
         self.scale_shift = time_conditioning == "scale_shift"
         self.norm1 = nn.GroupNorm(groups, in_ch)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
@@ -213,6 +235,11 @@ class SelfAttention(nn.Module):
 
     def __init__(self, ch: int, *, groups: int, num_heads: int) -> None:
         super().__init__()
+        check_positive_int(ch, "ch")
+        _check_groups(groups, ch)
+        check_positive_int(num_heads, "num_heads", 1, ch)
+        if ch % num_heads:
+            raise ValueError(f"num_heads must divide ch = {ch} (a value in [1, {ch}]); got {num_heads}")
         self.num_heads = num_heads
         self.norm = nn.GroupNorm(groups, ch)
         self.qkv = nn.Conv2d(ch, 3 * ch, 1)
@@ -247,6 +274,7 @@ class Downsample(nn.Module):
 
     def __init__(self, ch: int) -> None:
         super().__init__()
+        check_positive_int(ch, "ch")
         self.conv = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -258,6 +286,7 @@ class Upsample(nn.Module):
 
     def __init__(self, ch: int) -> None:
         super().__init__()
+        check_positive_int(ch, "ch")
         self.conv = nn.Conv2d(ch, ch, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
