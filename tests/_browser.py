@@ -70,8 +70,9 @@ class LabServer:
     ``lab.url(path)`` gives a URL with the token; ``lab.notebook_dir`` is the copy. The server runs in its own process
     group, so leaving the block stops it and every kernel it started."""
 
-    def __init__(self, tmp_dir: Path, profile: str = "smoke", startup_timeout: float = 120.0) -> None:
+    def __init__(self, tmp_dir: Path, profile: str = "smoke", startup_timeout: float = 120.0, extra_env: dict | None = None) -> None:
         self.tmp_dir = Path(tmp_dir)
+        self.extra_env = dict(extra_env or {})
         self.notebook_dir = self.tmp_dir / "notebooks"
         self.profile = profile
         self.startup_timeout = startup_timeout
@@ -98,6 +99,7 @@ class LabServer:
         env = {**os.environ, "COURSE_PROFILE": self.profile, "OMP_NUM_THREADS": "1", "JUPYTER_CONFIG_DIR": str(self.tmp_dir / "config"),
                "JUPYTERLAB_WORKSPACES_DIR": str(self.tmp_dir / "workspaces")}
         env.pop("MPLBACKEND", None)  # the notebooks choose inline themselves
+        env.update(self.extra_env)
         cmd = [str(jupyter), "lab", "--no-browser", "--allow-root", f"--port={self.port}", "--ip=127.0.0.1",
                f"--notebook-dir={self.notebook_dir}", f"--ServerApp.token={self.token}", "--ServerApp.password=",
                "--NotebookNotary.db_file=:memory:",  # nothing is trusted: as a learner's fresh copy

@@ -19,6 +19,7 @@ import base64
 import html
 import io
 import math
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -306,6 +307,7 @@ class BetaExplorer:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.lines import Line2D
         from matplotlib.patches import Rectangle
+        from matplotlib.transforms import Bbox, TransformedBbox
 
         scale = 1.45 if self.large_fonts else 1.0
         with self._fonts():
@@ -409,10 +411,12 @@ class BetaExplorer:
             for name, (lo, hi) in bands.items():
                 eraser = Rectangle((0, lo), 1, hi - lo, transform=fig.transFigure, facecolor="white", edgecolor="none")
                 eraser.set_figure(fig)
-                self._regions[name] = eraser
+                self._regions[name] = (eraser, TransformedBbox(Bbox([[0, lo], [1, hi]]), fig.transFigure))
             self._background = None
             self._frame = None  # everything but the curves and the t-dependent artists
             self._region_keys: dict[str, tuple] = {}
+            # The pixels of each region for its last few keys: going back to a schedule or a T seen before is a copy.
+            self._region_cache: dict[str, OrderedDict] = {name: OrderedDict() for name in bands}
 
     def _region_artists(self, region: str) -> list:
         a = self.axes
@@ -498,14 +502,26 @@ class BetaExplorer:
                 self._layout_for(state)
                 if self._frame is None:
                     canvas.draw()  # everything but the animated artists (curves and the t-dependent ones)
-                else:  # redraw only the regions whose content changed
+                    changed = list(self._regions)
+                else:  # redraw only the regions whose content changed (or copy them from the cache)
                     canvas.restore_region(self._frame)
-                    for region, eraser in self._regions.items():
-                        if region_keys[region] == self._region_keys.get(region):
+                    changed = [r for r in self._regions if region_keys[r] != self._region_keys.get(r)]
+                for region in changed:
+                    (eraser, bbox), cache, key = self._regions[region], self._region_cache[region], region_keys[region]
+                    if self._frame is not None:
+                        if key in cache:
+                            canvas.restore_region(cache[key])
+                            cache.move_to_end(key)
+                            for ax in self._region_artists(region):  # positions the t-dependent artists are drawn at
+                                if hasattr(ax, "apply_aspect"):
+                                    ax.apply_aspect()
                             continue
                         eraser.draw(renderer)
                         for artist in self._region_artists(region):
                             artist.draw(renderer)
+                    cache[key] = canvas.copy_from_bbox(bbox)
+                    while len(cache) > 24:
+                        cache.popitem(last=False)
                 self._region_keys = region_keys
                 self._frame = canvas.copy_from_bbox(self.figure.bbox)
                 for line in self._curve_artists:
