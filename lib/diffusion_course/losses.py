@@ -89,7 +89,9 @@ def _model_log_variance(schedule: NoiseSchedule, t: torch.Tensor, x: torch.Tenso
     """log sigma_t^2 for the two fixed choices: sigma_t^2 = beta_t ("beta") or tilde-beta_t ("posterior")."""
     check_choice(variance, ("beta", "posterior"), "variance")
     if variance == "beta":
-        # Ho et al. use beta_1 at the first step too (tilde-beta_1 = 0 would give log 0); improved-diffusion does the same.
+        # At code t = 0 the table holds tilde-beta at code t = 1 (5.5e-5 for the linear schedule), not beta_1 (1e-4) as the
+        # paper's sigma_1^2 = beta_1 reads: improved-diffusion's FIXED_LARGE does the same, "to get a better decoder log
+        # likelihood". Chapter 3 states it and measures the difference in L_0.
         log_beta = torch.log(torch.cat([schedule.posterior_variance[1:2], schedule.beta[1:]]))
         return extract(log_beta, t, x).expand_as(x)
     return extract(schedule.posterior_log_variance_clipped, t, x).expand_as(x)
