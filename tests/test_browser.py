@@ -30,17 +30,26 @@ RUN_ALL_TIMEOUT_S = 420  # two shared cores: Run All of chapter 02 under smoke t
 CHANGE_TIMEOUT_MS = 60_000  # one control change, input to new figure, on a busy machine
 TIMES: list[dict] = []
 
+UNDER_CI = os.environ.get("CI", "").lower() == "true"
+
 if CHROMIUM is None:
     print(f"\n*** BROWSER TEST DID NOT RUN: {WHY_NOT}. Install Chromium (apt-get install chromium) to run it. ***")
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"browser test did not run under CI: {WHY_NOT}", pytrace=False)
-    pytest.skip(f"browser test did not run: {WHY_NOT}", allow_module_level=True)
+    if not UNDER_CI:
+        pytest.skip(f"browser test did not run: {WHY_NOT}", allow_module_level=True)
+else:
+    from playwright.sync_api import Page, sync_playwright
 
-from playwright.sync_api import Page, sync_playwright  # noqa: E402
+
+def test_chromium_is_available():
+    """Under CI (CI=true) a missing browser is a failure of this one test, not a silent skip."""
+    if CHROMIUM is None:
+        pytest.fail(f"browser test did not run under CI: {WHY_NOT}", pytrace=False)
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
+    if CHROMIUM is None:
+        pytest.skip("no Chromium: see test_chromium_is_available")
     with LabServer(tmp_path_factory.mktemp("lab")) as server:
         yield server
 
@@ -186,7 +195,7 @@ def _press(page: Page, label: str, key: str):
     return act
 
 
-def test_beta_explorer_in_the_browser(page, lab):
+def test_beta_explorer_in_the_browser(page, lab, capsys):
     _open(page, lab, "02_forward_process.ipynb")
     page.locator(".jp-Notebook").first.click()
     page.get_by_text("Run", exact=True).first.click()  # the Run menu
@@ -258,11 +267,12 @@ def test_beta_explorer_in_the_browser(page, lab):
     out.write_text(json.dumps({"what": "beta_t explorer in JupyterLab + headless Chromium: input event to new figure",
                                "viewport": VIEWPORT, "run_all_02_s": round(run_all_s, 1), "per_control": summary, "changes": TIMES},
                               indent=1) + "\n")
-    print(f"\nbeta_t explorer in the browser (Run All of 02 under smoke: {run_all_s:.0f} s); input -> new figure:")
-    print(f"  {'control':28s} {'n':>3s} {'median ms':>10s} {'max ms':>8s}")
-    for c, s in summary.items():
-        print(f"  {c:28s} {s['n']:3d} {s['median_ms']:10.0f} {s['max_ms']:8.0f}")
-    print(f"  (written to {out.relative_to(ROOT)})")
+    lines = [f"\nbeta_t explorer in the browser (Run All of 02 under smoke: {run_all_s:.0f} s); input -> new figure:",
+             f"  {'control':28s} {'n':>3s} {'median ms':>10s} {'max ms':>8s}"]
+    lines += [f"  {c:28s} {s['n']:3d} {s['median_ms']:10.0f} {s['max_ms']:8.0f}" for c, s in summary.items()]
+    lines.append(f"  (written to {out.relative_to(ROOT)}; not asserted on: the speed goal is benchmarks/explorer_latency.py's)")
+    with capsys.disabled():  # shown by a plain `pytest tests` too, not only with -s
+        print("\n".join(lines))
     assert max(r["ms"] for r in TIMES) < CHANGE_TIMEOUT_MS  # a sanity bound only: the speed goal is the benchmark's
 
 
