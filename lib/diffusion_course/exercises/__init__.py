@@ -22,13 +22,21 @@ check_reverse_step    fn(schedule, x_t, t, eps_hat, z)                 x_{t-1} (
 check_ddim_step       fn(schedule, x_t, t, t_prev, eps_hat, eta, z)    x_{t_prev} (Song et al. 2021, eq. 12)
 check_channel_scaling fn(x, lo, hi), fn(y, lo, hi)                       per-channel scaling to [-1, 1] and back (chapter 10)
 check_guidance        fn(eps_cond, eps_uncond, w)                      (1 + w) eps_cond - w eps_uncond (Ho & Salimans 2022, eq. 6)
+check_training_step   fn(model, schedule, x0, generator)               the L_simple loss of one step (Ho et al. 2020, Algorithm 1; chapter 4)
+check_sampling_loop   fn(model, schedule, shape, generator)            x_0 after T reverse steps (Ho et al. 2020, Algorithm 2; chapter 4)
+check_resblock        block_cls(in_ch, out_ch, temb_dim, groups, ...)  a time-conditioned residual block's forward(x, temb) (chapter 5)
+check_ema_update      fn(shadow, model, decay, num_updates)            the in-place EMA update with the lib's warm-up (chapter 7)
+check_ddim_timesteps  fn(T, S, spacing)                                the kept timesteps, for four spacings (chapter 8)
 ====================  ===============================================  ==================================================
 
 Each checker returns a :class:`CheckResult`, true when the function is correct.
 
 Layout: ``_engine`` holds the probes, the comparison and the diagnosis shared by the linear exercises; each exercise has
-its own module (``q_sample`` chapter 2, ``posterior_mean`` and ``reverse_step`` chapter 3, ``ddim_step`` chapter 8,
-``channel_scaling`` chapter 10, ``guidance`` chapter 11), and this package re-exports every ``check_*``.
+its own module (``q_sample`` chapter 2, ``posterior_mean`` and ``reverse_step`` chapter 3, ``training_step`` and
+``sampling_loop`` chapter 4, ``resblock`` chapter 5, ``ema_update`` chapter 7, ``ddim_step`` and ``ddim_timesteps``
+chapter 8, ``channel_scaling`` chapter 10, ``guidance`` chapter 11), and this package re-exports every ``check_*``.
+The last five compare against the lib with checks of their own (a reference run on a seeded generator, then a catalogue
+of known slips), as ``channel_scaling`` and ``guidance`` do.
 """
 
 from ._engine import CheckResult
