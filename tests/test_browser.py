@@ -152,6 +152,10 @@ def _check_readout(page: Page) -> dict:
     b1, bT = _beta_value(c["beta_1 (first step)"]), _beta_value(c["beta_T (last step)"])
     rows = _readout_rows(page)
     assert len(rows) == 2, rows
+    hidden = page.evaluate("""() => { const box = document.querySelector('.beta-explorer table.beta-explorer-readout').closest('.widget-html');
+        const b = box.getBoundingClientRect();
+        return [...box.querySelectorAll('tr')].filter(r => r.getBoundingClientRect().bottom > b.bottom + 1).length; }""")
+    assert hidden == 0, f"{hidden} read-out rows fall outside the read-out's fixed height"
     for row, k in zip(rows, (kind, None if cmp_kind == "none" else cmp_kind)):
         if k is None:
             assert not any(row), f"a comparison row without a comparison: {row}"

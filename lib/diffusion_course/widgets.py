@@ -194,7 +194,7 @@ def _readout_html(state: BetaExplorerState, large: bool) -> str:
             ]
         rows.append("<tr class='be-row'>" + "".join(f"<td style='{cell}'>{html.escape(v) or '&nbsp;'}</td>" for v in values) + "</tr>")
     header = "<tr>" + "".join(f"<th style='{cell}; font-weight:600'>{h}</th>" for h in head) + "</tr>"
-    return (f"<table class='beta-explorer-readout' style='font-family:monospace; font-size:{size}; border-collapse:collapse'>"
+    return (f"<table class='beta-explorer-readout' style='font-family:monospace; font-size:{size}; line-height:1.35; border-collapse:collapse'>"
             f"{header}{''.join(rows)}</table>")
 
 
@@ -276,8 +276,9 @@ class BetaExplorer:
         self.t = w.IntSlider(value=t, min=0, max=T - 1, description="t (code index; paper t+1)",
                              continuous_update=continuous_t, style=desc, layout=w.Layout(width="100%", max_width="900px"))
         # Fixed heights: notes and read-out rows coming and going never move the figure.
-        self.message = w.HTML(layout=w.Layout(height="4.6em" if large_fonts else "3.4em", overflow="auto"))
-        self.readout = w.HTML(layout=w.Layout(height="6.2em" if large_fonts else "4.6em", overflow="auto"))
+        # (ipywidgets gives HTML a 28 px line height; the content sets its own, so these heights hold three rows / lines)
+        self.message = w.HTML(layout=w.Layout(height="6.4em" if large_fonts else "4.4em", overflow="auto"))
+        self.readout = w.HTML(layout=w.Layout(height="6.4em" if large_fonts else "4.6em", overflow="auto"))
         self.out = w.Output()
         wrap = lambda: w.Layout(flex_flow="row wrap", width="100%")  # noqa: E731
         self.widget = w.VBox([w.HBox([self.kind, self.compare, self.T], layout=wrap()), w.HBox([self.beta_1, self.beta_T], layout=wrap()),
@@ -601,9 +602,10 @@ class BetaExplorer:
         self.state = state
         self.schedule = state.main.schedule if state.main is not None else None
         if state.error:
-            self.message.value = f"<b style='color:#b00'>{html.escape(state.error)}</b>"
+            self.message.value = f"<div style='line-height:1.35'><b style='color:#b00'>{html.escape(state.error)}</b></div>"
         else:
-            self.message.value = "<br>".join(html.escape(n) for n in state.notes)
+            notes = "<br>".join(html.escape(n) for n in state.notes)
+            self.message.value = f"<div style='line-height:1.35'>{notes}</div>" if notes else ""
         self.readout.value = _readout_html(state, self.large_fonts)
         self._draw(state, full=full)
         self._drawn_key = self._key()
