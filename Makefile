@@ -49,7 +49,12 @@ student: install
 	$(PY) -m diffusion_course.student --src notebooks --out build/student
 
 lint: install
-	$(VENV)/bin/ruff check lib tests benchmarks conftest.py
+	$(VENV)/bin/ruff check lib tests benchmarks tools conftest.py
+
+# make tidy - before committing executed chapters: the kernelspec JupyterLab writes, progress-bar text as shown, slide tags
+tidy: install
+	$(PY) tools/tidy_notebooks.py $(NOTEBOOKS)
+	$(PY) -m diffusion_course.slides tag $(NOTEBOOKS)
 
 clean:
 	rm -rf build .pytest_cache
