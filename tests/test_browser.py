@@ -9,7 +9,9 @@ read-out numbers equal the schedule formula recomputed here. It records the time
 it opens chapter 04 untrusted and checks that the first frame of its animation is an image that is shown.
 
 Without Chromium the test prints one line saying it did not run and why; it skips, or fails when CI=true.
-BROWSER_TEST_ANIMATION=<glob> points the animation check at another notebook (default 04_*.ipynb).
+BROWSER_TEST_ANIMATION=<glob> points the animation check at another notebook (default 04_*.ipynb);
+BROWSER_TEST_PROFILE=cpu runs the chapters under the cpu profile instead of smoke (to time the explorers at full size).
+Chapter 08's DDIM explorer is driven the same way (steps, eta, spacing, clipping, seed; build/browser_times_ddim.json).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def test_chromium_is_available():
 def lab(tmp_path_factory):
     if CHROMIUM is None:
         pytest.skip("no Chromium: see test_chromium_is_available")
-    with LabServer(tmp_path_factory.mktemp("lab")) as server:
+    with LabServer(tmp_path_factory.mktemp("lab"), profile=os.environ.get("BROWSER_TEST_PROFILE", "smoke")) as server:
         yield server
 
 
@@ -295,3 +297,127 @@ def test_animation_first_frame_shows_untrusted(page, lab):
     bb = img.bounding_box()
     assert bb is not None and bb["width"] > 0 and bb["height"] > 0 and img.is_visible()
     assert re.match(r"data:image/", img.get_attribute("src") or ""), "frame 0 is not in the img src"
+
+
+# ------------------------------------------------------------------------------------------- the DDIM explorer
+DDIM_TIMES: list[dict] = []
+
+
+def _ddim_state(page: Page) -> dict:
+    """The DDIM explorer's controls and read-out as the page shows them, and its image's src."""
+    return page.evaluate("""() => {
+        const box = document.querySelector('.ddim-explorer');
+        const out = {};
+        for (const w of box.querySelectorAll('.widget-slider')) {
+            out[w.querySelector('label').textContent.trim()] = w.querySelector('.widget-readout').textContent.trim();
+        }
+        out.spacing = box.querySelector('.widget-dropdown select').selectedOptions[0].textContent.trim();
+        out.clip = box.querySelector('.widget-checkbox input').checked;
+        out.seed = box.querySelector('.widget-text input').value;
+        out.readout = box.querySelector('.widget-html-content').textContent;
+        const img = box.querySelector('img');
+        out.src = img ? img.src : null;
+        return out;
+    }""")
+
+
+def _check_ddim_readout(st: dict) -> None:
+    """The read-out names the settings the controls show, the first kept timesteps of that spacing (recomputed here from
+    the spacing's definition), and no pixel outside [-1, 1] when x0_hat is clipped."""
+    from diffusion_course.samplers import ddim_timesteps
+
+    steps, eta = int(st["steps S"]), float(st["eta"])
+    m = re.match(r"(\d+) steps, eta = ([0-9.]+), (\w+) spacing \(([0-9, .]+)\), (clipped|no clipping): (\d+) samples in ([0-9.]+) s; "
+                 r"pixels outside \[-1, 1\]: ([0-9.]+)%", st["readout"])
+    assert m, f"unexpected DDIM read-out: {st['readout']!r}"
+    assert int(m[1]) == steps and float(m[2]) == pytest.approx(eta) and m[3] == st["spacing"], (m.groups(), st)
+    assert (m[5] == "clipped") == st["clip"]
+    ts = ddim_timesteps(1000, steps, st["spacing"]).tolist()[::-1]
+    shown = [int(x) for x in m[4].replace("...", "").split(",") if x.strip()]
+    assert shown == ts[: len(shown)] and len(shown) == min(4, len(ts)), f"timesteps shown {shown}, kept timesteps {ts[:4]}"
+    if st["clip"]:
+        assert float(m[8]) == 0.0, "clipped samples cannot leave [-1, 1]"
+
+
+def test_ddim_explorer_in_the_browser(page, lab, capsys):
+    """Chapter 08 under smoke, Run All, then every DDIM explorer control moved through the page: each change replaces the
+    image and the read-out says what the controls say; the time from input to new image is recorded, not asserted."""
+    name = "08_ddim.ipynb"
+    _open(page, lab, name)
+    page.locator(".jp-Notebook").first.click()
+    page.get_by_text("Run", exact=True).first.click()
+    page.get_by_text("Run All Cells", exact=True).click()
+    start, quiet = time.time(), 0
+    while quiet < 3:
+        assert time.time() - start < RUN_ALL_TIMEOUT_S, f"Run All of chapter 08 did not finish within {RUN_ALL_TIMEOUT_S} s"
+        busy = page.evaluate("() => [...document.querySelectorAll('.jp-InputArea-prompt')].some(p => p.textContent.includes('*'))")
+        idle = all(s["kernel"]["execution_state"] == "idle" for s in lab.api("sessions") if s["path"].endswith(name))
+        quiet = quiet + 1 if idle and not busy else 0
+        time.sleep(1)
+    run_all_s = time.time() - start
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']:has-text('Traceback')").count()
+    assert errors == 0, "a cell of chapter 08 raised under smoke"
+    box = page.locator(".ddim-explorer")
+    box.scroll_into_view_if_needed()
+    page.wait_for_function("() => { const i = document.querySelector('.ddim-explorer img'); return i && i.complete && i.naturalWidth > 0; }")
+    _check_ddim_readout(_ddim_state(page))
+
+    def change(label: str, action, expect: dict) -> None:
+        before = _ddim_state(page)["src"]
+        t0 = time.perf_counter()
+        action()
+        deadline = time.time() + CHANGE_TIMEOUT_MS / 1000
+        while True:
+            st = _ddim_state(page)
+            if st["src"] != before and all(st[k] == v for k, v in expect.items()) and st["readout"].startswith(f"{st['steps S']} steps,"):
+                break
+            assert time.time() < deadline, f"{label}: no new image within {CHANGE_TIMEOUT_MS / 1000:.0f} s ({st})"
+            time.sleep(0.02)
+        shown = re.match(r"(\d+) steps, .*: (\d+) samples in ([0-9.]+) s", st["readout"])
+        DDIM_TIMES.append({"control": label, "ms": round(1000 * (time.perf_counter() - t0), 1), "steps": int(shown[1]) if shown else None,
+                           "samples": int(shown[2]) if shown else None, "kernel_s": float(shown[3]) if shown else None})
+        _check_ddim_readout(st)
+
+    def press(label: str, key: str):
+        def act():
+            handle = box.locator(".widget-slider", has=page.locator("label", has_text=label)).locator(".noUi-handle")
+            handle.focus()
+            handle.press(key)
+        return act
+
+    s0 = int(_ddim_state(page)["steps S"])
+    change("steps (keyboard)", press("steps S", "ArrowRight"), {"steps S": str(s0 + 1)})
+    change("steps (keyboard)", press("steps S", "ArrowRight"), {"steps S": str(s0 + 2)})
+    for _ in range(2):  # chapter 08 may leave eta anywhere in [0, 1]: step away from the nearer end
+        e0 = float(_ddim_state(page)["eta"])
+        key, e1 = ("ArrowLeft", e0 - 0.1) if e0 > 0.5 else ("ArrowRight", e0 + 0.1)
+        change("eta (keyboard)", press("eta", key), {"eta": f"{e1:.2f}"})
+    spacing = box.locator(".widget-dropdown select")
+    for kind in ("leading", "trailing", "quadratic", "uniform"):
+        if _ddim_state(page)["spacing"] != kind:
+            change("spacing", lambda k=kind: spacing.select_option(label=k), {"spacing": kind})
+    change("clip", lambda: box.locator(".widget-checkbox input").click(), {"clip": False})
+    change("clip", lambda: box.locator(".widget-checkbox input").click(), {"clip": True})
+    seed = box.locator(".widget-text input")
+    for value in ("1", "2"):
+        def type_seed(v=value):
+            seed.fill(v)
+            seed.press("Enter")
+        change("seed", type_seed, {"seed": value})
+
+    summary: dict[str, dict] = {}
+    for row in DDIM_TIMES:
+        summary.setdefault(row["control"], []).append(row["ms"])
+    summary = {c: {"n": len(v), "median_ms": round(statistics.median(v), 1), "max_ms": round(max(v), 1)} for c, v in summary.items()}
+    out = ROOT / "build" / "browser_times_ddim.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"what": f"DDIM explorer (chapter 08 under {lab.profile}; the kernel on one thread) in JupyterLab + headless "
+                               "Chromium: input to new image", "viewport": VIEWPORT, "run_all_08_s": round(run_all_s, 1),
+                               "per_control": summary, "changes": DDIM_TIMES}, indent=1) + "\n")
+    sizes = sorted({(r["samples"], r["steps"]) for r in DDIM_TIMES})
+    lines = [f"\nDDIM explorer in the browser (Run All of 08 under {lab.profile}: {run_all_s:.0f} s; samples x steps shown: {sizes}); "
+             "input -> new image:",
+             f"  {'control':28s} {'n':>3s} {'median ms':>10s} {'max ms':>8s}"]
+    lines += [f"  {c:28s} {s['n']:3d} {s['median_ms']:10.0f} {s['max_ms']:8.0f}" for c, s in summary.items()]
+    with capsys.disabled():
+        print("\n".join(lines))
