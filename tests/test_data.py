@@ -105,3 +105,26 @@ def test_a_built_wheel_carries_the_shipped_weights(tmp_path):
     packed = sorted(n.rsplit("/", 1)[-1] for n in names if "/share/diffusion_course/data/" in n)
     assert shipped and packed == shipped
     assert any(n.endswith("diffusion_course/guidance.py") for n in names)
+
+
+def test_a_failed_download_is_tried_again_on_the_next_call(tmp_path: Path, monkeypatch, capsys) -> None:
+    """One transient failure must not pin the offline subset for the rest of the process: the next call tries again
+    (and the fallback's note is printed once, not on every call)."""
+    from diffusion_course import data as data_mod
+
+    full = (torch.zeros(7, 1, 28, 28), torch.arange(7))
+    calls = []
+
+    def flaky(kind, split, root, download):
+        calls.append(kind)
+        if len(calls) in (1, 2):
+            raise OSError("network down")
+        return full
+
+    monkeypatch.setattr(data_mod, "_torchvision_images", flaky)
+    x1, _ = data_mod.mnist("test", root=tmp_path)
+    x2, _ = data_mod.mnist("test", root=tmp_path)
+    assert len(x1) == len(x2) == 1000  # the offline subset, twice
+    assert capsys.readouterr().out.count("unavailable") == 1
+    x3, y3 = data_mod.mnist("test", root=tmp_path)
+    assert len(calls) == 3 and torch.equal(x3, full[0]) and torch.equal(y3, full[1])

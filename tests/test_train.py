@@ -304,3 +304,16 @@ def test_lr_multipliers_make_parameter_groups_and_resume_exactly(tmp_path: Path)
     resumed = _unet()
     assert train(resumed, X8, _cfg(steps=6, checkpoint_path=ckpt, **cfg), schedule=SCHEDULE).losses == whole.losses
     assert _same_weights(one_go, resumed)
+
+
+@pytest.mark.parametrize("bf16_ok, want", [(True, torch.bfloat16), (False, torch.float16)])
+def test_amp_auto_on_cuda_follows_the_card(monkeypatch, bf16_ok: bool, want: torch.dtype) -> None:
+    """amp="auto" on a CUDA device: bf16 where the card has it natively (Ampere and newer), else fp16 (with a GradScaler),
+    e.g. a T4; the CPU stays fp32. Only the device's type and the card's answer matter, so no GPU is needed."""
+    from diffusion_course.train import _autocast_dtype
+
+    asked = []
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: asked.append(including_emulation) or bf16_ok)
+    assert _autocast_dtype(_cfg(amp="auto"), torch.device("cuda")) == want
+    assert asked == [False], "emulated bf16 (a T4's) must not count"
+    assert _autocast_dtype(_cfg(amp="auto"), torch.device("cpu")) is None

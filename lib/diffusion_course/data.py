@@ -152,8 +152,8 @@ def _torchvision_images(kind: str, split: str, root: Path, download: bool) -> tu
     return _to_images(ds.data), ds.targets.long()
 
 
-# (kind, split, root, download) whose torchvision copy could not be had in this process: later calls go straight to the
-# offline subset, without another download attempt or another message.
+# (kind, split, root, download) whose torchvision copy could not be had once already in this process: a later call tries
+# again (a network that was down a minute ago may be back), but falls back without repeating the message.
 _UNAVAILABLE: set[tuple[str, str, str, bool]] = set()
 
 
@@ -161,10 +161,12 @@ def _load(kind: str, split: str, root: str | Path | None, download: bool) -> tup
     check_choice(split, ("train", "test"), "split")
     root = Path(root) if root is not None else DATA_DIR
     key = (kind, split, str(root.resolve()), download)
-    if key not in _UNAVAILABLE:
-        try:
-            return _torchvision_images(kind, split, root, download)
-        except Exception as err:  # offline, or the files are absent and download=False
+    try:  # one attempt per call: a transient failure does not pin the offline subset for the rest of the process
+        images = _torchvision_images(kind, split, root, download)
+        _UNAVAILABLE.discard(key)
+        return images
+    except Exception as err:  # offline, or the files are absent and download=False
+        if key not in _UNAVAILABLE:
             _UNAVAILABLE.add(key)
             name = "MNIST" if kind == "mnist" else "Fashion-MNIST"
             reason = "no network" if download else "not in data/ and download=False"
