@@ -377,12 +377,21 @@ def _probes(spec: _Spec, tabs: list[_Tables]) -> list[dict]:
     return out
 
 
-def _run(spec: _Spec, fn: Callable, quiet: bool) -> CheckResult:
+
+def _reporter(name: str, quiet: bool) -> Callable[..., CheckResult]:
+    """The ``done(status, message, mistakes=(), cases=0, failure=None)`` every checker ends with: builds the
+    :class:`CheckResult` (each mistake named once), prints its message unless ``quiet``, and returns it."""
+
     def done(status: str, message: str, mistakes: tuple[str, ...] = (), cases: int = 0, failure: dict | None = None) -> CheckResult:
-        result = CheckResult(spec.name, status, message, tuple(dict.fromkeys(mistakes)), cases, failure)
+        result = CheckResult(name, status, message, tuple(dict.fromkeys(mistakes)), cases, failure)
         if not quiet:
             print(message)
         return result
+
+    return done
+
+def _run(spec: _Spec, fn: Callable, quiet: bool) -> CheckResult:
+    done = _reporter(spec.name, quiet)
 
     if not callable(fn):
         return done("error", f"{spec.name}: expected a function {spec.signature}; got {type(fn).__name__}.", ("not_callable",))

@@ -11,6 +11,7 @@ from ._engine import (
     CheckResult,
     _is_stub_output,
     _learner_line,
+    _reporter,
 )
 
 # The learner's fn(x, lo, hi) maps RGB images (N, 3, H, W) in pixel units to [-1, 1] channel by channel, with lo and hi
@@ -152,11 +153,7 @@ def check_channel_scaling(scale_fn: Callable, unscale_fn: Callable | None = None
     cases = _cs_cases()
     name = "channel_scaling"
 
-    def done(status: str, message: str, mistakes: tuple = (), n: int = 0) -> CheckResult:
-        result = CheckResult(name, status, message, tuple(dict.fromkeys(mistakes)), n)
-        if not quiet:
-            print(message)
-        return result
+    done = _reporter(name, quiet)
 
     for label, fn in (("scale", scale_fn), ("unscale", unscale_fn)):
         if fn is not None and not callable(fn):

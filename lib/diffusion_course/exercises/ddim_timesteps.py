@@ -25,7 +25,7 @@ import torch
 
 from ..samplers import DDIM_SPACINGS
 from ..samplers import ddim_timesteps as _lib_ddim_timesteps
-from ._engine import CheckResult, _is_stub_output, _learner_line
+from ._engine import CheckResult, _is_stub_output, _learner_line, _reporter
 
 _TS = (1000, 100, 50, 10, 250)  # typical sizes first: the first difference is then one a learner recognises
 _SS = (10, 50, 7, 3, 2, 16, 61, 100, 333, 999, 1000, 1)
@@ -125,11 +125,7 @@ def check_ddim_timesteps(fn: Callable, *, quiet: bool = False) -> CheckResult:
     T in {10, 50, 100, 250, 1000} and S from 1 to T; print the report and return it."""
     name = "ddim_timesteps"
 
-    def done(status: str, message: str, mistakes: tuple[str, ...] = (), cases: int = 0, failure: dict | None = None) -> CheckResult:
-        result = CheckResult(name, status, message, tuple(dict.fromkeys(mistakes)), cases, failure)
-        if not quiet:
-            print(message)
-        return result
+    done = _reporter(name, quiet)
 
     if not callable(fn):
         return done("error", f"{name}: expected a function fn(T, S, spacing) -> LongTensor; got {type(fn).__name__}.",

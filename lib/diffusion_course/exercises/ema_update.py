@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..ema import EMA, ema_decay_at
-from ._engine import CheckResult, _is_stub_output, _learner_line
+from ._engine import CheckResult, _is_stub_output, _learner_line, _reporter
 
 _DECAYS = (0.99, 0.5)  # 0.99: the warm-up rules for ~900 updates; 0.5: it stops mattering after 8
 _STEPS = 12
@@ -116,11 +116,7 @@ def check_ema_update(fn: Callable, *, quiet: bool = False) -> CheckResult:
     print the report and return it."""
     name = "ema_update"
 
-    def done(status: str, message: str, mistakes: tuple[str, ...] = (), cases: int = 0, failure: dict | None = None) -> CheckResult:
-        result = CheckResult(name, status, message, tuple(dict.fromkeys(mistakes)), cases, failure)
-        if not quiet:
-            print(message)
-        return result
+    done = _reporter(name, quiet)
 
     if not callable(fn):
         return done("error", f"{name}: expected a function fn(shadow, model, decay, num_updates); got {type(fn).__name__}.",

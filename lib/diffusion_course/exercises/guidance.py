@@ -12,6 +12,7 @@ from ._engine import (
     _first_difference,
     _is_stub_output,
     _learner_line,
+    _reporter,
 )
 
 # The learner's fn(eps_cond, eps_uncond, w) combines the two predictions of a class-conditional model into the guided
@@ -39,11 +40,7 @@ def check_guidance(fn: Callable, *, quiet: bool = False) -> CheckResult:
     on random predictions of shape (4, 1, 5, 5) and (6, 2) at w in {0, 0.5, 1, 3, 7.5}; print the report and return it."""
     name = "guidance"
 
-    def done(status: str, message: str, mistakes: tuple[str, ...] = (), cases: int = 0, failure: dict | None = None) -> CheckResult:
-        result = CheckResult(name, status, message, mistakes, cases, failure)
-        if not quiet:
-            print(message)
-        return result
+    done = _reporter(name, quiet)
 
     if not callable(fn):
         return done("error", f"{name}: expected a function fn(eps_cond, eps_uncond, w) -> eps_tilde; got {type(fn).__name__}.",

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.unet import ResBlock
-from ._engine import CheckResult, _is_stub_output, _learner_line
+from ._engine import CheckResult, _is_stub_output, _learner_line, _reporter
 
 NAME = "resblock"
 SIGNATURE = "MyResBlock(in_ch, out_ch, temb_dim, groups=8, dropout=0.0) with forward(x, temb) -> (B, out_ch, H, W)"
@@ -97,11 +97,7 @@ def check_resblock(block_cls: Callable, *, quiet: bool = False) -> CheckResult:
     should equal :class:`~diffusion_course.models.unet.ResBlock` with ``time_conditioning="add"`` on the same weights;
     print the report and return it."""
 
-    def done(status: str, message: str, mistakes: tuple[str, ...] = (), n: int = 0) -> CheckResult:
-        result = CheckResult(NAME, status, message, tuple(dict.fromkeys(mistakes)), n)
-        if not quiet:
-            print(message)
-        return result
+    done = _reporter(NAME, quiet)
 
     if not callable(block_cls):
         return done("error", f"{NAME}: expected a class {SIGNATURE}; got {type(block_cls).__name__}.", ("not_callable",))

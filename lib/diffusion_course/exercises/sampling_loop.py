@@ -22,7 +22,7 @@ from torch import nn
 
 from ..samplers import ddpm_sample
 from ..schedules import NoiseSchedule
-from ._engine import CheckResult, _is_stub_output, _learner_line
+from ._engine import CheckResult, _is_stub_output, _learner_line, _reporter
 
 NAME = "sampling_loop"
 SIGNATURE = "fn(model, schedule, shape, generator) -> x_0"
@@ -108,11 +108,7 @@ def check_sampling_loop(fn: Callable, *, quiet: bool = False) -> CheckResult:
     sigma_t^2 = beta_t) against :func:`~diffusion_course.samplers.ddpm_sample` on a tiny deterministic eps-model and the
     same seeded generator; print the report and return it."""
 
-    def done(status: str, message: str, mistakes: tuple[str, ...] = (), n: int = 0, failure: dict | None = None) -> CheckResult:
-        result = CheckResult(NAME, status, message, tuple(dict.fromkeys(mistakes)), n, failure)
-        if not quiet:
-            print(message)
-        return result
+    done = _reporter(NAME, quiet)
 
     if not callable(fn):
         return done("error", f"{NAME}: expected a function {SIGNATURE}; got {type(fn).__name__}.", ("not_callable",))

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..losses import simple_loss
 from ..schedules import NoiseSchedule
-from ._engine import CheckResult, _is_stub_output, _learner_line
+from ._engine import CheckResult, _is_stub_output, _learner_line, _reporter
 
 NAME = "training_step"
 SIGNATURE = "fn(model, schedule, x0, generator) -> loss"
@@ -120,11 +120,7 @@ def check_training_step(fn: Callable, *, quiet: bool = False) -> CheckResult:
     """Check one DDPM training step ``fn(model, schedule, x0, generator) -> loss`` (Ho et al. 2020, Algorithm 1) against
     :func:`~diffusion_course.losses.simple_loss` with the same seeded generator; print the report and return it."""
 
-    def done(status: str, message: str, mistakes: tuple[str, ...] = (), n: int = 0, failure: dict | None = None) -> CheckResult:
-        result = CheckResult(NAME, status, message, tuple(dict.fromkeys(mistakes)), n, failure)
-        if not quiet:
-            print(message)
-        return result
+    done = _reporter(NAME, quiet)
 
     if not callable(fn):
         return done("error", f"{NAME}: expected a function {SIGNATURE}; got {type(fn).__name__}.", ("not_callable",))
