@@ -1,90 +1,161 @@
 """diffusion_course: the maths and training code behind the notebooks of "Diffusion from Scratch".
 
-Module map, one line per module (chapters that teach it; what it holds). Papers: Ho et al. 2020 (DDPM), Song et al.
-2021 (DDIM), Nichol & Dhariwal 2021 (improved DDPM), Ho & Salimans 2022 (classifier-free guidance). The imports
-between these modules form no cycle, and the pure-maths group imports nothing from the groups below it
-(tests/test_layout.py checks both, and that this list matches the files).
+Learners import every name from here (``from diffusion_course import ddim_sample, EMA, load_pretrained_unet``); each
+name is looked up in its group on first use, so ``import diffusion_course`` alone loads nothing heavy. Papers: Ho et al.
+2020 (DDPM), Song et al. 2021 (DDIM), Nichol & Dhariwal 2021 (improved DDPM), Ho & Salimans 2022 (guidance).
 
-    pure maths: tensors in, tensors out; no networks, no files, nothing from models, train, data, pretrained or quality
-      schedules                  02       beta schedules (linear, cosine, ...), NoiseSchedule (alpha, alpha_bar, posterior coefficients), SNR
-      forward                    01-02    corrupt, q(x_t | x_{t-1}) (Ho eq. 2), q_sample and add_noise (Ho eq. 4), x0 / eps / v conversions (Ho eq. 15)
-      posterior                  03       q(x_{t-1} | x_t, x_0): tilde-mu and tilde-beta (Ho eqs. 6-7), the mean from eps_hat (Ho eq. 11)
-      losses                     03-07    Gaussian KL, discretised decoder (Ho eq. 13), ELBO terms (Ho eq. 5), L_simple (Ho eq. 14), min-SNR weights
-      samplers                   03-08    DDPM step and loop (Ho Algorithm 2), DDIM step and loop (Song eq. 12, sigma(eta) eq. 16), spacings, inversion
-      respacing                  08       DDPM on kept timesteps (Nichol & Dhariwal section 4; the sigma-hat row of Song's Table 1)
-      interpolation              08       lerp and slerp between noises x_T
-      oracles                    03,08    exact noise predictors of Gaussian and finite data (no training)
-      metrics                    04-10    distances between sample sets: sliced Wasserstein, MMD, Frechet (FID's formula), nearest-neighbour
-      counterexamples            01,04    chapter 1's x0-predicting warm-up and naive sampler; chapter 4's "simplified" reverse step that collapses
-      corruption                 01       old name: re-exports chapter 1's warm-up from counterexamples
-      simplified                 04       old name: re-exports the simplified step from counterexamples
-    models and training
-      models                     01-11    the networks (package): time embedding, 2-D MLP, BasicUNet and the time-conditioned UNet
+Groups, from the bottom up: a module imports from its own group and from the groups listed before its own, never
+from a later one, and the imports form no cycle (tests/test_layout.py checks both, counting every import, and that
+this map lists exactly the modules on disk). Where the next chapters' code goes: ODE solvers and flow matching in
+``maths`` (pure maths on a model callable), an autoencoder in ``models``, its training in ``training``.
+Module map, one line per module (chapters; what it holds):
+
+    _internal                    -        private helpers of the whole package (not for the notebooks); import nothing from it
+      _internal.validate         -        argument checks: every error names the argument and its allowed range
+      _internal.types            -        the EpsModel type: model(x_t, t) -> eps_hat
+      _internal.noise            -        noise drawn on the generator's device; the samplers' starting x_T
+      _internal.progress         -        the one progress bar: plain text (tqdm.std), stored as text in a saved notebook
+    maths                        01-11    tensors in, tensors out: no networks, no files, no data
+      maths.schedules            02       beta schedules (linear, cosine, ...), NoiseSchedule (alpha, alpha_bar, posterior coefficients), SNR
+      maths.forward              01-02    corrupt, q(x_t | x_{t-1}) (Ho eq. 2), q_sample and add_noise (Ho eq. 4), x0 / eps / v conversions (Ho eq. 15)
+      maths.posterior            03       q(x_{t-1} | x_t, x_0): tilde-mu and tilde-beta (Ho eqs. 6-7), the mean from eps_hat (Ho eq. 11)
+      maths.losses               03-11    Gaussian KL, discretised decoder (Ho eq. 13), ELBO terms (Ho eq. 5), L_simple (Ho eq. 14) and its conditional form
+      maths.samplers             03-08    DDPM step and loop (Ho Algorithm 2), DDIM step and loop (Song eq. 12, sigma(eta) eq. 16), spacings, inversion
+      maths.respacing            08       DDPM on kept timesteps (Nichol & Dhariwal section 4; the sigma-hat row of Song's Table 1)
+      maths.interpolation        08       lerp and slerp between noises x_T
+      maths.oracles              03,08    exact noise predictors of Gaussian and finite data (no training)
+      maths.guidance             11       classifier-free guidance (Ho & Salimans eq. 6): the guided eps, GuidedModel, guided sampling
+      maths.counterexamples      01,04    chapter 1's x0-predicting warm-up and naive sampler; chapter 4's wrong reverse step that collapses
+    data                         01-11    every data set offline, and where the shipped files live
+      data.locations             01-11    the data folder (DIFFUSION_COURSE_DATA, the source tree, an installed copy); finding a shipped file
+      data.sets                  01-11    2-D sets, 8x8 digits, MNIST and Fashion-MNIST with the offline MNIST fallback
+      data.encoding              06-11    images as uint8 and back (the shipped sample files)
+      data.photos                10       scikit-learn's photos as crops, per-channel scaling to [-1, 1], random crops and flips
+    models                       01-11    the networks
       models.embeddings          04       sinusoidal timestep embedding (Vaswani et al. 2017, as used by Ho et al. Appendix B)
       models.mlp                 04       eps_theta(x_t, t) for 2-D points: an MLP with the time embedding
       models.unet                01,05    BasicUNet (chapter 1's x0-predictor) and UNet (Ho Appendix B; scale-shift, attention, labels)
-      ema                        07       exponential moving average of the weights, with warm-up; decay as a half-life
-      checkpoints                04-11    atomic training checkpoints (resume); safetensors weights with a JSON card
-      train                      01-11    one loop for every model (Ho Algorithm 1): clipping, EMA, LR schedule, checkpoints, resume, labels
-      guidance                   11       label dropout, classifier-free guidance (Ho & Salimans eq. 6), guided samplers, the guidance report
-      diffusers_bridge           09       diffusers' models in our loops, their schedules as ours
-    data, scores, shipped files
-      data                       01-11    2-D sets, 8x8 digits, MNIST with its offline fallback
-      classifier                 06       the MNIST classifier whose features score samples
-      pretrained                 05-11    loading the shipped weights, samples and tables (loading only)
-      quality                    04-11    scoring against real data: classifier features, floors, MNIST quality reports, the 2-D floor
-      evaluation                 06-08    sampler settings of the shipped model's card; the DDIM steps x eta table (Song Table 1)
-      make_weights               06-11    the commands of `make weights` (python -m diffusion_course.make_weights): train, score, write cards
-      colour                     10       photo crops, per-channel scaling, augmentation, the colour U-Net's memorisation study
-    the notebooks' helpers
-      profiles                   00-11    COURSE_PROFILE: smoke | cpu | gpu, and the sizes each picks
-      viz                        01-11    plots, image grids, animations (every figure titled, axes labelled)
-      widgets                    02,08,11 the beta_t explorer, the DDIM explorer, the guidance explorer
-      slides                     all      slide types for every notebook cell and the offline reveal.js export (make slides)
-      student                    all      the student edition: solutions stripped (make student)
-      exercises                  00-11    checkers that explain a learner's first difference (package)
-      exercises.channel_scaling  10       per-channel scaling to [-1, 1] and back
-      exercises.ddim_step        08       one DDIM step (Song eq. 12)
-      exercises.ddim_timesteps   08       the kept timesteps of a DDIM sampler
-      exercises.ema_update       07       one EMA update
-      exercises.guidance         11       classifier-free guidance (Ho & Salimans eq. 6)
-      exercises.posterior_mean   03       the mean of q(x_{t-1} | x_t, x_0) (Ho eq. 7)
-      exercises.q_sample         02       q_sample (Ho eq. 4)
-      exercises.resblock         05       a time-conditioned residual block's forward pass
-      exercises.reverse_step     03-04    one DDPM reverse step (Ho Algorithm 2, line 4)
-      exercises.sampling_loop    04       the whole DDPM sampling loop (Ho Algorithm 2)
-      exercises.training_step    04       one DDPM training step (Ho Algorithm 1)
-    private helpers (not for the notebooks)
-      _validate                  -        argument checks: every error names the argument and its allowed range
-      _types                     -        the EpsModel type: model(x_t, t) -> eps_hat
-      _noise                     -        noise drawn on the generator's device; the samplers' starting x_T
-      _progress                  -        the one progress bar: plain text (tqdm.std), stored as text in a saved notebook
-      _provenance                -        the git commit and tree state written into every card
-      exercises._engine          -        the probes, comparison and diagnosis shared by the exercise checkers
+      models.classifier          06       the MNIST classifier network whose features score samples
+      models.diffusers_bridge    09       diffusers' models in our loops, their schedules as ours
+    training                     01-11    one loop for every model; never imports scoring or weights
+      training.loop              01-11    the loop (Ho Algorithm 1): clipping, EMA, LR schedule, checkpoints, exact resume, labels, NaN guard
+      training.ema               07       exponential moving average of the weights, with warm-up; decay as a half-life
+      training.checkpoints       04-11    atomic training checkpoints (resume); safetensors weights with a JSON card
+      training.classifier        06       training the MNIST classifier (shifted digits) and its accuracy
+      training.augmented         10       the augmented loss: fresh random crops and flips of whole photo regions every batch
+    scoring                      04-11    how good samples are, measured against real data
+      scoring.distances          04-10    distances between sample sets: sliced Wasserstein, MMD, Frechet (FID's formula), nearest-neighbour
+      scoring.reference          06-11    the yardstick's classifier, loaded from its shipped file
+      scoring.quality            04-11    scoring against real data: classifier features, floors, MNIST quality reports, the 2-D floor
+      scoring.comparisons        06-08    sampler settings of the shipped model's card; the DDIM steps x eta table (Song Table 1)
+      scoring.guidance_report    11       guided samples read by the classifier: accuracy, confidence, per-class quality
+      scoring.memorisation       10       nearest-training-crop distances of samples beside held-out crops
+    weights                      05-11    the shipped files and the commands that make them
+      weights.shipped            05-11    loading the shipped U-Nets, samples and tables with their cards (loading only)
+      weights.provenance         06-11    the command, commit, device and time written into every card
+      weights.make_mnist         06-08    make weights: the classifier, its floors, the MNIST U-Net, its card and the DDIM table
+      weights.make_guidance      11       make weights: the conditional U-Net and its guidance sweep
+      weights.colour_study       10       make weights: the colour U-Nets and their memorisation study
+      weights.make               06-11    the command line of make weights: python -m diffusion_course.weights.make
+    teaching                     00-11    the notebooks' helpers
+      teaching.profiles          00-11    COURSE_PROFILE: smoke | cpu | gpu, and the sizes each picks
+      teaching.viz               01-11    plots, image grids, animations (every figure titled, axes labelled)
+      teaching.explorer_display  02,08,11 showing an explorer in a notebook; images as PNG bytes
+      teaching.beta_explorer     02       the beta_t explorer: its pure state, its figure and its controls
+      teaching.ddim_explorer     08       the DDIM explorer
+      teaching.guidance_explorer 11       the guidance explorer and the grid it shows
+      teaching.slides            all      slide types for every notebook cell and the offline reveal.js export (make slides)
+      teaching.student           all      the student edition: solutions stripped (make student)
+      teaching.exercises         00-11    checkers that explain a learner's first difference (package)
+      teaching.exercises._engine -        the probes, comparison and diagnosis shared by the exercise checkers
+      teaching.exercises.channel_scaling 10  per-channel scaling to [-1, 1] and back
+      teaching.exercises.ddim_step 08     one DDIM step (Song eq. 12)
+      teaching.exercises.ddim_timesteps 08  the kept timesteps of a DDIM sampler
+      teaching.exercises.ema_update 07    one EMA update
+      teaching.exercises.guidance 11      classifier-free guidance (Ho & Salimans eq. 6)
+      teaching.exercises.posterior_mean 03  the mean of q(x_{t-1} | x_t, x_0) (Ho eq. 7)
+      teaching.exercises.q_sample 02      q_sample (Ho eq. 4)
+      teaching.exercises.resblock 05      a time-conditioned residual block's forward pass
+      teaching.exercises.reverse_step 03-04  one DDPM reverse step (Ho Algorithm 2, line 4)
+      teaching.exercises.sampling_loop 04  the whole DDPM sampling loop (Ho Algorithm 2)
+      teaching.exercises.training_step 04  one DDPM training step (Ho Algorithm 1)
 """
 
-from .forward import add_noise, corrupt, q_sample, q_step
-from .posterior import q_posterior
-from .profiles import pick
-from .samplers import ddim_invert, ddim_sample, ddim_timesteps, ddpm_sample
-from .schedules import NoiseSchedule, cosine_betas, linear_betas, quadratic_betas, sigmoid_betas
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "NoiseSchedule",
-    "linear_betas",
-    "cosine_betas",
-    "quadratic_betas",
-    "sigmoid_betas",
-    "corrupt",
-    "q_step",
-    "q_sample",
-    "add_noise",
-    "q_posterior",
-    "ddpm_sample",
-    "ddim_sample",
-    "ddim_timesteps",
-    "ddim_invert",
-    "pick",
-]
+# Every public name of the groups -> the group that holds it (tests/test_layout.py checks this table against the
+# groups' __all__, so a name added to a group is importable from here).
+_EXPORTS: dict[str, str] = {
+    "COLOUR_UNET_FILE": "weights", "COLOUR_FIXED_FILE": "weights", "COLOUR_TINY_SAMPLES_FILE": "weights", "COLOUR_UNET_CONFIG": "weights",
+    "TINY_UNET_CONFIG": "weights", "load_colour_unet": "weights", "load_tiny_samples": "weights",
+    "LossFn": "maths",
+    "linear_betas": "maths", "cosine_betas": "maths", "quadratic_betas": "maths", "sigmoid_betas": "maths", "make_betas": "maths",
+    "SCHEDULE_KINDS": "maths", "NoiseSchedule": "maths", "extract": "maths", "snr": "maths", "corrupt": "maths", "q_step": "maths",
+    "q_sample": "maths", "add_noise": "maths", "q_mean_variance": "maths", "predict_x0_from_eps": "maths", "predict_eps_from_x0": "maths",
+    "v_from_x0_eps": "maths", "predict_x0_from_v": "maths", "predict_eps_from_v": "maths", "q_posterior": "maths", "posterior_mean_from_eps": "maths",
+    "normal_kl": "maths", "approx_standard_normal_cdf": "maths", "discretized_gaussian_log_likelihood": "maths", "gaussian_log_likelihood": "maths",
+    "prior_kl": "maths", "elbo_terms": "maths", "elbo_weight": "maths", "simple_loss": "maths", "min_snr_weight": "maths", "mean_flat": "maths",
+    "NATS_PER_BIT": "maths", "ConditionalLossFn": "maths", "null_label": "maths", "check_labels": "maths", "conditional_simple_loss": "maths",
+    "conditional_simple_loss_fn": "maths", "simple_loss_fn": "maths", "ddpm_step": "maths", "ddim_step": "maths", "ddpm_sample": "maths",
+    "ddim_sample": "maths", "ddim_timesteps": "maths", "ddim_invert": "maths", "DDIM_SPACINGS": "maths", "DDPM_VARIANCES": "maths",
+    "respaced_schedule": "maths", "RespacedModel": "maths", "ddpm_sample_respaced": "maths", "lerp": "maths", "slerp": "maths",
+    "interpolate": "maths", "INTERPOLATIONS": "maths", "angle_between": "maths", "GaussianEps": "maths", "ExactDenoiser": "maths",
+    "guided_eps": "maths", "GuidedModel": "maths", "guided_sample": "maths", "x0_prediction_loss": "maths", "naive_mix_factors": "maths",
+    "naive_sample": "maths", "simplified_step": "maths", "simplified_sample": "maths",
+    "DATA_DIR": "data", "SHIPPED_MARKER": "data", "find_data_dir": "data", "find_shipped": "data", "TOY_2D": "data", "toy_2d": "data",
+    "swiss_roll": "data", "moons": "data", "rings": "data", "gaussian_mixture": "data", "digits": "data", "mnist": "data", "fashion_mnist": "data",
+    "to_uint8": "data", "from_uint8": "data", "PHOTO_NAMES": "data", "CropSet": "data", "load_photos": "data", "grid_crops": "data",
+    "make_crops": "data", "channel_stats": "data", "channel_range": "data", "scale_per_channel": "data", "unscale_per_channel": "data",
+    "to_display": "data", "crop_and_flip": "data", "random_crops": "data", "dense_reference": "data",
+    "sinusoidal_embedding": "models", "SinusoidalEmbedding": "models", "MLPConfig": "models", "MLPDenoiser": "models", "MLPBlock": "models",
+    "BasicUNet": "models", "UNetConfig": "models", "UNet": "models", "ResBlock": "models", "SelfAttention": "models", "Downsample": "models",
+    "Upsample": "models", "TIME_CONDITIONINGS": "models", "conv2d_output_size": "models", "conv_transpose2d_output_size": "models",
+    "conv2d_parameter_count": "models", "ClassifierConfig": "models", "MNISTClassifier": "models", "DiffusersEps": "models",
+    "DIFFUSERS_BETA_SCHEDULES": "models", "diffusers_schedule_config": "models", "schedule_from_diffusers": "models",
+    "TrainConfig": "training", "TrainResult": "training", "train": "training",  "StepHook": "training", "EMA": "training",
+    "ema_decay_at": "training", "decay_half_life": "training", "CheckpointError": "training", "atomic_save": "training",
+    "load_checkpoint": "training", "architecture_of": "training", "save_weights": "training", "load_weights": "training", "read_card": "training",
+    "replace_atomically": "training", "random_shift": "training", "accuracy": "training", "train_classifier": "training",
+    "augmented_loss": "training",
+    "sliced_wasserstein": "scoring", "mmd_rbf": "scoring", "frechet_distance": "scoring", "gaussian_frechet_distance": "scoring",
+    "nearest_train_distances": "scoring", "CLASSIFIER_FILE": "scoring", "load_classifier": "scoring", "QualityReport": "scoring",
+    "quality_report": "scoring", "classifier_outputs": "scoring", "floor_draws": "scoring", "frechet_floor": "scoring", "floor_table": "scoring",
+    "toy_2d_reference_and_floor": "scoring", "FLOOR_DRAWS": "scoring", "MIN_SAMPLES_PER_FEATURE": "scoring", "CONFIDENT": "scoring",
+    "mnist_splits": "scoring", "TableCell": "scoring", "QualityTable": "scoring", "ddim_table": "scoring", "sample_in_batches": "scoring",
+    "SIGMA_HAT": "scoring", "SamplerSetting": "scoring", "CARD_SETTINGS": "scoring", "table_settings": "scoring", "sample_setting": "scoring",
+    "guidance_report": "scoring", "distance_summary": "scoring", "memorisation_row": "scoring",
+    "UNET_EMA_FILE": "weights", "UNET_RAW_FILE": "weights", "SHIPPED_UNET_CONFIG": "weights", "load_pretrained_unet": "weights",
+    "schedule_from_card": "weights", "load_card_samples": "weights", "load_ddim_table": "weights", "SAMPLES_FILE": "weights", "TABLE_FILE": "weights",
+    "COND_UNET_FILE": "weights", "COND_SAMPLES_FILE": "weights", "GUIDANCE_SCALES": "weights", "load_pretrained_cond_unet": "weights",
+    "load_guidance_samples": "weights", "StudySettings": "weights", "memorisation_study": "weights", "train_colour_cmd": "weights",
+    "PROFILES": "teaching", "active_profile": "teaching", "pick": "teaching", "device": "teaching", "describe": "teaching", "image_grid": "teaching",
+    "show_images": "teaching", "scatter_2d": "teaching", "plot_trajectories": "teaching", "animate_points": "teaching", "animate_images": "teaching",
+    "plot_curve": "teaching", "show_image_rows": "teaching", "scatter_panels": "teaching", "plot_heatmap": "teaching",
+    "generative_models_schematic": "teaching", "BetaExplorer": "teaching", "beta_explorer": "teaching", "beta_explorer_state": "teaching",
+    "BetaExplorerState": "teaching", "ScheduleAtT": "teaching", "T_RANGE": "teaching", "BETA_RANGE": "teaching", "COMPARE_CHOICES": "teaching",
+    "DDIMExplorer": "teaching", "ddim_explorer": "teaching", "ddim_view": "teaching", "W_RANGE": "teaching", "GuidanceExplorer": "teaching",
+    "guidance_explorer": "teaching", "guided_grid": "teaching", "CheckResult": "teaching", "check_q_sample": "teaching",
+    "check_posterior_mean": "teaching", "check_reverse_step": "teaching", "check_ddim_step": "teaching", "check_channel_scaling": "teaching",
+    "check_guidance": "teaching", "check_ema_update": "teaching", "check_ddim_timesteps": "teaching", "check_training_step": "teaching",
+    "check_sampling_loop": "teaching", "check_resblock": "teaching",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    """The public names of the groups, imported from their group on first use (PEP 562)."""
+    group = _EXPORTS.get(name)
+    if group is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{group}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

@@ -1,8 +1,29 @@
-"""Models of the course (chapters 1, 4, 5 and after): the sinusoidal time embedding, the 2-D MLP noise predictor and
-the U-Nets."""
+"""The networks (chapters 1, 4-11): the time embedding, the 2-D MLP, the U-Nets, the MNIST classifier and diffusers'
+models seen as ours. Imports maths and the private helpers.
+"""
 
+
+from .classifier import ClassifierConfig, MNISTClassifier
+from .diffusers_bridge import DIFFUSERS_BETA_SCHEDULES, DiffusersEps, diffusers_schedule_config, schedule_from_diffusers
 from .embeddings import SinusoidalEmbedding, sinusoidal_embedding
-from .mlp import MLPConfig, MLPDenoiser
-from .unet import BasicUNet, UNet, UNetConfig
+from .mlp import MLPBlock, MLPConfig, MLPDenoiser
+from .unet import (
+    TIME_CONDITIONINGS,
+    BasicUNet,
+    Downsample,
+    ResBlock,
+    SelfAttention,
+    UNet,
+    UNetConfig,
+    Upsample,
+    conv2d_output_size,
+    conv2d_parameter_count,
+    conv_transpose2d_output_size,
+)
 
-__all__ = ["SinusoidalEmbedding", "sinusoidal_embedding", "MLPConfig", "MLPDenoiser", "BasicUNet", "UNetConfig", "UNet"]
+__all__ = [
+    "sinusoidal_embedding", "SinusoidalEmbedding", "MLPConfig", "MLPDenoiser", "MLPBlock", "BasicUNet", "UNetConfig", "UNet", "ResBlock",
+    "SelfAttention", "Downsample", "Upsample", "TIME_CONDITIONINGS", "conv2d_output_size", "conv_transpose2d_output_size",
+    "conv2d_parameter_count", "ClassifierConfig", "MNISTClassifier", "DiffusersEps", "DIFFUSERS_BETA_SCHEDULES",
+    "diffusers_schedule_config", "schedule_from_diffusers",
+]

@@ -8,7 +8,7 @@ import math
 import torch
 from torch import nn
 
-from .._validate import check_range
+from .._internal.validate import check_range
 
 __all__ = ["sinusoidal_embedding", "SinusoidalEmbedding"]
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .._validate import check_positive_int
+from .._internal.validate import check_positive_int
 from .embeddings import SinusoidalEmbedding
 
-__all__ = ["MLPConfig", "MLPDenoiser"]
+__all__ = ["MLPConfig", "MLPDenoiser", "MLPBlock"]
 
 
 @dataclass(kw_only=True)
@@ -31,7 +31,7 @@ class MLPConfig:
             raise ValueError(f"time_dim must be even (sin and cos halves); got {self.time_dim}")
 
 
-class _Block(nn.Module):
+class MLPBlock(nn.Module):
     """Residual block: h + Linear(SiLU(Linear(h) + time projection))."""
 
     def __init__(self, hidden: int, time_dim: int) -> None:
@@ -53,7 +53,7 @@ class MLPDenoiser(nn.Module):
         self.config = c = config or MLPConfig()
         self.time_embed = nn.Sequential(SinusoidalEmbedding(c.time_dim), nn.Linear(c.time_dim, c.time_dim), nn.SiLU())
         self.inp = nn.Linear(c.data_dim, c.hidden)
-        self.blocks = nn.ModuleList(_Block(c.hidden, c.time_dim) for _ in range(c.depth))
+        self.blocks = nn.ModuleList(MLPBlock(c.hidden, c.time_dim) for _ in range(c.depth))
         self.out = nn.Sequential(nn.SiLU(), nn.Linear(c.hidden, c.data_dim))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validate import check_choice, check_positive_int, check_range
+from .._internal.validate import check_choice, check_positive_int, check_range
 from .embeddings import SinusoidalEmbedding
 
 __all__ = [
@@ -384,7 +384,7 @@ class UNet(nn.Module):
             raise ValueError("this U-Net is unconditional (config.num_classes is None): it has no null label")
         return self.config.num_classes
 
-    def _check_labels(self, y: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor | None:
+    def check_labels(self, y: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor | None:
         k = self.config.num_classes
         if k is None:
             if y is not None:
@@ -405,7 +405,7 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         t = self._check_inputs(x, t)
-        y = self._check_labels(y, x.shape[0], x.device)
+        y = self.check_labels(y, x.shape[0], x.device)
         temb = self.time_embed(t.to(x.device))  # (B, temb_dim)
         if y is not None:
             temb = temb + self.label_embed(y)  # (B, temb_dim): time and class in one conditioning vector

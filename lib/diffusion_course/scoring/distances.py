@@ -1,0 +1,151 @@
+"""Distances between sets of samples, pure maths on tensors (chapters 4, 6-8): sliced Wasserstein and MMD between point
+clouds, the Frechet distance between Gaussians fitted to two feature sets (Heusel et al. 2017, eq. 6: FID's formula),
+and the nearest-training-image distance that spots copies. Nothing here loads data or weights: scoring generated
+MNIST digits with the shipped classifier, beside a floor measured on real digits, is :mod:`.quality`.
+
+The scoring names that used to live here (``quality_report``, ``classifier_outputs``, ``floor_table``, ...) still
+import from this module; they come from :mod:`.quality`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._internal.validate import check_positive_int
+
+__all__ = ["sliced_wasserstein", "mmd_rbf", "frechet_distance", "gaussian_frechet_distance", "nearest_train_distances"]
+
+# Old home of the MNIST scoring names: `from diffusion_course.metrics import quality_report` still works, loading
+# :mod:`.quality` only when one of them is asked for (so this module imports nothing that loads data or weights).
+_MOVED_TO_QUALITY = (
+    "QualityReport", "quality_report", "classifier_outputs", "floor_draws", "frechet_floor", "floor_table",
+    "toy_2d_reference_and_floor", "FLOOR_DRAWS", "MIN_SAMPLES_PER_FEATURE", "CONFIDENT", "mnist_splits",
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_QUALITY:
+        return getattr(importlib.import_module(".quality", __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, *, n_projections: int = 256, seed: int = 0) -> float:
+    """Sliced Wasserstein-2 distance between two point clouds (N, D) and (M, D) (Rabin et al. 2011; Bonneel et al. 2015).
+
+    Both clouds are projected on ``n_projections`` random unit directions; each 1-D W2 compares sorted projections
+    (quantiles when N != M). Returns sqrt(mean over directions of W2^2).
+    """
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"a and b must have shapes (N, D) and (M, D) with the same D; got {tuple(a.shape)} and {tuple(b.shape)}")
+    check_positive_int(n_projections, "n_projections")
+    g = torch.Generator().manual_seed(seed)
+    dirs = torch.randn(a.shape[1], n_projections, generator=g, dtype=torch.float64)
+    dirs = dirs / dirs.norm(dim=0, keepdim=True)
+    pa = torch.sort(a.double().cpu() @ dirs, dim=0).values
+    pb = torch.sort(b.double().cpu() @ dirs, dim=0).values
+    if pa.shape[0] != pb.shape[0]:
+        q = torch.linspace(0, 1, max(pa.shape[0], pb.shape[0]), dtype=torch.float64)
+        pa = torch.quantile(pa, q, dim=0)
+        pb = torch.quantile(pb, q, dim=0)
+    return float(((pa - pb) ** 2).mean().sqrt())
+
+
+def mmd_rbf(a: torch.Tensor, b: torch.Tensor, *, bandwidths: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0)) -> float:
+    """Unbiased squared maximum mean discrepancy with a sum of RBF kernels (Gretton et al. 2012, eq. 3)."""
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"a and b must have shapes (N, D) and (M, D) with the same D; got {tuple(a.shape)} and {tuple(b.shape)}")
+    a, b = a.double().cpu(), b.double().cpu()
+
+    def k(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        d2 = torch.cdist(x, y) ** 2
+        return sum(torch.exp(-d2 / (2 * h**2)) for h in bandwidths)
+
+    n, m = a.shape[0], b.shape[0]
+    kaa, kbb, kab = k(a, a), k(b, b), k(a, b)
+    return float((kaa.sum() - kaa.diag().sum()) / (n * (n - 1)) + (kbb.sum() - kbb.diag().sum()) / (m * (m - 1)) - 2 * kab.mean())
+
+
+# ------------------------------------------------------------------------------------------------ images
+
+
+def _sqrtm_product(cov_a: np.ndarray, cov_b: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(cov_a cov_b)^(1/2), real, and whether the offset below was needed. When either covariance is singular (fewer samples than features, or a feature that
+    never varies, such as an always-black corner pixel) or the root does not square back to the product, both
+    covariances are nudged by 1e-6 I, as pytorch-fid does, and the root is taken again. An imaginary part on the
+    diagonal larger than 1e-3 means the root is wrong, not rounded: it raises (pytorch-fid raises too)."""
+    from scipy import linalg
+
+    def singular(c: np.ndarray) -> bool:
+        eig = np.linalg.eigvalsh((c + c.T) / 2)
+        return bool(eig.min() <= 1e-10 * max(eig.max(), 1e-300))
+
+    def root(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, float]:
+        prod = a @ b
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SciPy's own singularity warning: judged below by the residual instead
+            r = linalg.sqrtm(prod)
+        if not np.isfinite(r).all():
+            return r, np.inf
+        return r, float(np.linalg.norm(r @ r - prod) / max(np.linalg.norm(prod), 1e-300))
+
+    covmean, residual = root(cov_a, cov_b)
+    offset_used = singular(cov_a) or singular(cov_b) or residual > 1e-6
+    if offset_used:
+        offset = np.eye(cov_a.shape[0]) * 1e-6
+        covmean, residual = root(cov_a + offset, cov_b + offset)
+    if not np.isfinite(covmean).all():
+        raise FloatingPointError("the matrix square root of the covariance product is not finite, even after adding 1e-6 I")
+    if np.iscomplexobj(covmean):
+        imag = float(np.abs(np.diagonal(covmean).imag).max())
+        if imag > 1e-3:
+            raise ValueError(f"the square root of the covariance product has an imaginary part of {imag:.3g} on its diagonal "
+                             "(larger than 1e-3): the covariances are not valid (not symmetric positive semi-definite)")
+        covmean = covmean.real  # round-off leaves tiny imaginary parts
+    return covmean, offset_used
+
+
+def gaussian_frechet_distance(mu_a: np.ndarray, cov_a: np.ndarray, mu_b: np.ndarray, cov_b: np.ndarray) -> float:
+    """Frechet (2-Wasserstein squared) distance between N(mu_a, cov_a) and N(mu_b, cov_b), in float64:
+    ||mu_a - mu_b||^2 + Tr(cov_a + cov_b - 2 (cov_a cov_b)^(1/2))  (Dowson & Landau 1982; FID, Heusel et al. 2017, eq. 6)."""
+    mu_a, mu_b = np.asarray(mu_a, np.float64), np.asarray(mu_b, np.float64)
+    cov_a, cov_b = np.atleast_2d(np.asarray(cov_a, np.float64)), np.atleast_2d(np.asarray(cov_b, np.float64))
+    if mu_a.shape != mu_b.shape or cov_a.shape != cov_b.shape or cov_a.shape != (mu_a.size, mu_a.size):
+        raise ValueError(f"means (D,) and covariances (D, D) must agree; got {mu_a.shape}, {cov_a.shape}, {mu_b.shape}, {cov_b.shape}")
+    covmean, _ = _sqrtm_product(cov_a, cov_b)
+    diff = mu_a - mu_b
+    return float(max(0.0, diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * np.trace(covmean)))
+
+
+def frechet_distance(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
+    """Frechet distance between Gaussians fitted (mean, unbiased covariance) to two feature sets (N, D) and (M, D),
+    computed in float64 (Heusel et al. 2017, eq. 6). 0 for identical sets; it shrinks as N and M grow, so always compare
+    it with a floor measured at the same sample sizes."""
+    if feats_a.ndim != 2 or feats_b.ndim != 2 or feats_a.shape[1] != feats_b.shape[1]:
+        raise ValueError(f"feats_a and feats_b must have shapes (N, D) and (M, D) with the same D; got {tuple(feats_a.shape)} and {tuple(feats_b.shape)}")
+    if feats_a.shape[0] < 2 or feats_b.shape[0] < 2:
+        raise ValueError(f"need at least 2 feature vectors per set for a covariance; got N={feats_a.shape[0]}, M={feats_b.shape[0]}")
+    a = feats_a.detach().cpu().double().numpy()
+    b = feats_b.detach().cpu().double().numpy()
+    return gaussian_frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+
+
+def nearest_train_distances(images: torch.Tensor, train_images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """For each image (N, C, H, W), the Euclidean pixel distance to its nearest training image: a sample that copies a
+    training digit sits near 0; compare the median with that of held-out test digits (a model that generalises lands
+    about as far from the training set as new real digits do)."""
+    if images.ndim != 4 or train_images.ndim != 4 or images.shape[1:] != train_images.shape[1:]:
+        raise ValueError(
+            f"images and train_images must have shapes (N, C, H, W) with the same C, H, W; got {tuple(images.shape)} and {tuple(train_images.shape)}"
+        )
+    check_positive_int(batch_size, "batch_size")
+    tr = train_images.detach().float().cpu().flatten(1)
+    out = []
+    for i in range(0, images.shape[0], batch_size):
+        x = images[i : i + batch_size].detach().float().cpu().clamp(-1, 1).flatten(1)
+        out.append(torch.cdist(x, tr, compute_mode="donot_use_mm_for_euclid_dist").min(1).values)  # exact near 0
+    return torch.cat(out)

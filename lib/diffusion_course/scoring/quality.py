@@ -1,0 +1,225 @@
+"""Scoring generated MNIST digits and 2-D samples against real data (chapters 4, 6-8, 11): the shipped classifier's
+features and class probabilities, the Frechet distance of the samples' features to the test digits (the offline
+stand-in for FID, Heusel et al. 2017, eq. 6) always beside its floor (the same distance for as many real training
+digits, mean and spread over disjoint draws), the classifier's confidence and class balance; for 2-D sets, the sliced
+Wasserstein floor between fresh draws of the data. This module loads data (:mod:`.data`) and the shipped classifier
+(:mod:`.pretrained`); the distances themselves are pure maths in :mod:`.metrics`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._internal.validate import check_positive_int
+from ..data.sets import mnist, toy_2d
+from .distances import frechet_distance, sliced_wasserstein
+from .reference import load_classifier
+
+__all__ = [
+    "QualityReport",
+    "quality_report",
+    "classifier_outputs",
+    "floor_draws",
+    "frechet_floor",
+    "floor_table",
+    "toy_2d_reference_and_floor",
+    "FLOOR_DRAWS",
+    "MIN_SAMPLES_PER_FEATURE",
+    "CONFIDENT",
+    "mnist_splits",
+]
+
+
+@torch.no_grad()
+def classifier_outputs(classifier: nn.Module, images: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features (N, D), class probabilities (N, K)) of ``images`` (N, 1, 28, 28) in [-1, 1], on the CPU in float32."""
+    if images.ndim != 4:
+        raise ValueError(f"images must have shape (N, 1, 28, 28); got {tuple(images.shape)}")
+    check_positive_int(batch_size, "batch_size")
+    classifier.eval()
+    device = next(classifier.parameters()).device
+    feats, probs = [], []
+    for i in range(0, images.shape[0], batch_size):
+        x = images[i : i + batch_size].to(device).float()
+        f = classifier.features(x)
+        feats.append(f.cpu())
+        probs.append(torch.softmax(classifier.head(torch.relu(f)), dim=1).cpu())
+    return torch.cat(feats), torch.cat(probs)
+
+
+FLOOR_DRAWS = 20  # real draws averaged into every floor
+MIN_SAMPLES_PER_FEATURE = 4  # no Frechet distance on fewer than 4 x feature-dimension samples (covariances too noisy)
+CONFIDENT = 0.9  # a sample "reads as a digit" when the classifier gives its class more than this probability
+
+
+@dataclass
+class QualityReport:
+    """What :func:`quality_report` measured on a batch of generated digits."""
+
+    n: int  # number of samples scored
+    frechet: float  # Frechet distance of the samples' features to the test images' features
+    floor: float  # the same distance for n real training images (mean over floor_draws draws): what "as good as data" scores
+    floor_std: float  # spread (std) of the floor over those draws: differences smaller than this are noise
+    ratio: float  # frechet / floor: 1 means as close to the test set as real data; lower is better
+    confidence: float  # mean classifier probability of its chosen class on the samples (real test digits: reference_confidence)
+    reference_confidence: float  # the same on the real test images
+    class_shares: list[float] = field(default_factory=list)  # fraction of samples predicted as each digit 0..9
+    class_entropy: float = 0.0  # entropy of class_shares / ln 10: 1 = all digits equally often, 0 = a single digit
+    out_of_range: float = 0.0  # fraction of sample pixels outside [-1, 1] (they are clipped before scoring)
+    confident_share: float = 0.0  # fraction of samples whose top class has probability > CONFIDENT
+    reference_confident_share: float = 0.0  # the same on the real test images
+    floor_draws: int = 0  # real draws behind floor and floor_std
+
+    @property
+    def ratio_spread(self) -> float:
+        """The ratio's uncertainty from the floor alone: ratio * floor_std / floor."""
+        return self.ratio * self.floor_std / self.floor
+
+    def summary(self) -> str:
+        """One line for a notebook: score, floor, ratio, confidence and balance."""
+        return (
+            f"Frechet {self.frechet:.2f} vs floor {self.floor:.2f} +/- {self.floor_std:.2f} -> ratio {self.ratio:.2f} "
+            f"on {self.n} samples; confident (p > {CONFIDENT}) {self.confident_share:.1%} (real digits "
+            f"{self.reference_confident_share:.1%}); class balance {self.class_entropy:.2f} (max share {max(self.class_shares):.2f})"
+        )
+
+    def as_dict(self) -> dict:
+        """JSON-ready numbers (rounded), for cards and benchmark results."""
+        out = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in vars(self).items()}
+        out["ratio_spread"] = round(self.ratio_spread, 4)
+        return out
+
+
+@functools.lru_cache(maxsize=1)
+def mnist_splits() -> tuple[torch.Tensor, torch.Tensor]:
+    """Training and test images, loaded once per process (the loader prints its offline note once)."""
+    return mnist("train")[0], mnist("test")[0]
+
+
+def floor_draws(n_train: int, n: int, draws: int, seed: int = 0) -> list[torch.Tensor]:
+    """Index sets of ``draws`` real draws of ``n`` images out of ``n_train``: disjoint within each pass over the data
+    (a pass is one random permutation cut into n_train // n blocks), a new pass when more draws are needed. With the
+    4,000 offline training digits, 20 draws of up to 200 are all disjoint; 20 draws of 1,000 come from 5 passes."""
+    check_positive_int(n_train, "n_train")
+    check_positive_int(n, "n", 1, n_train)
+    check_positive_int(draws, "draws")
+    g = torch.Generator().manual_seed(seed)
+    per_pass = n_train // n
+    out: list[torch.Tensor] = []
+    while len(out) < draws:
+        perm = torch.randperm(n_train, generator=g)
+        out.extend(perm[k * n : (k + 1) * n] for k in range(min(per_pass, draws - len(out))))
+    return out
+
+
+def frechet_floor(f_train: torch.Tensor, f_ref: torch.Tensor, n: int, *, draws: int = FLOOR_DRAWS, seed: int = 0) -> list[float]:
+    """The Frechet distances of ``draws`` real draws of n training features (:func:`floor_draws`) to the reference
+    features: what "as good as real data" scores at sample size n."""
+    return [frechet_distance(f_train[idx], f_ref) for idx in floor_draws(f_train.shape[0], n, draws, seed)]
+
+
+def quality_report(
+    samples: torch.Tensor,
+    *,
+    classifier: nn.Module | None = None,
+    reference: torch.Tensor | None = None,
+    train_images: torch.Tensor | None = None,
+    floor_repeats: int = FLOOR_DRAWS,
+    seed: int = 0,
+    min_per_feature: int = MIN_SAMPLES_PER_FEATURE,
+) -> QualityReport:
+    """Score generated MNIST digits (N, 1, 28, 28) in [-1, 1]: the Frechet distance of the classifier's features to the
+    test images, beside the floor (n real training images against the same test images, n = N, mean and std over
+    ``floor_repeats`` draws, see :func:`floor_draws`), their ratio, the classifier's confidence, the share of samples it
+    reads with probability > 0.9, and the class balance.
+
+    N must be at least ``min_per_feature`` times the feature dimension (4 x 32 = 128 for the shipped classifier): with
+    fewer samples the covariance is singular or nearly so and the distance says more about N than about the samples.
+    ``classifier`` defaults to the shipped one (:func:`.pretrained.load_classifier`); ``reference`` and
+    ``train_images`` default to ``data.mnist("test")`` and ``data.mnist("train")``. Samples are clipped to [-1, 1] first.
+    """
+    if samples.ndim != 4 or tuple(samples.shape[1:]) != (1, 28, 28):
+        raise ValueError(f"samples must have shape (N, 1, 28, 28); got {tuple(samples.shape)}")
+    check_positive_int(floor_repeats, "floor_repeats")
+    check_positive_int(min_per_feature, "min_per_feature", 1)
+    n = samples.shape[0]
+    if n < 2:
+        raise ValueError(f"samples must hold at least 2 images; got {n}")
+    if classifier is None:
+        classifier = load_classifier()[0]
+    if reference is None or train_images is None:
+        default_train, default_test = mnist_splits()
+        reference = default_test if reference is None else reference
+        train_images = default_train if train_images is None else train_images
+    if n > train_images.shape[0]:
+        raise ValueError(f"samples can hold at most {train_images.shape[0]} images (the size of train_images); got {n}")
+    samples = samples.detach().float().cpu()
+    out_of_range = float(((samples < -1) | (samples > 1)).float().mean())
+    f_s, p_s = classifier_outputs(classifier, samples.clamp(-1, 1))
+    dim = f_s.shape[1]
+    if n < min_per_feature * dim:
+        raise ValueError(
+            f"samples must hold at least min_per_feature x feature dimension = {min_per_feature} x {dim} = {min_per_feature * dim} "
+            f"images for a Frechet distance that means something; got {n}"
+        )
+    f_ref, p_ref = classifier_outputs(classifier, reference)
+    f_train, _ = classifier_outputs(classifier, train_images)
+    score = frechet_distance(f_s, f_ref)
+    floors = frechet_floor(f_train, f_ref, n, draws=floor_repeats, seed=seed)
+    floor = float(np.mean(floors))
+    k = p_s.shape[1]
+    shares = torch.bincount(p_s.argmax(1), minlength=k).double() / n
+    nz = shares[shares > 0]
+    entropy = float(-(nz * nz.log()).sum() / math.log(k))
+    return QualityReport(
+        n=n,
+        frechet=score,
+        floor=floor,
+        floor_std=float(np.std(floors, ddof=1)) if len(floors) > 1 else 0.0,
+        ratio=score / floor,
+        confidence=float(p_s.max(1).values.mean()),
+        reference_confidence=float(p_ref.max(1).values.mean()),
+        class_shares=[round(float(v), 4) for v in shares],
+        class_entropy=entropy,
+        out_of_range=out_of_range,
+        confident_share=float((p_s.max(1).values > CONFIDENT).double().mean()),
+        reference_confident_share=float((p_ref.max(1).values > CONFIDENT).double().mean()),
+        floor_draws=len(floors),
+    )
+
+
+def floor_table(ns: tuple[int, ...] = (128, 256, 500, 1000), *, classifier: nn.Module | None = None, draws: int = FLOOR_DRAWS,
+                seed: int = 0) -> dict[str, dict[str, float]]:
+    """The floor at each sample count n (training digits vs the test set, as :func:`quality_report` computes it): mean,
+    std, min and max over ``draws`` draws, keyed by str(n). Stored in the classifier's card by ``make weights``."""
+    check_positive_int(draws, "draws")
+    for n in ns:
+        check_positive_int(n, "ns entries", 2)
+    if classifier is None:
+        classifier = load_classifier()[0]
+    train, test = mnist_splits()
+    f_train, _ = classifier_outputs(classifier, train)
+    f_ref, _ = classifier_outputs(classifier, test)
+    out = {}
+    for n in ns:
+        d = frechet_floor(f_train, f_ref, n, draws=draws, seed=seed)
+        out[str(n)] = {"mean": round(float(np.mean(d)), 3), "std": round(float(np.std(d, ddof=1)), 3),
+                       "min": round(float(np.min(d)), 3), "max": round(float(np.max(d)), 3), "draws": draws,
+                       "reference": f"{test.shape[0]} test digits", "pool": f"{train.shape[0]} training digits"}
+    return out
+
+
+def toy_2d_reference_and_floor(name: str, n: int, draws: int = 5) -> tuple[torch.Tensor, float, float, float]:
+    """A fresh reference draw of ``n`` points from the 2-D set ``name`` (seed 1), and the floor a sampler is judged
+    against: the sliced Wasserstein distance from it to ``draws`` further fresh draws (seeds 2, 3, ...), as
+    (reference, mean, min, max). One pair alone swings by a factor of two at n = 1,500, hence the average."""
+    check_positive_int(draws, "draws")
+    reference = toy_2d(name, n, seed=1)
+    d = [sliced_wasserstein(toy_2d(name, n, seed=2 + k), reference) for k in range(draws)]
+    return reference, sum(d) / draws, min(d), max(d)

@@ -1,0 +1,45 @@
+"""The notebooks' helpers (every chapter): run profiles, plots, the explorers and the exercise checkers; the slides
+and the student edition are commands (``python -m diffusion_course.teaching.slides``, ``...teaching.student``).
+"""
+
+
+from .beta_explorer import BETA_RANGE, COMPARE_CHOICES, T_RANGE, BetaExplorer, BetaExplorerState, ScheduleAtT, beta_explorer, beta_explorer_state
+from .ddim_explorer import DDIMExplorer, ddim_explorer, ddim_view
+from .exercises import (
+    CheckResult,
+    check_channel_scaling,
+    check_ddim_step,
+    check_ddim_timesteps,
+    check_ema_update,
+    check_guidance,
+    check_posterior_mean,
+    check_q_sample,
+    check_resblock,
+    check_reverse_step,
+    check_sampling_loop,
+    check_training_step,
+)
+from .guidance_explorer import W_RANGE, GuidanceExplorer, guidance_explorer, guided_grid
+from .profiles import PROFILES, active_profile, describe, device, pick
+from .viz import (
+    animate_images,
+    animate_points,
+    generative_models_schematic,
+    image_grid,
+    plot_curve,
+    plot_heatmap,
+    plot_trajectories,
+    scatter_2d,
+    scatter_panels,
+    show_image_rows,
+    show_images,
+)
+
+__all__ = [
+    "PROFILES", "active_profile", "pick", "device", "describe", "image_grid", "show_images", "scatter_2d", "plot_trajectories",
+    "animate_points", "animate_images", "plot_curve", "show_image_rows", "scatter_panels", "plot_heatmap", "generative_models_schematic",
+    "BetaExplorer", "beta_explorer", "beta_explorer_state", "BetaExplorerState", "ScheduleAtT", "T_RANGE", "BETA_RANGE", "COMPARE_CHOICES",
+    "DDIMExplorer", "ddim_explorer", "ddim_view", "W_RANGE", "GuidanceExplorer", "guidance_explorer", "guided_grid", "CheckResult",
+    "check_q_sample", "check_posterior_mean", "check_reverse_step", "check_ddim_step", "check_channel_scaling", "check_guidance",
+    "check_ema_update", "check_ddim_timesteps", "check_training_step", "check_sampling_loop", "check_resblock",
+]

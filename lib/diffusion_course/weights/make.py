@@ -1,0 +1,104 @@
+"""``make weights``' command line (chapters 6-11): ``python -m diffusion_course.weights.make <command>`` with the
+commands train-classifier | floors | train-unet | evaluate | collect (chapters 6-8, :mod:`.make_mnist`),
+train-cond-unet | evaluate-guidance | collect-guidance (chapter 11, :mod:`.make_guidance`) and train-colour
+(chapter 10, :mod:`.colour_study`); ``--help`` for each."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..data.locations import DATA_DIR
+from .colour_study import StudySettings, train_colour_cmd
+from .make_guidance import collect_guidance_cmd, evaluate_guidance_cmd, guidance_setting_name, train_cond_unet_cmd
+from .make_mnist import collect_cmd, evaluate_cmd, floors_cmd, train_classifier_cmd, train_unet_cmd
+from .provenance import COMMAND
+from .shipped import GUIDANCE_SCALES
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: ``python -m diffusion_course.weights.make <command> [options]`` (``--help`` for each)."""
+    parser = argparse.ArgumentParser(prog=COMMAND, description="Produce the shipped weights in data/.")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("train-classifier", help="train the MNIST classifier of the quality score")
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(DATA_DIR))
+    p = sub.add_parser("train-unet", help="train the MNIST U-Net (resumes from data/checkpoints/ if a run was interrupted)")
+    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: all cores torch sees)")
+    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(DATA_DIR))
+    p = sub.add_parser("floors", help="store the Frechet floor at each sample count in the classifier's card")
+    p.add_argument("--n", type=int, nargs="+", default=[128, 256, 500, 1000])
+    p.add_argument("--draws", type=int, default=20)
+    p.add_argument("--out", default=str(DATA_DIR))
+    for name, text in (("evaluate", "sample and score the shipped U-Nets, one part file per setting (run several at once with --only)"),
+                       ("collect", "merge the scored parts into the cards and the samples file (or the DDIM table)")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--what", choices=("card", "table"), default="card")
+        p.add_argument("--table-n", type=int, default=256, help="samples per cell of the DDIM table")
+        p.add_argument("--out", default=str(DATA_DIR))
+        if name == "evaluate":
+            p.add_argument("--only", nargs="+", help="setting names (default: all of --what)")
+            p.add_argument("--batch", type=int, default=250)
+            p.add_argument("--seed", type=int, default=0)
+            p.add_argument("--threads", type=int, default=0)
+            p.add_argument("--redo", action="store_true", help="sample settings again even if scored")
+    p = sub.add_parser("train-cond-unet", help="train the class-conditional U-Net of chapter 11 (label dropout for guidance)")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=5e-4, help="LR of the weights taken over from the unconditional model")
+    p.add_argument("--label-lr-multiplier", type=float, default=10.0,
+                   help="the new label table learns this many times faster than the rest (its LR = lr x this)")
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--label-dropout", type=float, default=0.1)
+    p.add_argument("--init", choices=("unconditional", "random"), default="unconditional",
+                   help="start from the shipped unconditional EMA weights (default) or from scratch")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(DATA_DIR))
+    p = sub.add_parser("evaluate-guidance", help="sample and score the conditional U-Net at each guidance scale (one part file each)")
+    p.add_argument("--only", nargs="+", help="settings: " + ", ".join(guidance_setting_name(w) for w in (*GUIDANCE_SCALES, None)))
+    p.add_argument("--per-class", type=int, default=128, help="samples per digit (the per-class Frechet needs 4 x 32 = 128)")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--redo", action="store_true")
+    p.add_argument("--out", default=str(DATA_DIR))
+    p = sub.add_parser("collect-guidance", help="merge the guidance sweep into the conditional card and ship its samples")
+    p.add_argument("--out", default=str(DATA_DIR))
+    p = sub.add_parser("train-colour", help="chapter 10: train the fixed and augmented colour runs, measure memorisation, write weights and cards")
+    d = StudySettings()
+    p.add_argument("--size", type=int, default=d.size, help="crop side in pixels")
+    p.add_argument("--downscale", type=int, default=d.downscale, help="shrink the photos this many times first")
+    p.add_argument("--milestones", default=",".join(map(str, d.milestones)), help="comma-separated training lengths to measure at")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--samples", type=int, default=d.samples, help="samples measured per milestone")
+    p.add_argument("--base-channels", type=int, default=d.base_channels)
+    p.add_argument("--no-tiny", action="store_true", help="skip the too-narrow U-Net")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (the card's timings are for 1)")
+    p.add_argument("--cpu", action="store_true", help="use the CPU even when CUDA is present")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--out", default=str(DATA_DIR), help="folder for the weights and cards")
+    args = parser.parse_args(argv)
+    commands = {"train-classifier": train_classifier_cmd, "train-unet": train_unet_cmd, "floors": floors_cmd, "evaluate": evaluate_cmd,
+                "collect": collect_cmd, "train-cond-unet": train_cond_unet_cmd, "evaluate-guidance": evaluate_guidance_cmd,
+                "collect-guidance": collect_guidance_cmd, "train-colour": train_colour_cmd}
+    commands[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()

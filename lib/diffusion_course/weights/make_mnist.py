@@ -1,0 +1,205 @@
+"""The weight-making commands of chapters 6-8 (``make weights`` runs them through ``python -m diffusion_course.weights.make``)::
+
+    train-classifier | floors | train-unet | evaluate | collect
+
+They train the MNIST classifier, store its Frechet floors, train the U-Net (Ho et al. 2020, Algorithm 1), sample and
+score it (Algorithm 2, DDIM, the steps x eta table), and write each result beside its weights with the command, seed,
+device, time and git commit. Loading what they make is :mod:`.shipped`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..data.encoding import from_uint8, to_uint8
+from ..data.sets import mnist
+from ..maths.schedules import NoiseSchedule, make_betas
+from ..models.classifier import ClassifierConfig
+from ..models.unet import UNet
+from ..scoring.comparisons import CARD_SETTINGS, sample_setting, table_settings
+from ..scoring.distances import nearest_train_distances
+from ..scoring.quality import floor_table, mnist_splits, quality_report
+from ..scoring.reference import CLASSIFIER_FILE, load_classifier
+from ..training.checkpoints import read_card, replace_atomically, save_weights
+from ..training.classifier import accuracy, train_classifier
+from ..training.loop import TrainConfig, train
+from .provenance import COMMAND, PARTS_DIR, card_provenance, default_device, git_state
+from .shipped import SAMPLES_FILE, SHIPPED_UNET_CONFIG, TABLE_FILE, UNET_EMA_FILE, UNET_RAW_FILE, load_pretrained_unet, schedule_from_card
+
+__all__ = ["train_classifier_cmd", "train_unet_cmd", "floors_cmd", "evaluate_cmd", "collect_cmd"]
+
+
+
+
+
+
+
+def train_classifier_cmd(args: argparse.Namespace) -> None:
+
+    repo = git_state()
+    x, y = mnist("train")
+    xt, yt = mnist("test")
+    cfg = ClassifierConfig()
+    model, losses, seconds = train_classifier(x, y, config=cfg, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    acc = accuracy(model, xt, yt)
+    card = {
+        "what": "MNIST classifier whose penultimate features give the course's Frechet distance (quality.quality_report)",
+        "classifier_config": json.loads(json.dumps(cfg.__dict__)),
+        "training": {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "max_shift": 2,
+                     "data": f"data.mnist('train'): {len(x)} images", "final_loss": round(sum(losses[-50:]) / 50, 4)},
+        "test_accuracy": round(acc, 4),
+        "test_images": len(xt),
+        **card_provenance(seconds, torch.device("cpu"), repo),
+    }
+    path = Path(args.out) / CLASSIFIER_FILE
+    save_weights(model, path, card)
+    print(f"classifier: test accuracy {acc:.4f} on {len(xt)} images after {args.steps} steps in {seconds:.0f} s -> {path}")
+
+
+def train_unet_cmd(args: argparse.Namespace) -> None:
+
+    device = default_device()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    repo = git_state()
+    x, _ = mnist("train")
+    schedule = NoiseSchedule.from_betas(make_betas("linear", 1000, 1e-4, 0.02))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(args.seed)
+        model = UNet(SHIPPED_UNET_CONFIG).to(device)
+    cfg = TrainConfig(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup, lr_schedule="cosine",
+        grad_clip=1.0, ema_decay=args.ema_decay, seed=args.seed, checkpoint_path=str(Path(args.out) / "checkpoints" / "mnist_unet.pt"),
+        checkpoint_every=args.checkpoint_every, progress=True,
+    )
+    result = train(model, x, cfg, schedule=schedule)
+    n_params = sum(p.numel() for p in model.parameters())
+    base = {
+        "what": "eps-predicting U-Net for 28x28 MNIST digits in [-1, 1] (Ho et al. 2020, Algorithm 1)",
+        "unet_config": json.loads(json.dumps(SHIPPED_UNET_CONFIG.__dict__)),
+        "parameters": n_params,
+        "schedule": {"kind": "linear", "T": 1000, "beta_1": 1e-4, "beta_T": 0.02},
+        "training": {**{k: v for k, v in result.config.items() if k not in ("progress", "checkpoint_path")},
+                     "data": f"data.mnist('train'): {len(x)} images", "resumed_from_step": result.resumed_from,
+                     "seconds_this_call": round(result.seconds, 1),
+                     "final_loss_mean_of_last_200": round(sum(result.losses[-200:]) / len(result.losses[-200:]), 4)},
+        **card_provenance(result.seconds, device, repo),
+    }
+    out = Path(args.out)
+    save_weights(result.ema.shadow, out / UNET_EMA_FILE, {**base, "weights": "EMA (sample with these)"})
+    save_weights(model, out / UNET_RAW_FILE, {**base, "weights": "raw (last optimiser step; for the raw-vs-EMA comparison)"})
+    Path(cfg.checkpoint_path).unlink(missing_ok=True)  # the run is complete: the next call trains afresh instead of resuming
+    print(f"U-Net: {n_params:,} parameters, {args.steps} steps in {result.seconds:.0f} s on {device.type}; "
+          f"final loss {base['training']['final_loss_mean_of_last_200']:.4f} -> {out / UNET_EMA_FILE}")
+
+
+def floors_cmd(args: argparse.Namespace) -> None:
+
+    path = Path(args.out) / CLASSIFIER_FILE
+    card = read_card(path)
+    card["floors"] = floor_table(tuple(args.n), classifier=load_classifier(directory=args.out)[0], draws=args.draws)
+    card["floors_note"] = ("Frechet distance of n real training digits to the test digits, over `draws` draws (disjoint within "
+                           "each pass over the training set): the floor every sample set of n images is compared with.")
+    replace_atomically(lambda tmp: tmp.write_text(json.dumps(card, indent=2) + "\n"), path.with_suffix(".json"))
+    for n, f in card["floors"].items():
+        print(f"floor at n = {n:>5}: {f['mean']:.2f} +/- {f['std']:.2f} (min {f['min']:.2f}, max {f['max']:.2f}, {f['draws']} draws)")
+
+
+def evaluate_cmd(args: argparse.Namespace) -> None:
+    """Sample and score each setting; write its samples (uint8) and numbers as one part file under data/checkpoints/eval/."""
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = default_device()
+    settings = {s.name: s for s in (CARD_SETTINGS if args.what == "card" else table_settings(args.table_n))}
+    names = args.only or list(settings)
+    unknown = [n for n in names if n not in settings]
+    if unknown:
+        raise SystemExit(f"--only must name settings of --what {args.what}: {', '.join(settings)}; got {', '.join(unknown)}")
+    classifier, _ = load_classifier(directory=args.out)
+    train_images, _ = mnist_splits()
+    parts = Path(args.out) / PARTS_DIR / args.what
+    parts.mkdir(parents=True, exist_ok=True)
+    models = {}
+    for name in names:
+        st = settings[name]
+        if (parts / f"{name}.json").exists() and not args.redo:
+            print(f"{name}: already scored ({parts / name}.json); --redo to sample it again", flush=True)
+            continue
+        if st.weights not in models:
+            m, card = load_pretrained_unet(st.weights, directory=args.out)
+            models[st.weights] = (m.to(device), schedule_from_card(card))
+        model, schedule = models[st.weights]
+        t0 = time.perf_counter()
+        x = sample_setting(model, schedule, st, seed=args.seed, batch_size=args.batch)
+        seconds = time.perf_counter() - t0
+        report = quality_report(x, classifier=classifier)
+        nn_med = float(nearest_train_distances(x, train_images).median())
+        entry = {"name": name, "description": st.describe(), **{k: v for k, v in vars(st).items() if k != "name"}, "seed": args.seed,
+                 "sampling_seconds": round(seconds, 1), "sampling_device": device.type, "threads": torch.get_num_threads(),
+                 **report.as_dict(), "nearest_train_median": round(nn_med, 4)}
+        if args.what == "card":
+            save_file({name: to_uint8(x).contiguous()}, str(parts / f"{name}.safetensors"))
+        (parts / f"{name}.json").write_text(json.dumps(entry, indent=2) + "\n")
+        print(f"{name}: {report.summary()}; nearest-training-digit median {nn_med:.2f} ({seconds:.0f} s)", flush=True)
+
+
+def collect_cmd(args: argparse.Namespace) -> None:
+    """Merge the scored parts into the U-Net cards (and the shipped samples file), or into the DDIM table file."""
+
+    out = Path(args.out)
+    parts = out / PARTS_DIR / args.what
+    wanted = [s.name for s in (CARD_SETTINGS if args.what == "card" else table_settings(args.table_n))]
+    missing = [n for n in wanted if not (parts / f"{n}.json").exists()]
+    if missing:
+        raise SystemExit(f"not scored yet: {', '.join(missing)} (run `evaluate --what {args.what} --only ...` for them)")
+    results = {n: json.loads((parts / f"{n}.json").read_text()) for n in wanted}
+    floors = read_card(out / CLASSIFIER_FILE).get("floors", {})
+    command = f"{COMMAND} evaluate --what " + args.what
+    if args.what == "table":
+        table = {"what": "DDIM steps x eta x spacing grid on the shipped EMA U-Net (chapter 8); ratio = Frechet / floor at the same n",
+                 "command": command, "git_commit": git_state()["git_commit"], "cells": results, "floors": floors}
+        replace_atomically(lambda tmp: tmp.write_text(json.dumps(table, indent=1) + "\n"), out / TABLE_FILE)
+        print(f"{len(results)} cells -> {out / TABLE_FILE}")
+        return
+    train_images, test_images = mnist_splits()
+    test_nn = float(nearest_train_distances(test_images, train_images).median())
+    ddpm, ddim = results["ddpm1000"], results["ddim50_eta0"]
+    # ratios compare only at the same n: score the first ddpm["n"] DDIM samples too (same seed, so the same first x_T)
+
+    first = from_uint8(load_file(str(parts / "ddim50_eta0.safetensors"))["ddim50_eta0"][: ddpm["n"]])
+    ddim_same_n = quality_report(first, classifier=load_classifier(directory=out)[0]).as_dict()
+    goals = {
+        "ddpm1000_ratio_at_most_1.5": ddpm["ratio"] <= 1.5,
+        "ddim50_eta0_ratio_at_most_1.5": ddim["ratio"] <= 1.5,
+        "ddim50_eta0_within_1.2x_of_ddpm1000_at_the_same_n": ddim_same_n["ratio"] <= 1.2 * ddpm["ratio"],
+        "ddim50_eta0_at_the_same_n": {"n": ddpm["n"], "ratio": ddim_same_n["ratio"], "ratio_spread": ddim_same_n["ratio_spread"],
+                                      "ratio_to_ddpm1000": round(ddim_same_n["ratio"] / ddpm["ratio"], 3)},
+        "confident_share_at_least_0.9": {n: r["confident_share"] >= 0.9 for n, r in results.items() if r["weights"] == "ema" and r["clip_x0"]},
+    }
+    quality = {"headline": "ddpm1000", "settings": results, "floors": floors, "goals": goals,
+               "nearest_train_median_of_test_digits": round(test_nn, 4), "command": command}
+    tensors = {n: load_file(str(parts / f"{n}.safetensors"))[n] for n in wanted}
+    replace_atomically(lambda tmp: save_file(tensors, str(tmp), metadata={"what": "uint8 evaluation samples of the card's settings"}),
+                        out / SAMPLES_FILE)
+    samples_card = {"what": "uint8 evaluation samples of the U-Net card's settings (0..255 = pixel values -1..1); load with load_card_samples",
+                    "settings": {n: {"description": results[n]["description"], "n": results[n]["n"], "seed": results[n]["seed"]} for n in wanted},
+                    "weights": UNET_EMA_FILE, "command": command}
+    replace_atomically(lambda tmp: tmp.write_text(json.dumps(samples_card, indent=2) + "\n"), (out / SAMPLES_FILE).with_suffix(".json"))
+    for which in ("ema", "raw"):
+        path = out / (UNET_EMA_FILE if which == "ema" else UNET_RAW_FILE)
+        model, card = load_pretrained_unet(which, directory=out)
+        card["quality"] = quality
+        card.pop("quality_settings", None)
+        card.pop("architecture", None)
+        save_weights(model, path, card)
+    print(f"{len(results)} settings -> the cards and {out / SAMPLES_FILE}")
+    for n, r in results.items():
+        print(f"  {n:20s} ratio {r['ratio']:.2f} +/- {r['ratio_spread']:.2f}  confident {r['confident_share']:.1%}  "
+              f"nearest-train median {r['nearest_train_median']:.2f} (test digits {test_nn:.2f})  n={r['n']}")
