@@ -46,7 +46,7 @@ run: install
 
 # make student - the student edition: every notebook with its solutions removed and outputs cleared, in build/student/
 student: install
-	$(PY) -m diffusion_course.student --src notebooks --out build/student
+	$(PY) -m diffusion_course.teaching.student --src notebooks --out build/student
 
 lint: install
 	$(VENV)/bin/ruff check lib tests benchmarks tools conftest.py
@@ -54,7 +54,7 @@ lint: install
 # make tidy - before committing executed chapters: the kernelspec JupyterLab writes, progress-bar text as shown, slide tags
 tidy: install
 	$(PY) tools/tidy_notebooks.py $(NOTEBOOKS)
-	$(PY) -m diffusion_course.slides tag $(NOTEBOOKS)
+	$(PY) -m diffusion_course.teaching.slides tag $(NOTEBOOKS)
 
 clean:
 	rm -rf build .pytest_cache
@@ -68,21 +68,21 @@ clean:
 .PHONY: weights
 UNET_ARGS ?=
 weights: install
-	$(PY) -m diffusion_course.make_weights train-classifier
-	$(PY) -m diffusion_course.make_weights floors
-	$(PY) -m diffusion_course.make_weights train-unet $(UNET_ARGS)
-	$(PY) -m diffusion_course.make_weights evaluate --what card --redo
-	$(PY) -m diffusion_course.make_weights collect --what card
-	$(PY) -m diffusion_course.make_weights evaluate --what table --redo
-	$(PY) -m diffusion_course.make_weights collect --what table
-	OMP_NUM_THREADS=1 $(PY) -m diffusion_course.colour train
-	$(PY) -m diffusion_course.make_weights train-cond-unet
-	$(PY) -m diffusion_course.make_weights evaluate-guidance --redo
-	$(PY) -m diffusion_course.make_weights collect-guidance
+	$(PY) -m diffusion_course.weights.make train-classifier
+	$(PY) -m diffusion_course.weights.make floors
+	$(PY) -m diffusion_course.weights.make train-unet $(UNET_ARGS)
+	$(PY) -m diffusion_course.weights.make evaluate --what card --redo
+	$(PY) -m diffusion_course.weights.make collect --what card
+	$(PY) -m diffusion_course.weights.make evaluate --what table --redo
+	$(PY) -m diffusion_course.weights.make collect --what table
+	OMP_NUM_THREADS=1 $(PY) -m diffusion_course.weights.make train-colour
+	$(PY) -m diffusion_course.weights.make train-cond-unet
+	$(PY) -m diffusion_course.weights.make evaluate-guidance --redo
+	$(PY) -m diffusion_course.weights.make collect-guidance
 
 # make slides - every chapter as static reveal.js slides, build/slides/NN_name.slides.html, with reveal.js and MathJax
 #               copied from vendor/ into build/slides/assets/: the folder works from file:// with the network unplugged.
 #               Live slides (code runs on the kernel): open a notebook in JupyterLab and press Alt+R (jupyterlab-rise).
 .PHONY: slides
 slides: install
-	$(PY) -m diffusion_course.slides export --out build/slides $(NOTEBOOKS)
+	$(PY) -m diffusion_course.teaching.slides export --out build/slides $(NOTEBOOKS)

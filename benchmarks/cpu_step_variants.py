@@ -9,11 +9,11 @@ import time
 
 import torch
 
-from diffusion_course.data import mnist
-from diffusion_course.forward import q_sample
+from diffusion_course.data.sets import mnist
+from diffusion_course.maths.forward import q_sample
+from diffusion_course.maths.schedules import NoiseSchedule, make_betas
 from diffusion_course.models.unet import UNet
-from diffusion_course.pretrained import SHIPPED_UNET_CONFIG
-from diffusion_course.schedules import NoiseSchedule, make_betas
+from diffusion_course.weights.shipped import SHIPPED_UNET_CONFIG
 
 threads, batch, variants = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3].split(",")
 torch.set_num_threads(threads)

@@ -21,14 +21,16 @@ from dataclasses import replace
 import torch
 from common import RESULTS, environment
 
-from diffusion_course.classifier import random_shift
-from diffusion_course.ema import EMA
-from diffusion_course.evaluation import SamplerSetting, sample_setting
-from diffusion_course.metrics import quality_report
+from diffusion_course.maths.losses import simple_loss_fn
+from diffusion_course.maths.schedules import NoiseSchedule, make_betas
 from diffusion_course.models.unet import UNet
-from diffusion_course.pretrained import SHIPPED_UNET_CONFIG, load_classifier
-from diffusion_course.schedules import NoiseSchedule, make_betas
-from diffusion_course.train import TrainConfig, _l_simple_unchecked, train
+from diffusion_course.scoring.comparisons import SamplerSetting, sample_setting
+from diffusion_course.scoring.quality import quality_report
+from diffusion_course.scoring.reference import load_classifier
+from diffusion_course.training.classifier import random_shift
+from diffusion_course.training.ema import EMA
+from diffusion_course.training.loop import TrainConfig, train
+from diffusion_course.weights.shipped import SHIPPED_UNET_CONFIG
 
 OUT = RESULTS / "recipe_ablation"
 BASE = dict(schedule="linear", batch_size=128, lr=2e-3, warmup_steps=50, ema_decay=0.999, width=16, snr_gamma=None, shift=0)
@@ -49,12 +51,12 @@ EXTRA_EMA = (0.99, 0.995)  # scored in the base row beside its 0.999
 
 def run_row(name: str, budget: float, n: int, seed: int, images_budget: int = 0) -> dict:
     spec = {**BASE, **ROWS[name]}
-    from diffusion_course.data import mnist
+    from diffusion_course.data.sets import mnist
 
     x, _ = mnist("train")
     schedule = NoiseSchedule.from_betas(make_betas(spec["schedule"], 1000, 1e-4, 0.02))
     unet_cfg = replace(SHIPPED_UNET_CONFIG, base_channels=spec["width"])
-    base_loss = _l_simple_unchecked(schedule, spec["snr_gamma"])
+    base_loss = simple_loss_fn(schedule, spec["snr_gamma"])
 
     def loss_fn(m, x0, g):
         if spec["shift"]:

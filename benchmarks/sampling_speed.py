@@ -18,14 +18,14 @@ import torch
 from common import environment, median_time, sync, table, write_result
 from train_throughput import ours, theirs
 
-from diffusion_course.samplers import ddim_sample, ddpm_sample
-from diffusion_course.schedules import NoiseSchedule
+from diffusion_course.maths.samplers import ddim_sample, ddpm_sample
+from diffusion_course.maths.schedules import NoiseSchedule
 
 
 def load_model(width: int, device: torch.device) -> tuple[torch.nn.Module, str]:
     """The shipped MNIST U-Net when it loads, else a randomly initialised one of the same size (speed is the same)."""
     try:
-        from diffusion_course.pretrained import load_pretrained_unet
+        from diffusion_course.weights.shipped import load_pretrained_unet
 
         model, _ = load_pretrained_unet()
         return model.to(device).eval(), "shipped weights"

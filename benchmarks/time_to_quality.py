@@ -21,13 +21,13 @@ from pathlib import Path
 import torch
 from common import environment, table, write_result
 
-from diffusion_course.data import mnist
-from diffusion_course.metrics import quality_report
+from diffusion_course.data.sets import mnist
+from diffusion_course.maths.samplers import ddpm_sample
+from diffusion_course.maths.schedules import NoiseSchedule
 from diffusion_course.models.unet import UNet
-from diffusion_course.pretrained import SHIPPED_UNET_CONFIG
-from diffusion_course.samplers import ddpm_sample
-from diffusion_course.schedules import NoiseSchedule
-from diffusion_course.train import TrainConfig, train
+from diffusion_course.scoring.quality import quality_report
+from diffusion_course.training.loop import TrainConfig, train
+from diffusion_course.weights.shipped import SHIPPED_UNET_CONFIG
 
 
 def main() -> None:

@@ -19,9 +19,9 @@ import torch
 from common import environment, median_time, table, write_result
 from torch.utils.flop_counter import FlopCounterMode
 
-from diffusion_course.data import mnist
+from diffusion_course.data.sets import mnist
+from diffusion_course.maths.schedules import NoiseSchedule
 from diffusion_course.models.unet import UNet, UNetConfig
-from diffusion_course.schedules import NoiseSchedule
 
 # Dense bf16 tensor-core peaks (no sparsity), from the vendors' data sheets.
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}
@@ -93,8 +93,8 @@ def shipped_pair() -> tuple[torch.nn.Module, torch.nn.Module]:
     per level, attention at 7x7, scale-shift time conditioning), wrapped to take (x_t, t) and return eps_hat."""
     from diffusers import UNet2DModel
 
-    from diffusion_course.diffusers_bridge import DiffusersEps
-    from diffusion_course.pretrained import SHIPPED_UNET_CONFIG
+    from diffusion_course.models.diffusers_bridge import DiffusersEps
+    from diffusion_course.weights.shipped import SHIPPED_UNET_CONFIG
 
     torch.manual_seed(0)
     mine = UNet(SHIPPED_UNET_CONFIG)
@@ -110,10 +110,10 @@ LOOP_VARIANTS = {"fp32": {}, "bf16": {"amp": "bf16"}, "compile": {"compile": Tru
 
 
 def time_train_loop(variants: list[str], batch: int, steps: int, threads: int) -> list[dict]:
-    """Images per second through the real diffusion_course.train.train() (data sampling, L_simple, backward, clip,
+    """Images per second through the real diffusion_course.train() (data sampling, L_simple, backward, clip,
     Adam, EMA, progress bookkeeping), ours vs diffusers at the shipped configuration. One run per model and variant;
     the clock reads the on_step hook's timestamps from step 5 on, so start-up and compilation are excluded."""
-    from diffusion_course.train import TrainConfig, train
+    from diffusion_course.training.loop import TrainConfig, train
 
     torch.set_num_threads(threads)
     data, _ = mnist("train")

@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from diffusion_course.schedules import NoiseSchedule
+from diffusion_course.maths.schedules import NoiseSchedule
 
 
 @pytest.fixture(scope="session")

@@ -14,9 +14,12 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from diffusion_course import data, forward, losses, posterior, profiles, samplers, schedules
-from diffusion_course.models import MLPConfig, MLPDenoiser, SinusoidalEmbedding, sinusoidal_embedding
-from diffusion_course.schedules import NoiseSchedule
+from diffusion_course import data
+from diffusion_course.maths import forward, losses, posterior, samplers, schedules
+from diffusion_course.maths.schedules import NoiseSchedule
+from diffusion_course.models.embeddings import SinusoidalEmbedding, sinusoidal_embedding
+from diffusion_course.models.mlp import MLPConfig, MLPDenoiser
+from diffusion_course.teaching import profiles
 
 T = 20
 S = NoiseSchedule.linear(T, 1e-3, 0.2)
@@ -280,7 +283,7 @@ import pkgutil  # noqa: E402
 import types  # noqa: E402
 
 import diffusion_course  # noqa: E402
-from diffusion_course import classifier as _classifier  # noqa: E402
+from diffusion_course.models import classifier as _classifier  # noqa: E402
 from diffusion_course.models.unet import UNet, UNetConfig  # noqa: E402
 
 _SCALAR = {"int", "float", "str"}
@@ -327,32 +330,32 @@ PUBLIC = _public_callables()
 
 # Result records: filled in by the package from what it measured, never typed by a learner.
 RECORDS = {
-    "evaluation.TableCell", "evaluation.QualityTable", "evaluation.QualityTable.ratio", "evaluation.QualityTable.to_markdown",
-    "quality.QualityReport", "train.TrainResult", "colour.CropSet", "widgets.ScheduleAtT", "widgets.BetaExplorerState",
+    "scoring.comparisons.TableCell", "scoring.comparisons.QualityTable", "scoring.comparisons.QualityTable.ratio", "scoring.comparisons.QualityTable.to_markdown",
+    "scoring.quality.QualityReport", "training.loop.TrainResult", "data.photos.CropSet", "teaching.beta_explorer.ScheduleAtT", "teaching.beta_explorer.BetaExplorerState",
 }
 # Command lines: argparse rejects a bad option with its own message and exit status.
-COMMANDS = {"make_weights.main", "colour.main", "student.main", "slides.main"}
+COMMANDS = {"weights.make.main", "teaching.student.main", "teaching.slides.main"}
 
 # Arguments every value of which is valid, and why.
 FREE: dict[str, dict[str, str]] = {}
 for _fn, _args in {
     # seeds: any int seeds a generator
-    "seed": ["classifier.train_classifier", "data.toy_2d", "data.swiss_roll", "data.moons", "data.rings", "data.gaussian_mixture",
-             "evaluation.sample_in_batches", "evaluation.ddim_table", "evaluation.sample_setting", "guidance.guided_grid",
-             "metrics.sliced_wasserstein", "quality.floor_draws", "quality.frechet_floor", "quality.quality_report", "quality.floor_table",
-             "train.TrainConfig", "colour.StudySettings", "widgets.BetaExplorer", "widgets.GuidanceExplorer", "widgets.ddim_view",
-             "widgets.DDIMExplorer"],
-    "sample_seed": ["colour.StudySettings"],
+    "seed": ["training.classifier.train_classifier", "data.sets.toy_2d", "data.sets.swiss_roll", "data.sets.moons", "data.sets.rings", "data.sets.gaussian_mixture",
+             "scoring.comparisons.sample_in_batches", "scoring.comparisons.ddim_table", "scoring.comparisons.sample_setting", "teaching.guidance_explorer.guided_grid",
+             "scoring.distances.sliced_wasserstein", "scoring.quality.floor_draws", "scoring.quality.frechet_floor", "scoring.quality.quality_report", "scoring.quality.floor_table",
+             "training.loop.TrainConfig", "weights.colour_study.StudySettings", "teaching.beta_explorer.BetaExplorer", "teaching.guidance_explorer.GuidanceExplorer", "teaching.ddim_explorer.ddim_view",
+             "teaching.ddim_explorer.DDIMExplorer"],
+    "sample_seed": ["weights.colour_study.StudySettings"],
     # free text: titles, axis labels, display names, file-system locations
-    "title": ["viz.show_images", "viz.scatter_2d", "viz.plot_trajectories", "viz.animate_points", "viz.animate_images", "viz.plot_curve",
-              "viz.show_image_rows", "viz.scatter_panels", "viz.plot_heatmap"],
-    "xlabel": ["viz.plot_curve", "viz.plot_heatmap"], "ylabel": ["viz.plot_curve", "viz.plot_heatmap"],
-    "colorbar_label": ["viz.plot_heatmap"],
-    "name": ["profiles.pick", "evaluation.SamplerSetting", "student.student_notebook"],  # a label printed beside the value
-    "prefix": ["data.find_data_dir"],  # an installation prefix (a path)
-    "checkpoint_path": ["train.TrainConfig"],  # a path
-    "source": ["student.strip_solutions"], "where": ["student.strip_solutions"],  # notebook text and its location label
-    "page": ["slides.remote_references"],  # the HTML text of an exported page
+    "title": ["teaching.viz.show_images", "teaching.viz.scatter_2d", "teaching.viz.plot_trajectories", "teaching.viz.animate_points", "teaching.viz.animate_images", "teaching.viz.plot_curve",
+              "teaching.viz.show_image_rows", "teaching.viz.scatter_panels", "teaching.viz.plot_heatmap"],
+    "xlabel": ["teaching.viz.plot_curve", "teaching.viz.plot_heatmap"], "ylabel": ["teaching.viz.plot_curve", "teaching.viz.plot_heatmap"],
+    "colorbar_label": ["teaching.viz.plot_heatmap"],
+    "name": ["teaching.profiles.pick", "scoring.comparisons.SamplerSetting", "teaching.student.student_notebook"],  # a label printed beside the value
+    "prefix": ["data.locations.find_data_dir"],  # an installation prefix (a path)
+    "checkpoint_path": ["training.loop.TrainConfig"],  # a path
+    "source": ["teaching.student.strip_solutions"], "where": ["teaching.student.strip_solutions"],  # notebook text and its location label
+    "page": ["teaching.slides.remote_references"],  # the HTML text of an exported page
 }.items():
     for _f in _args:
         FREE.setdefault(_f, {})[_fn] = "free"
@@ -360,15 +363,15 @@ for _fn, _args in {
 # The explorers must not raise while a learner drags a slider: a bad schedule value is reported in the explorer's
 # state instead (and drawn as its message). The test reads the message there: it must name the argument and its range.
 REPORTED: dict[tuple[str, str], Callable[[object], str]] = {
-    ("widgets.beta_explorer_state", "beta_1"): lambda state: state.error,
-    ("widgets.beta_explorer_state", "beta_T"): lambda state: state.error,
-    ("widgets.BetaExplorer", "beta_1"): lambda explorer: explorer.state.error,
-    ("widgets.BetaExplorer", "beta_T"): lambda explorer: explorer.state.error,
+    ("teaching.beta_explorer.beta_explorer_state", "beta_1"): lambda state: state.error,
+    ("teaching.beta_explorer.beta_explorer_state", "beta_T"): lambda state: state.error,
+    ("teaching.beta_explorer.BetaExplorer", "beta_1"): lambda explorer: explorer.state.error,
+    ("teaching.beta_explorer.BetaExplorer", "beta_T"): lambda explorer: explorer.state.error,
 }
 
 BAD: dict[tuple[str, str], object] = {
-    ("samplers.ddim_step", "t_prev"): T,  # -1 is allowed (the last step)
-    ("evaluation.SamplerSetting", "eta"): 2.0,  # None is allowed (DDPM)
+    ("maths.samplers.ddim_step", "t_prev"): T,  # -1 is allowed (the last step)
+    ("scoring.comparisons.SamplerSetting", "eta"): 2.0,  # None is allowed (DDPM)
 }
 
 _G = torch.Generator().manual_seed(0)
@@ -394,46 +397,46 @@ def _mlp() -> MLPDenoiser:
 # A valid call of each function: (args, kwargs) builders; the test replaces one argument by a bad value.
 BASE: dict[str, Callable[[], tuple[tuple, dict]]] = {
     # forward, posterior, losses, samplers, schedules (pure maths)
-    "forward.corrupt": lambda: ((IMG, 0.5), {}),
-    "forward.q_step": lambda: ((S, X, 1), {}),
-    "forward.q_sample": lambda: ((S, X, 1), {}),
-    "forward.add_noise": lambda: ((S, X, 1, EPS), {}),
-    "forward.q_mean_variance": lambda: ((S, X, 1), {}),
-    "forward.predict_x0_from_eps": lambda: ((S, X, 1, EPS), {}),
-    "forward.predict_eps_from_x0": lambda: ((S, X, 1, X), {}),
-    "forward.v_from_x0_eps": lambda: ((S, X, 1, EPS), {}),
-    "forward.predict_x0_from_v": lambda: ((S, X, 1, EPS), {}),
-    "forward.predict_eps_from_v": lambda: ((S, X, 1, EPS), {}),
-    "posterior.q_posterior": lambda: ((S, X, X, 1), {}),
-    "posterior.posterior_mean_from_eps": lambda: ((S, X, 1, EPS), {}),
-    "losses.elbo_terms": lambda: ((ZERO, S, X, 1), {"decoder": "gaussian"}),
-    "losses.elbo_weight": lambda: ((S, LONG(1, 2)), {}),
-    "losses.min_snr_weight": lambda: ((S, LONG(1, 2), 5.0), {}),
-    "losses.simple_loss": lambda: ((ZERO, S, X), {"snr_gamma": 5.0}),
-    "samplers.ddpm_step": lambda: ((S, X, 1, EPS), {"clip_x0": 1.0}),
-    "samplers.ddim_step": lambda: ((S, X, 5, 1, EPS), {"clip_x0": 1.0}),
-    "samplers.ddim_timesteps": lambda: ((T, 5), {}),
-    "samplers.ddpm_sample": lambda: ((ZERO, S, (4, 2)), {"clip_x0": 1.0}),
-    "samplers.ddim_sample": lambda: ((ZERO, S, (4, 2)), {"steps": 5, "clip_x0": 1.0}),
-    "samplers.ddim_invert": lambda: ((ZERO, S, X), {"steps": 5, "clip_x0": 1.0}),
-    "respacing.ddpm_sample_respaced": lambda: ((ZERO, S, (4, 2)), {"steps": 5, "clip_x0": 1.0}),
-    "schedules.linear_betas": lambda: ((10,), {}),
-    "schedules.quadratic_betas": lambda: ((10,), {}),
-    "schedules.sigmoid_betas": lambda: ((10,), {}),
-    "schedules.cosine_betas": lambda: ((10,), {}),
-    "schedules.make_betas": lambda: (("linear", 10), {}),
-    "schedules.NoiseSchedule.linear": lambda: ((10,), {}),
-    "schedules.NoiseSchedule.cosine": lambda: ((10,), {}),
-    "counterexamples.naive_mix_factors": lambda: ((5,), {}),
-    "counterexamples.naive_sample": lambda: ((lambda x: x, (2, 1, 4, 4)), {"steps": 3}),
-    "counterexamples.simplified_step": lambda: ((S, X, 1, EPS), {}),
-    "interpolation.lerp": lambda: ((X, X + 1, 0.5), {}),
-    "interpolation.slerp": lambda: ((ZA, ZB, 0.5), {}),
-    "interpolation.interpolate": lambda: ((ZA, ZB, 3), {}),
-    "metrics.sliced_wasserstein": lambda: ((X, X), {}),
-    "metrics.nearest_train_distances": lambda: ((IMG, IMG), {}),
-    "oracles.GaussianEps": lambda: ((S, torch.zeros(2), 1.0), {}),
-    "oracles.ExactDenoiser": lambda: ((S, torch.zeros(3, 2)), {}),
+    "maths.forward.corrupt": lambda: ((IMG, 0.5), {}),
+    "maths.forward.q_step": lambda: ((S, X, 1), {}),
+    "maths.forward.q_sample": lambda: ((S, X, 1), {}),
+    "maths.forward.add_noise": lambda: ((S, X, 1, EPS), {}),
+    "maths.forward.q_mean_variance": lambda: ((S, X, 1), {}),
+    "maths.forward.predict_x0_from_eps": lambda: ((S, X, 1, EPS), {}),
+    "maths.forward.predict_eps_from_x0": lambda: ((S, X, 1, X), {}),
+    "maths.forward.v_from_x0_eps": lambda: ((S, X, 1, EPS), {}),
+    "maths.forward.predict_x0_from_v": lambda: ((S, X, 1, EPS), {}),
+    "maths.forward.predict_eps_from_v": lambda: ((S, X, 1, EPS), {}),
+    "maths.posterior.q_posterior": lambda: ((S, X, X, 1), {}),
+    "maths.posterior.posterior_mean_from_eps": lambda: ((S, X, 1, EPS), {}),
+    "maths.losses.elbo_terms": lambda: ((ZERO, S, X, 1), {"decoder": "gaussian"}),
+    "maths.losses.elbo_weight": lambda: ((S, LONG(1, 2)), {}),
+    "maths.losses.min_snr_weight": lambda: ((S, LONG(1, 2), 5.0), {}),
+    "maths.losses.simple_loss": lambda: ((ZERO, S, X), {"snr_gamma": 5.0}),
+    "maths.samplers.ddpm_step": lambda: ((S, X, 1, EPS), {"clip_x0": 1.0}),
+    "maths.samplers.ddim_step": lambda: ((S, X, 5, 1, EPS), {"clip_x0": 1.0}),
+    "maths.samplers.ddim_timesteps": lambda: ((T, 5), {}),
+    "maths.samplers.ddpm_sample": lambda: ((ZERO, S, (4, 2)), {"clip_x0": 1.0}),
+    "maths.samplers.ddim_sample": lambda: ((ZERO, S, (4, 2)), {"steps": 5, "clip_x0": 1.0}),
+    "maths.samplers.ddim_invert": lambda: ((ZERO, S, X), {"steps": 5, "clip_x0": 1.0}),
+    "maths.respacing.ddpm_sample_respaced": lambda: ((ZERO, S, (4, 2)), {"steps": 5, "clip_x0": 1.0}),
+    "maths.schedules.linear_betas": lambda: ((10,), {}),
+    "maths.schedules.quadratic_betas": lambda: ((10,), {}),
+    "maths.schedules.sigmoid_betas": lambda: ((10,), {}),
+    "maths.schedules.cosine_betas": lambda: ((10,), {}),
+    "maths.schedules.make_betas": lambda: (("linear", 10), {}),
+    "maths.schedules.NoiseSchedule.linear": lambda: ((10,), {}),
+    "maths.schedules.NoiseSchedule.cosine": lambda: ((10,), {}),
+    "maths.counterexamples.naive_mix_factors": lambda: ((5,), {}),
+    "maths.counterexamples.naive_sample": lambda: ((lambda x: x, (2, 1, 4, 4)), {"steps": 3}),
+    "maths.counterexamples.simplified_step": lambda: ((S, X, 1, EPS), {}),
+    "maths.interpolation.lerp": lambda: ((X, X + 1, 0.5), {}),
+    "maths.interpolation.slerp": lambda: ((ZA, ZB, 0.5), {}),
+    "maths.interpolation.interpolate": lambda: ((ZA, ZB, 3), {}),
+    "scoring.distances.sliced_wasserstein": lambda: ((X, X), {}),
+    "scoring.distances.nearest_train_distances": lambda: ((IMG, IMG), {}),
+    "maths.oracles.GaussianEps": lambda: ((S, torch.zeros(2), 1.0), {}),
+    "maths.oracles.ExactDenoiser": lambda: ((S, torch.zeros(3, 2)), {}),
     # models
     "models.embeddings.sinusoidal_embedding": lambda: ((LONG(1, 2), 8), {}),
     "models.embeddings.SinusoidalEmbedding": lambda: ((8,), {}),
@@ -447,78 +450,78 @@ BASE: dict[str, Callable[[], tuple[tuple, dict]]] = {
     "models.unet.SelfAttention": lambda: ((8,), {"groups": 4, "num_heads": 1}),
     "models.unet.Downsample": lambda: ((8,), {}),
     "models.unet.Upsample": lambda: ((8,), {}),
-    "classifier.ClassifierConfig": lambda: ((), {}),
-    "classifier.random_shift": lambda: ((IMG, 1), {}),
-    "classifier.accuracy": lambda: ((_classifier.MNISTClassifier(), IMG28[:4], torch.zeros(4, dtype=torch.long)), {}),
-    "classifier.train_classifier": lambda: ((IMG28[:8], torch.zeros(8, dtype=torch.long)), {"steps": 1, "progress": False}),
-    "ema.ema_decay_at": lambda: ((10, 0.99), {}),
-    "ema.decay_half_life": lambda: ((0.99,), {}),
-    "ema.EMA": lambda: ((_mlp(),), {}),
-    "train.TrainConfig": lambda: ((), {}),
+    "models.classifier.ClassifierConfig": lambda: ((), {}),
+    "training.classifier.random_shift": lambda: ((IMG, 1), {}),
+    "training.classifier.accuracy": lambda: ((_classifier.MNISTClassifier(), IMG28[:4], torch.zeros(4, dtype=torch.long)), {}),
+    "training.classifier.train_classifier": lambda: ((IMG28[:8], torch.zeros(8, dtype=torch.long)), {"steps": 1, "progress": False}),
+    "training.ema.ema_decay_at": lambda: ((10, 0.99), {}),
+    "training.ema.decay_half_life": lambda: ((0.99,), {}),
+    "training.ema.EMA": lambda: ((_mlp(),), {}),
+    "training.loop.TrainConfig": lambda: ((), {}),
     # guidance
-    "guidance.conditional_simple_loss": lambda: ((_cond_unet(), S, torch.zeros(2, 1, 8, 8), LONG(1, 2)), {}),
-    "guidance.guided_eps": lambda: ((_cond_unet(), torch.zeros(2, 1, 8, 8), LONG(1, 2), LONG(3, 4)), {"w": 1.0}),
-    "guidance.GuidedModel": lambda: ((_cond_unet(), LONG(3, 4), 1.0), {}),
-    "guidance.guided_sample": lambda: ((_cond_unet(), S, LONG(3, 4)), {"w": 1.0, "item_shape": (1, 8, 8), "steps": 2}),
-    "guidance.guided_grid": lambda: ((_cond_unet(), S, 3, 1.0), {"n": 2, "steps": 2}),
+    "maths.losses.conditional_simple_loss": lambda: ((_cond_unet(), S, torch.zeros(2, 1, 8, 8), LONG(1, 2)), {}),
+    "maths.guidance.guided_eps": lambda: ((_cond_unet(), torch.zeros(2, 1, 8, 8), LONG(1, 2), LONG(3, 4)), {"w": 1.0}),
+    "maths.guidance.GuidedModel": lambda: ((_cond_unet(), LONG(3, 4), 1.0), {}),
+    "maths.guidance.guided_sample": lambda: ((_cond_unet(), S, LONG(3, 4)), {"w": 1.0, "item_shape": (1, 8, 8), "steps": 2}),
+    "teaching.guidance_explorer.guided_grid": lambda: ((_cond_unet(), S, 3, 1.0), {"n": 2, "steps": 2}),
     # data, scores, shipped files
-    "data.toy_2d": lambda: (("moons", 10), {}),
-    "data.swiss_roll": lambda: ((10,), {}),
-    "data.moons": lambda: ((10,), {}),
-    "data.rings": lambda: ((10,), {}),
-    "data.gaussian_mixture": lambda: ((10,), {}),
-    "data.mnist": lambda: (("test",), {}),
-    "data.fashion_mnist": lambda: (("test",), {}),
-    "quality.classifier_outputs": lambda: ((_classifier.MNISTClassifier(), IMG28[:4]), {}),
-    "quality.floor_draws": lambda: ((100, 10, 3), {}),
-    "quality.frechet_floor": lambda: ((torch.randn(100, 3), torch.randn(50, 3), 10), {"draws": 2}),
-    "quality.quality_report": lambda: ((IMG28,), {"classifier": _classifier.MNISTClassifier(), "reference": IMG28_B,
+    "data.sets.toy_2d": lambda: (("moons", 10), {}),
+    "data.sets.swiss_roll": lambda: ((10,), {}),
+    "data.sets.moons": lambda: ((10,), {}),
+    "data.sets.rings": lambda: ((10,), {}),
+    "data.sets.gaussian_mixture": lambda: ((10,), {}),
+    "data.sets.mnist": lambda: (("test",), {}),
+    "data.sets.fashion_mnist": lambda: (("test",), {}),
+    "scoring.quality.classifier_outputs": lambda: ((_classifier.MNISTClassifier(), IMG28[:4]), {}),
+    "scoring.quality.floor_draws": lambda: ((100, 10, 3), {}),
+    "scoring.quality.frechet_floor": lambda: ((torch.randn(100, 3), torch.randn(50, 3), 10), {"draws": 2}),
+    "scoring.quality.quality_report": lambda: ((IMG28,), {"classifier": _classifier.MNISTClassifier(), "reference": IMG28_B,
                                                    "train_images": torch.cat([IMG28_B, IMG28])}),
-    "quality.floor_table": lambda: (((128,),), {"classifier": _classifier.MNISTClassifier(), "draws": 2}),
-    "quality.toy_2d_reference_and_floor": lambda: (("moons", 50), {"draws": 2}),
-    "pretrained.load_pretrained_unet": lambda: (("ema",), {}),
-    "pretrained.load_card_samples": lambda: (("ddpm1000",), {}),
-    "evaluation.sample_in_batches": lambda: ((samplers.ddim_sample, 4, (2,), 2, 0), {"model": ZERO, "schedule": S, "steps": 2}),
-    "evaluation.ddim_table": lambda: ((ZERO, S, (2,)), {"score_fn": lambda x: 0.0, "floor": 1.0, "etas": (0.0,), "steps": (2,),
+    "scoring.quality.floor_table": lambda: (((128,),), {"classifier": _classifier.MNISTClassifier(), "draws": 2}),
+    "scoring.quality.toy_2d_reference_and_floor": lambda: (("moons", 50), {"draws": 2}),
+    "weights.shipped.load_pretrained_unet": lambda: (("ema",), {}),
+    "weights.shipped.load_card_samples": lambda: (("ddpm1000",), {}),
+    "scoring.comparisons.sample_in_batches": lambda: ((samplers.ddim_sample, 4, (2,), 2, 0), {"model": ZERO, "schedule": S, "steps": 2}),
+    "scoring.comparisons.ddim_table": lambda: ((ZERO, S, (2,)), {"score_fn": lambda x: 0.0, "floor": 1.0, "etas": (0.0,), "steps": (2,),
                                                         "sigma_hat": False, "n_samples": 4, "batch_size": 2, "progress": False}),
-    "evaluation.SamplerSetting": lambda: (("x", "ema", "ddim", 5), {"eta": 0.0}),
-    "evaluation.table_settings": lambda: ((), {}),
-    "evaluation.sample_setting": lambda: ((ZERO, S, _setting()), {"batch_size": 2, "item_shape": (2,), "progress": False}),
-    "diffusers_bridge.diffusers_schedule_config": lambda: (("linear",), {}),
-    "profiles.pick": lambda: ((), {"smoke": 1, "cpu": 2, "gpu": 3}),
-    "data.find_data_dir": lambda: ((), {}),
+    "scoring.comparisons.SamplerSetting": lambda: (("x", "ema", "ddim", 5), {"eta": 0.0}),
+    "scoring.comparisons.table_settings": lambda: ((), {}),
+    "scoring.comparisons.sample_setting": lambda: ((ZERO, S, _setting()), {"batch_size": 2, "item_shape": (2,), "progress": False}),
+    "models.diffusers_bridge.diffusers_schedule_config": lambda: (("linear",), {}),
+    "teaching.profiles.pick": lambda: ((), {"smoke": 1, "cpu": 2, "gpu": 3}),
+    "data.locations.find_data_dir": lambda: ((), {}),
     # colour (chapter 10)
-    "colour.load_photos": lambda: ((), {"downscale": 8}),
-    "colour.grid_crops": lambda: ((torch.zeros(3, 16, 16), 4, 4), {}),
-    "colour.make_crops": lambda: ((8,), {"downscale": 8}),
-    "colour.crop_and_flip": lambda: ((torch.zeros(2, 3, 16, 16), 4, torch.Generator().manual_seed(0)), {}),
-    "colour.random_crops": lambda: ((torch.zeros(2, 3, 16, 16), 3, 4, torch.Generator().manual_seed(0)), {}),
-    "colour.augmented_loss": lambda: ((S, 4), {}),
-    "colour.dense_reference": lambda: ((torch.zeros(2, 3, 16, 16), 4), {}),
-    "colour.StudySettings": lambda: ((), {}),
-    "colour.load_colour_unet": lambda: (("augmented",), {}),
+    "data.photos.load_photos": lambda: ((), {"downscale": 8}),
+    "data.photos.grid_crops": lambda: ((torch.zeros(3, 16, 16), 4, 4), {}),
+    "data.photos.make_crops": lambda: ((8,), {"downscale": 8}),
+    "data.photos.crop_and_flip": lambda: ((torch.zeros(2, 3, 16, 16), 4, torch.Generator().manual_seed(0)), {}),
+    "data.photos.random_crops": lambda: ((torch.zeros(2, 3, 16, 16), 3, 4, torch.Generator().manual_seed(0)), {}),
+    "training.augmented.augmented_loss": lambda: ((S, 4), {}),
+    "data.photos.dense_reference": lambda: ((torch.zeros(2, 3, 16, 16), 4), {}),
+    "weights.colour_study.StudySettings": lambda: ((), {}),
+    "weights.shipped.load_colour_unet": lambda: (("augmented",), {}),
     # the notebooks' helpers
-    "viz.image_grid": lambda: ((IMG,), {"nrow": 1}),
-    "viz.show_images": lambda: ((IMG, "t"), {"nrow": 1}),
-    "viz.scatter_2d": lambda: ((X, "t"), {}),
-    "viz.plot_trajectories": lambda: ((torch.zeros(3, 4, 2), "t"), {}),
-    "viz.animate_points": lambda: ((torch.zeros(3, 4, 2), "t"), {"frames": 2}),
-    "viz.animate_images": lambda: ((torch.zeros(3, 2, 1, 4, 4), "t"), {"frames": 2}),
-    "viz.plot_curve": lambda: (([1.0, 2.0, 3.0], "t"), {"smooth": 1}),
-    "viz.show_image_rows": lambda: (({"a": IMG}, "t"), {}),
-    "viz.scatter_panels": lambda: (({"a": X}, "t"), {}),
-    "viz.plot_heatmap": lambda: ((torch.zeros(2, 2), "t", "x", "y"), {}),
-    "exercises.reverse_step.check_reverse_step": lambda: ((lambda *a: None,), {"quiet": True}),
-    "widgets.beta_explorer_state": lambda: (("linear", 10, 1e-3, 0.2, 2), {}),
-    "widgets.BetaExplorer": lambda: ((), {"T": 10, "beta_1": 1e-3, "beta_T": 0.2, "n_points": 10}),
-    "widgets.GuidanceExplorer": lambda: ((_cond_unet(), S), {"steps": 2, "n": 2}),
-    "widgets.ddim_view": lambda: ((ZERO, S), {"steps": 2, "n": 2, "item_shape": (2,)}),
-    "widgets.DDIMExplorer": lambda: ((_image_unet(), S), {"steps": 2, "n": 4}),
+    "teaching.viz.image_grid": lambda: ((IMG,), {"nrow": 1}),
+    "teaching.viz.show_images": lambda: ((IMG, "t"), {"nrow": 1}),
+    "teaching.viz.scatter_2d": lambda: ((X, "t"), {}),
+    "teaching.viz.plot_trajectories": lambda: ((torch.zeros(3, 4, 2), "t"), {}),
+    "teaching.viz.animate_points": lambda: ((torch.zeros(3, 4, 2), "t"), {"frames": 2}),
+    "teaching.viz.animate_images": lambda: ((torch.zeros(3, 2, 1, 4, 4), "t"), {"frames": 2}),
+    "teaching.viz.plot_curve": lambda: (([1.0, 2.0, 3.0], "t"), {"smooth": 1}),
+    "teaching.viz.show_image_rows": lambda: (({"a": IMG}, "t"), {}),
+    "teaching.viz.scatter_panels": lambda: (({"a": X}, "t"), {}),
+    "teaching.viz.plot_heatmap": lambda: ((torch.zeros(2, 2), "t", "x", "y"), {}),
+    "teaching.exercises.reverse_step.check_reverse_step": lambda: ((lambda *a: None,), {"quiet": True}),
+    "teaching.beta_explorer.beta_explorer_state": lambda: (("linear", 10, 1e-3, 0.2, 2), {}),
+    "teaching.beta_explorer.BetaExplorer": lambda: ((), {"T": 10, "beta_1": 1e-3, "beta_T": 0.2, "n_points": 10}),
+    "teaching.guidance_explorer.GuidanceExplorer": lambda: ((_cond_unet(), S), {"steps": 2, "n": 2}),
+    "teaching.ddim_explorer.ddim_view": lambda: ((ZERO, S), {"steps": 2, "n": 2, "item_shape": (2,)}),
+    "teaching.ddim_explorer.DDIMExplorer": lambda: ((_image_unet(), S), {"steps": 2, "n": 4}),
 }
 
 
 def _setting():
-    from diffusion_course.evaluation import SamplerSetting
+    from diffusion_course.scoring.comparisons import SamplerSetting
 
     return SamplerSetting("x", "ema", "ddim", 2, eta=0.0, n=4)
 
@@ -578,7 +581,7 @@ def test_the_valid_calls_are_valid(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_value_names_the_argument_and_its_range(fn_name: str, arg: str, monkeypatch: pytest.MonkeyPatch) -> None:
     if fn_name not in BASE:
         pytest.fail(f"no valid call for {fn_name} in BASE")
-    if fn_name.startswith("widgets."):
+    if fn_name.startswith(("teaching.beta_explorer.", "teaching.ddim_explorer.", "teaching.guidance_explorer.")):
         pytest.importorskip("ipywidgets")
     monkeypatch.setenv("COURSE_PROFILE", "smoke")
     fn = PUBLIC[fn_name]

@@ -324,7 +324,7 @@ def _ddim_state(page: Page) -> dict:
 def _check_ddim_readout(st: dict) -> None:
     """The read-out names the settings the controls show, the first kept timesteps of that spacing (recomputed here from
     the spacing's definition), and no pixel outside [-1, 1] when x0_hat is clipped."""
-    from diffusion_course.samplers import ddim_timesteps
+    from diffusion_course.maths.samplers import ddim_timesteps
 
     steps, eta = int(st["steps S"]), float(st["eta"])
     m = re.match(r"(\d+) steps, eta = ([0-9.]+), (\w+) spacing \(([0-9, .]+)\), (clipped|no clipping): (\d+) samples in ([0-9.]+) s; "

@@ -11,8 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from diffusion_course.checkpoints import CheckpointError, architecture_of, atomic_save, load_checkpoint, load_weights, save_weights
-from diffusion_course.models import MLPConfig, MLPDenoiser, UNet, UNetConfig
+from diffusion_course.models.mlp import MLPConfig, MLPDenoiser
+from diffusion_course.models.unet import UNet, UNetConfig
+from diffusion_course.training.checkpoints import CheckpointError, architecture_of, atomic_save, load_checkpoint, load_weights, save_weights
 
 SMALL = dict(base_channels=8, norm_groups=4, num_res_blocks=1, channel_mults=(1, 2), attention_levels=(1,))
 

@@ -3,35 +3,33 @@ properties, not stored numbers."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
-from diffusion_course.checkpoints import read_card
-from diffusion_course.colour import (
-    COLOUR_FIXED_FILE,
-    COLOUR_UNET_CONFIG,
-    COLOUR_UNET_FILE,
+from diffusion_course.data.locations import DATA_DIR
+from diffusion_course.data.photos import (
     PHOTO_NAMES,
-    StudySettings,
     channel_range,
     channel_stats,
     crop_and_flip,
     dense_reference,
-    distance_summary,
     grid_crops,
-    load_colour_unet,
     load_photos,
     make_crops,
-    memorisation_row,
     random_crops,
     scale_per_channel,
     to_display,
     unscale_per_channel,
 )
-from diffusion_course.data import DATA_DIR
-from diffusion_course.exercises import check_channel_scaling
-from diffusion_course.samplers import ddim_sample
-from diffusion_course.schedules import NoiseSchedule
+from diffusion_course.maths.samplers import ddim_sample
+from diffusion_course.maths.schedules import NoiseSchedule
+from diffusion_course.scoring.memorisation import distance_summary, memorisation_row
+from diffusion_course.teaching.exercises.channel_scaling import check_channel_scaling
+from diffusion_course.training.checkpoints import read_card
+from diffusion_course.weights.colour_study import StudySettings
+from diffusion_course.weights.shipped import COLOUR_FIXED_FILE, COLOUR_UNET_CONFIG, COLOUR_UNET_FILE, load_colour_unet
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +149,7 @@ def test_bad_arguments_raise_naming_them(call, arg):
 def test_shipped_card_loads_and_matches_the_model_config():
     path = DATA_DIR / COLOUR_UNET_FILE
     if not path.exists():
-        pytest.skip("run `python -m diffusion_course.colour train` to produce the shipped colour weights")
+        pytest.skip("run `python -m diffusion_course.weights.make train-colour` to produce the shipped colour weights")
     model, card = load_colour_unet()
     assert card["unet_config"]["in_channels"] == 3
     assert card["architecture"]["config"] == card["unet_config"]
@@ -159,7 +157,7 @@ def test_shipped_card_loads_and_matches_the_model_config():
     assert {k: v for k, v in card["unet_config"].items() if k != "base_channels"} == {
         k: v for k, v in read_card(path)["architecture"]["config"].items() if k != "base_channels"}
     assert card["unet_config"]["channel_mults"] == list(COLOUR_UNET_CONFIG.channel_mults)
-    assert "command" in card and card["command"].startswith("python -m diffusion_course.colour train")
+    assert "command" in card and re.fullmatch(r"python -m diffusion_course\.[a-z_.]+ train(-colour)?( .*)?", card["command"])
     runs = card["memorisation"]["runs"]
     assert {"fixed", "augmented"} <= set(runs)
     for rows in runs.values():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from diffusion_course import data
-from diffusion_course.data import TOY_2D, digits, fashion_mnist, mnist, swiss_roll, toy_2d
+from diffusion_course.data.sets import TOY_2D, digits, fashion_mnist, mnist, swiss_roll, toy_2d
 
 
 @pytest.mark.parametrize("name", TOY_2D)
@@ -73,7 +73,7 @@ def test_fashion_mnist_fallback_says_so(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_data_dir_prefers_the_env_var_then_the_source_tree_then_the_installed_copy(tmp_path):
-    from diffusion_course.data import DATA_DIR, SHIPPED_MARKER, find_data_dir
+    from diffusion_course.data.locations import DATA_DIR, SHIPPED_MARKER, find_data_dir
 
     assert (DATA_DIR / SHIPPED_MARKER).exists()  # this checkout finds its shipped files
     tree, prefix = tmp_path / "src" / "data", tmp_path / "venv"

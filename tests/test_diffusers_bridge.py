@@ -7,16 +7,11 @@ import diffusers  # a hard dependency of the course: a missing install must fail
 import pytest
 import torch
 
-from diffusion_course.diffusers_bridge import (  # noqa: E402
-    DIFFUSERS_BETA_SCHEDULES,
-    DiffusersEps,
-    diffusers_schedule_config,
-    schedule_from_diffusers,
-)
-from diffusion_course.forward import q_sample  # noqa: E402
-from diffusion_course.samplers import ddim_sample, ddim_timesteps, ddpm_sample  # noqa: E402
-from diffusion_course.schedules import SCHEDULE_KINDS, NoiseSchedule, make_betas  # noqa: E402
-from diffusion_course.train import TrainConfig, train  # noqa: E402
+from diffusion_course.maths.forward import q_sample
+from diffusion_course.maths.samplers import ddim_sample, ddim_timesteps, ddpm_sample
+from diffusion_course.maths.schedules import SCHEDULE_KINDS, NoiseSchedule, make_betas
+from diffusion_course.models.diffusers_bridge import DIFFUSERS_BETA_SCHEDULES, DiffusersEps, diffusers_schedule_config, schedule_from_diffusers
+from diffusion_course.training.loop import TrainConfig, train
 
 
 def _tiny_unet(size: int = 8, seed: int = 0) -> torch.nn.Module:
@@ -76,7 +71,7 @@ def test_adapter_rejects_bad_inputs(gen) -> None:
 
 
 def test_our_training_loop_trains_their_unet() -> None:
-    from diffusion_course.data import digits
+    from diffusion_course.data.sets import digits
 
     images, _ = digits()  # (1797, 1, 8, 8) in [-1, 1]
     model = DiffusersEps(_tiny_unet())

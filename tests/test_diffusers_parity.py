@@ -10,9 +10,9 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from diffusion_course.forward import add_noise, q_sample
-from diffusion_course.samplers import ddim_sample, ddim_step, ddim_timesteps, ddpm_sample, ddpm_step
-from diffusion_course.schedules import NoiseSchedule, cosine_betas, linear_betas, quadratic_betas, sigmoid_betas
+from diffusion_course.maths.forward import add_noise, q_sample
+from diffusion_course.maths.samplers import ddim_sample, ddim_step, ddim_timesteps, ddpm_sample, ddpm_step
+from diffusion_course.maths.schedules import NoiseSchedule, cosine_betas, linear_betas, quadratic_betas, sigmoid_betas
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

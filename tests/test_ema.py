@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from diffusion_course.ema import EMA, decay_half_life, ema_decay_at
+from diffusion_course.training.ema import EMA, decay_half_life, ema_decay_at
 
 
 def _net() -> nn.Module:

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from diffusion_course.evaluation import SIGMA_HAT, ddim_table, sample_in_batches
-from diffusion_course.metrics import sliced_wasserstein
-from diffusion_course.respacing import RespacedModel, ddpm_sample_respaced, respaced_schedule
-from diffusion_course.samplers import ddim_sample, ddim_step, ddim_timesteps, ddpm_sample, ddpm_step
-from diffusion_course.schedules import NoiseSchedule
+from diffusion_course.maths.respacing import RespacedModel, ddpm_sample_respaced, respaced_schedule
+from diffusion_course.maths.samplers import ddim_sample, ddim_step, ddim_timesteps, ddpm_sample, ddpm_step
+from diffusion_course.maths.schedules import NoiseSchedule
+from diffusion_course.scoring.comparisons import SIGMA_HAT, ddim_table, sample_in_batches
+from diffusion_course.scoring.distances import sliced_wasserstein
 
 # --- respacing ----------------------------------------------------------------------------------------------------------
 
@@ -149,7 +149,7 @@ def test_table_runner_rejects_bad_arguments(gaussian_setup) -> None:
 
 
 def test_uint8_round_trip_is_within_half_a_level() -> None:
-    from diffusion_course.evaluation import from_uint8, to_uint8
+    from diffusion_course.data.encoding import from_uint8, to_uint8
 
     x = torch.rand(50, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2.4 - 1.2  # some pixels outside [-1, 1]
     u = to_uint8(x)
@@ -162,7 +162,7 @@ def test_uint8_round_trip_is_within_half_a_level() -> None:
 
 
 def test_settings_are_unique_and_named_by_what_they_run() -> None:
-    from diffusion_course.evaluation import CARD_SETTINGS, table_settings
+    from diffusion_course.scoring.comparisons import CARD_SETTINGS, table_settings
 
     for settings in (CARD_SETTINGS, table_settings()):
         names = [s.name for s in settings]
@@ -179,7 +179,7 @@ def test_settings_are_unique_and_named_by_what_they_run() -> None:
 def test_sample_setting_draws_the_same_x_T_for_every_sampler(ddpm_schedule) -> None:
     """Common random numbers: with eta = 0 DDIM is a deterministic map of x_T, so two settings that differ only in
     clipping agree wherever clipping never acts (a model that predicts eps = 0 keeps x0_hat tiny at small t)."""
-    from diffusion_course.evaluation import SamplerSetting, sample_setting
+    from diffusion_course.scoring.comparisons import SamplerSetting, sample_setting
 
     zero = lambda x, t: torch.zeros_like(x)  # noqa: E731
     a = sample_setting(zero, ddpm_schedule, SamplerSetting("a", "ema", "ddim", 5, eta=0.0, n=6), item_shape=(2,), batch_size=4, progress=False)

@@ -6,16 +6,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffusion_course import exercises as ex
-from diffusion_course.exercises import _engine as engine
-from diffusion_course.exercises import ddim_step as ddim_step_ex
-from diffusion_course.exercises import posterior_mean as posterior_mean_ex
-from diffusion_course.exercises import q_sample as q_sample_ex
-from diffusion_course.exercises import reverse_step as reverse_step_ex
-from diffusion_course.forward import q_sample
-from diffusion_course.posterior import q_posterior
-from diffusion_course.samplers import ddim_step, ddpm_step
-from diffusion_course.schedules import NoiseSchedule, extract
+from diffusion_course.maths.forward import q_sample
+from diffusion_course.maths.posterior import q_posterior
+from diffusion_course.maths.samplers import ddim_step, ddpm_step
+from diffusion_course.maths.schedules import NoiseSchedule, extract
+from diffusion_course.teaching import exercises as ex
+from diffusion_course.teaching.exercises import _engine as engine
+from diffusion_course.teaching.exercises import ddim_step as ddim_step_ex
+from diffusion_course.teaching.exercises import posterior_mean as posterior_mean_ex
+from diffusion_course.teaching.exercises import q_sample as q_sample_ex
+from diffusion_course.teaching.exercises import reverse_step as reverse_step_ex
 
 E = extract
 
@@ -421,7 +421,6 @@ def test_check_result_is_bool_like_and_printable():
 
 # ------------------------------------------------------------------------------ chapter 11: guidance
 def test_guidance_checker_passes_eq6_in_both_common_spellings():
-    from diffusion_course.guidance import guided_eps  # noqa: F401  (the lib's rule, used by the samplers)
 
     assert ex.check_guidance(lambda c, u, w: (1 + w) * c - w * u, quiet=True)
     assert ex.check_guidance(lambda c, u, w: u + (1 + w) * (c - u), quiet=True)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion_course import exercises as ex
-from diffusion_course.ema import ema_decay_at
-from diffusion_course.samplers import DDIM_SPACINGS, ddim_timesteps
+from diffusion_course.maths.samplers import DDIM_SPACINGS, ddim_timesteps
+from diffusion_course.teaching import exercises as ex
+from diffusion_course.training.ema import ema_decay_at
 
 
 # ------------------------------------------------------------------------------------------------------------- EMA

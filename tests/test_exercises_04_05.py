@@ -8,9 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from diffusion_course.exercises import check_resblock, check_sampling_loop, check_training_step
+from diffusion_course.maths.schedules import extract
 from diffusion_course.models.unet import ResBlock
-from diffusion_course.schedules import extract
+from diffusion_course.teaching.exercises.resblock import check_resblock
+from diffusion_course.teaching.exercises.sampling_loop import check_sampling_loop
+from diffusion_course.teaching.exercises.training_step import check_training_step
 
 
 # ------------------------------------------------------------------------------------------------- training step
@@ -162,7 +164,7 @@ def test_sampling_loop_noise_without_generator_is_explained():
 
 
 # ---------------------------------------------------------------------------------------------- residual block
-class _Block(nn.Module):
+class MLPBlock(nn.Module):
     """The exercise's __init__ (the lib ResBlock's layers and names, time added); forward picks a variant."""
 
     variant = "right"
@@ -201,17 +203,17 @@ class _Block(nn.Module):
 
 
 def _variant(name):
-    return type(f"Block_{name}", (_Block,), {"variant": name})
+    return type(f"Block_{name}", (MLPBlock,), {"variant": name})
 
 
 def test_resblock_reference_passes():
-    result = check_resblock(_Block, quiet=True)
+    result = check_resblock(MLPBlock, quiet=True)
     assert result.passed, result.message
 
 
 def test_resblock_reference_matches_lib_resblock_with_dropout_in_eval():
     # the exercise's layers are the lib's: loading weights both ways gives the same outputs
-    ours, lib = _Block(16, 32, 8), ResBlock(16, 32, 8, groups=8, dropout=0.0, time_conditioning="add")
+    ours, lib = MLPBlock(16, 32, 8), ResBlock(16, 32, 8, groups=8, dropout=0.0, time_conditioning="add")
     for p in lib.parameters():
         nn.init.normal_(p, std=0.2)
     ours.load_state_dict(lib.state_dict())

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from diffusion_course.forward import (
+from diffusion_course.maths.forward import (
     add_noise,
     corrupt,
     predict_eps_from_v,
@@ -20,7 +20,7 @@ from diffusion_course.forward import (
     q_step,
     v_from_x0_eps,
 )
-from diffusion_course.schedules import NoiseSchedule
+from diffusion_course.maths.schedules import NoiseSchedule
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

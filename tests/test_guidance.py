@@ -6,19 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffusion_course.guidance import (
-    GuidedModel,
-    _conditional_loss_unchecked,
-    conditional_simple_loss,
-    guidance_report,
-    guided_eps,
-    guided_sample,
-)
-from diffusion_course.losses import simple_loss
+from diffusion_course.maths.guidance import GuidedModel, guided_eps, guided_sample
+from diffusion_course.maths.losses import conditional_simple_loss, conditional_simple_loss_fn, simple_loss
+from diffusion_course.maths.samplers import ddim_sample, ddpm_sample
+from diffusion_course.maths.schedules import NoiseSchedule, make_betas
 from diffusion_course.models.unet import UNet, UNetConfig
-from diffusion_course.samplers import ddim_sample, ddpm_sample
-from diffusion_course.schedules import NoiseSchedule, make_betas
-from diffusion_course.train import TrainConfig, train
+from diffusion_course.scoring.guidance_report import guidance_report
+from diffusion_course.training.loop import TrainConfig, train
 
 TINY = dict(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(), mid_attention=False, norm_groups=4, dropout=0.0)
 
@@ -178,7 +172,7 @@ def test_hot_loop_loss_is_bit_identical_to_the_checked_one(schedule):
     for p in (0.0, 0.3, 1.0):
         g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
         a = conditional_simple_loss(m, schedule, x0, y, p_uncond=p, generator=g1)
-        b = _conditional_loss_unchecked(schedule, p, 10)(m, x0, y, g2)
+        b = conditional_simple_loss_fn(schedule, p, 10)(m, x0, y, g2)
         assert torch.equal(a, b)
         assert torch.equal(g1.get_state(), g2.get_state())
 
@@ -251,7 +245,7 @@ def test_train_labels_bad_input(schedule):
 
 
 def test_guidance_report_reads_real_digits_as_asked():
-    from diffusion_course.data import mnist
+    from diffusion_course.data.sets import mnist
 
     x, y = mnist("train")
     idx = torch.cat([torch.nonzero(y == c).flatten()[:128] for c in range(10)])

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from diffusion_course.interpolation import angle_between, interpolate, lerp, slerp
+from diffusion_course.maths.interpolation import angle_between, interpolate, lerp, slerp
 
 
 def _pair(gen: torch.Generator, shape=(8, 1, 28, 28)) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,12 +8,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffusion_course.data import swiss_roll
-from diffusion_course.metrics import sliced_wasserstein, toy_2d_reference_and_floor
-from diffusion_course.models import MLPConfig, MLPDenoiser
-from diffusion_course.samplers import ddpm_sample
-from diffusion_course.schedules import NoiseSchedule
-from diffusion_course.train import TrainConfig, train
+from diffusion_course.data.sets import swiss_roll
+from diffusion_course.maths.samplers import ddpm_sample
+from diffusion_course.maths.schedules import NoiseSchedule
+from diffusion_course.models.mlp import MLPConfig, MLPDenoiser
+from diffusion_course.scoring.distances import sliced_wasserstein
+from diffusion_course.scoring.quality import toy_2d_reference_and_floor
+from diffusion_course.training.loop import TrainConfig, train
 
 N_SAMPLES = 2_000
 CONFIG = dict(steps=3000, batch_size=256, lr=1e-3, warmup_steps=100, lr_schedule="cosine", ema_decay=0.995, progress=False)
@@ -87,8 +88,9 @@ def test_same_seed_same_training(one_thread) -> None:
 
 
 def test_toy_2d_floor_is_the_mean_of_fresh_draws() -> None:
-    from diffusion_course.data import toy_2d
-    from diffusion_course.metrics import sliced_wasserstein, toy_2d_reference_and_floor
+    from diffusion_course.data.sets import toy_2d
+    from diffusion_course.scoring.distances import sliced_wasserstein
+    from diffusion_course.scoring.quality import toy_2d_reference_and_floor
 
     reference, mean, lo, hi = toy_2d_reference_and_floor("moons", 300, draws=3)
     d = [sliced_wasserstein(toy_2d("moons", 300, seed=2 + k), reference) for k in range(3)]

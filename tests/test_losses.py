@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from diffusion_course.forward import q_sample
-from diffusion_course.losses import (
+from diffusion_course.maths.forward import q_sample
+from diffusion_course.maths.losses import (
     discretized_gaussian_log_likelihood,
     elbo_terms,
     elbo_weight,
@@ -19,8 +19,8 @@ from diffusion_course.losses import (
     prior_kl,
     simple_loss,
 )
-from diffusion_course.posterior import q_posterior
-from diffusion_course.schedules import NoiseSchedule
+from diffusion_course.maths.posterior import q_posterior
+from diffusion_course.maths.schedules import NoiseSchedule
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -135,7 +135,7 @@ def test_simple_loss(ddpm_schedule: NoiseSchedule) -> None:
 
 
 def test_min_snr_weight_by_brute_force(ddpm_schedule: NoiseSchedule) -> None:
-    from diffusion_course.losses import min_snr_weight
+    from diffusion_course.maths.losses import min_snr_weight
 
     t = torch.tensor([0, 10, 100, 300, 999])
     ab = ddpm_schedule.alpha_bar.double()
@@ -149,7 +149,7 @@ def test_min_snr_weight_by_brute_force(ddpm_schedule: NoiseSchedule) -> None:
 
 
 def test_simple_loss_with_min_snr(ddpm_schedule: NoiseSchedule) -> None:
-    from diffusion_course.losses import min_snr_weight
+    from diffusion_course.maths.losses import min_snr_weight
 
     g = torch.Generator().manual_seed(0)
     x0, eps = torch.randn(16, 2, generator=g), torch.randn(16, 2, generator=g)

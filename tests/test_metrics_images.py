@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion_course.classifier import ClassifierConfig, MNISTClassifier, random_shift
-from diffusion_course.metrics import frechet_distance, gaussian_frechet_distance
-from diffusion_course.quality import QualityReport, quality_report
+from diffusion_course.models.classifier import ClassifierConfig, MNISTClassifier
+from diffusion_course.scoring.distances import frechet_distance, gaussian_frechet_distance
+from diffusion_course.scoring.quality import QualityReport, quality_report
+from diffusion_course.training.classifier import random_shift
 
 
 def _feats(n: int, d: int, seed: int, scale: float = 1.0, dist: int | None = None) -> torch.Tensor:
@@ -128,14 +129,14 @@ def test_report_fields_with_an_untrained_classifier() -> None:
 
 @pytest.fixture(scope="module")
 def mnist_splits():
-    from diffusion_course.data import mnist
+    from diffusion_course.data.sets import mnist
 
     return mnist("train"), mnist("test")
 
 
 @pytest.fixture(scope="module")
 def classifier():
-    from diffusion_course.pretrained import load_classifier
+    from diffusion_course.scoring.reference import load_classifier
 
     return load_classifier()[0]
 
@@ -168,7 +169,7 @@ def test_a_single_digit_is_unbalanced(mnist_splits, classifier) -> None:
 
 
 def test_floor_draws_are_disjoint_within_a_pass() -> None:
-    from diffusion_course.quality import floor_draws
+    from diffusion_course.scoring.quality import floor_draws
 
     draws = floor_draws(4000, 200, 20, seed=3)
     assert len(draws) == 20 and all(len(d) == 200 for d in draws)
@@ -202,7 +203,7 @@ def test_singular_covariances_take_the_offset_path_and_stay_right() -> None:
 
 
 def test_fallback_really_runs_for_singular_covariances() -> None:
-    from diffusion_course.metrics import _sqrtm_product
+    from diffusion_course.scoring.distances import _sqrtm_product
 
     root, offset_used = _sqrtm_product(np.diag([0.0, 1.0]), np.eye(2))
     assert offset_used, "the 1e-6 I offset was not applied to a singular covariance"
@@ -219,7 +220,7 @@ def test_a_large_imaginary_part_raises() -> None:
 
 
 def test_nearest_train_distances_against_brute_force() -> None:
-    from diffusion_course.metrics import nearest_train_distances
+    from diffusion_course.scoring.distances import nearest_train_distances
 
     g = torch.Generator().manual_seed(0)
     train = torch.rand(40, 1, 4, 4, generator=g) * 2 - 1
@@ -231,11 +232,11 @@ def test_nearest_train_distances_against_brute_force() -> None:
 
 
 def test_stored_floors_match_a_recomputation(classifier) -> None:
-    from diffusion_course.pretrained import load_classifier
-    from diffusion_course.quality import floor_table
+    from diffusion_course.scoring.quality import floor_table
+    from diffusion_course.scoring.reference import load_classifier
 
     stored = load_classifier()[1].get("floors")
-    assert stored, "the classifier card holds no floors: run `python -m diffusion_course.pretrained floors`"
+    assert stored, "the classifier card holds no floors: run `python -m diffusion_course.weights.make floors`"
     fresh = floor_table((500,), classifier=classifier, draws=stored["500"]["draws"])
     assert fresh["500"]["mean"] == pytest.approx(stored["500"]["mean"], rel=1e-6)
     assert fresh["500"]["std"] == pytest.approx(stored["500"]["std"], rel=1e-6)

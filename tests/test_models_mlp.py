@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion_course.models import MLPConfig, MLPDenoiser, SinusoidalEmbedding, sinusoidal_embedding
+from diffusion_course.models.embeddings import SinusoidalEmbedding, sinusoidal_embedding
+from diffusion_course.models.mlp import MLPConfig, MLPDenoiser
 
 
 def test_embedding_shape_range_and_formula() -> None:

@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from diffusion_course.forward import predict_eps_from_x0, q_sample
-from diffusion_course.oracles import ExactDenoiser, GaussianEps
-from diffusion_course.samplers import ddpm_sample
-from diffusion_course.schedules import NoiseSchedule
+from diffusion_course.maths.forward import predict_eps_from_x0, q_sample
+from diffusion_course.maths.oracles import ExactDenoiser, GaussianEps
+from diffusion_course.maths.samplers import ddpm_sample
+from diffusion_course.maths.schedules import NoiseSchedule
 
 
 def test_point_mass_is_eq4_solved_for_eps(ddpm_schedule, gen) -> None:
@@ -44,7 +44,7 @@ def test_gaussian_oracle_is_the_posterior_mean(ddpm_schedule, t: int) -> None:
 
 
 def test_ddpm_with_the_oracle_reproduces_the_gaussian(gen) -> None:
-    from diffusion_course.schedules import NoiseSchedule
+    from diffusion_course.maths.schedules import NoiseSchedule
 
     schedule = NoiseSchedule.linear(200, 5e-4, 0.1)
     m, s = torch.tensor([1.0, -2.0]), 0.4

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion_course.forward import q_sample
-from diffusion_course.posterior import posterior_mean_from_eps, q_posterior
-from diffusion_course.schedules import NoiseSchedule, linear_betas
+from diffusion_course.maths.forward import q_sample
+from diffusion_course.maths.posterior import posterior_mean_from_eps, q_posterior
+from diffusion_course.maths.schedules import NoiseSchedule, linear_betas
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -4,26 +4,21 @@ samples digits that the classifier recognises, and the one documented command ru
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
-from diffusion_course.classifier import accuracy
-from diffusion_course.data import DATA_DIR
-from diffusion_course.make_weights import main
-from diffusion_course.models import UNet
-from diffusion_course.pretrained import (
-    CLASSIFIER_FILE,
-    UNET_EMA_FILE,
-    UNET_RAW_FILE,
-    load_classifier,
-    load_pretrained_unet,
-    schedule_from_card,
-)
-from diffusion_course.quality import classifier_outputs
-from diffusion_course.samplers import ddpm_sample
-from diffusion_course.schedules import NoiseSchedule
+from diffusion_course.data.locations import DATA_DIR
+from diffusion_course.maths.samplers import ddpm_sample
+from diffusion_course.maths.schedules import NoiseSchedule
+from diffusion_course.models.unet import UNet
+from diffusion_course.scoring.quality import classifier_outputs
+from diffusion_course.scoring.reference import CLASSIFIER_FILE, load_classifier
+from diffusion_course.training.classifier import accuracy
+from diffusion_course.weights.make import main
+from diffusion_course.weights.shipped import UNET_EMA_FILE, UNET_RAW_FILE, load_pretrained_unet, schedule_from_card
 
 PROVENANCE = {"command", "git_commit", "git_tree_dirty", "device", "torch", "seconds", "date"}
 
@@ -51,8 +46,8 @@ def test_unet_card(unet) -> None:
     assert isinstance(model, UNet) and not model.training
     assert PROVENANCE <= set(card)
     assert card["training"]["steps"] > 0 and "seed" in card["training"]
-    # made before the commands moved to make_weights, or after: both spellings run the same command
-    assert card["command"].startswith(("python -m diffusion_course.pretrained train-unet", "python -m diffusion_course.make_weights train-unet"))
+    # the command as it was spelled at the card's commit (cards keep their history; the commit names the code)
+    assert re.fullmatch(r"python -m diffusion_course\.[a-z_.]+ train-unet( .*)?", card["command"]), card["command"]
     assert card["parameters"] == sum(p.numel() for p in model.parameters())
     q = card["quality"]
     assert q["headline"] in q["settings"]
@@ -65,8 +60,8 @@ def test_unet_card(unet) -> None:
 
 def test_card_numbers_are_reproduced_from_the_shipped_samples(unet) -> None:
     """Re-scoring the shipped uint8 samples gives the card's numbers (up to the uint8 rounding of the pixels)."""
-    from diffusion_course.pretrained import load_card_samples
-    from diffusion_course.quality import quality_report
+    from diffusion_course.scoring.quality import quality_report
+    from diffusion_course.weights.shipped import load_card_samples
 
     _, card = unet
     floors = load_classifier()[1]["floors"]
@@ -102,7 +97,7 @@ def test_raw_and_ema_weights_differ() -> None:
 
 def test_classifier_card_is_honest(classifier) -> None:
     """The card's test accuracy is recomputed here, on the same test images."""
-    from diffusion_course.data import mnist
+    from diffusion_course.data.sets import mnist
 
     model, card = classifier
     assert PROVENANCE <= set(card)
@@ -116,7 +111,7 @@ def test_unet_samples_read_as_digits(unet, classifier) -> None:
     """Algorithm 2 end to end on the shipped weights (1000 DDPM steps, 12 images): images in range that the classifier
     reads as digits of several classes with reasonable confidence, and whose features lie nearer real digits than noise's.
     (Uniform noise is no contrast for the confidence: this classifier calls it a confident "0".)"""
-    from diffusion_course.data import mnist
+    from diffusion_course.data.sets import mnist
 
     model, card = unet
     g = torch.Generator().manual_seed(0)
@@ -147,7 +142,7 @@ def test_the_documented_command_runs(tmp_path: Path) -> None:
     for name in (CLASSIFIER_FILE, UNET_EMA_FILE, UNET_RAW_FILE):
         card = json.loads((tmp_path / name).with_suffix(".json").read_text())
         assert PROVENANCE <= set(card)
-        assert card["command"].startswith("python -m diffusion_course.make_weights "), card["command"]
+        assert card["command"].startswith("python -m diffusion_course.weights.make "), card["command"]
     model, card = load_pretrained_unet("ema", directory=tmp_path)
     assert card["training"]["steps"] == 2
     load_classifier(directory=tmp_path)
@@ -159,8 +154,8 @@ def test_the_documented_command_runs(tmp_path: Path) -> None:
 def test_weights_without_a_card_say_so(tmp_path: Path) -> None:
     import shutil
 
-    from diffusion_course.checkpoints import CheckpointError
-    from diffusion_course.data import DATA_DIR
+    from diffusion_course.data.locations import DATA_DIR
+    from diffusion_course.training.checkpoints import CheckpointError
 
     shutil.copy(DATA_DIR / UNET_EMA_FILE, tmp_path / UNET_EMA_FILE)  # weights, no card beside them
     with pytest.raises(CheckpointError, match="unet_config"):
@@ -170,13 +165,13 @@ def test_weights_without_a_card_say_so(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ chapter 11: the conditional U-Net and its sweep
 @pytest.fixture(scope="module")
 def cond_unet():
-    from diffusion_course.pretrained import load_pretrained_cond_unet
+    from diffusion_course.weights.shipped import load_pretrained_cond_unet
 
     return load_pretrained_cond_unet()
 
 
 def test_cond_card_records_how_it_was_made_and_its_sweep(cond_unet) -> None:
-    from diffusion_course.pretrained import GUIDANCE_SCALES
+    from diffusion_course.weights.shipped import GUIDANCE_SCALES
 
     model, card = cond_unet
     assert PROVENANCE <= set(card) and card["unet_config"]["num_classes"] == 10 and model.null_label == 10
@@ -194,7 +189,7 @@ def test_cond_card_records_how_it_was_made_and_its_sweep(cond_unet) -> None:
 def test_cond_sweep_numbers_are_reproduced_from_the_shipped_samples(cond_unet) -> None:
     """The shipped guided samples are the first 16 of each digit the sweep scored: re-reading them with the classifier
     gives accuracies consistent with the card's (160 of 1,280 samples, so within a few per cent)."""
-    from diffusion_course.pretrained import load_guidance_samples
+    from diffusion_course.weights.shipped import load_guidance_samples
 
     _, card = cond_unet
     shipped = load_guidance_samples()
@@ -213,7 +208,7 @@ def test_cond_sweep_numbers_are_reproduced_from_the_shipped_samples(cond_unet) -
 
 
 def test_cond_unet_draws_the_digit_asked_for(cond_unet, classifier) -> None:
-    from diffusion_course.guidance import guided_sample
+    from diffusion_course.maths.guidance import guided_sample
 
     model, card = cond_unet
     clf, _ = classifier
@@ -223,10 +218,12 @@ def test_cond_unet_draws_the_digit_asked_for(cond_unet, classifier) -> None:
     assert float((p.argmax(1) == labels).double().mean()) >= 0.8
 
 
-def test_the_old_command_name_forwards() -> None:
-    """`python -m diffusion_course.pretrained <command>` (named in older cards and notes) still runs make_weights."""
+def test_the_weights_command_lists_every_step_of_make_weights() -> None:
+    """`python -m diffusion_course.weights.make --help` names every command the Makefile's `weights` target runs."""
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "diffusion_course.pretrained", "--help"], capture_output=True, text=True, check=True).stdout
-    assert "python -m diffusion_course.make_weights" in out and "train-unet" in out and "collect-guidance" in out
+    out = subprocess.run([sys.executable, "-m", "diffusion_course.weights.make", "--help"], capture_output=True, text=True, check=True).stdout
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    used = set(re.findall(r"-m diffusion_course\.weights\.make ([a-z-]+)", makefile))
+    assert used and all(cmd in out for cmd in used), (sorted(used), out)

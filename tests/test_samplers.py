@@ -10,18 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion_course.forward import predict_x0_from_eps
-from diffusion_course.posterior import posterior_mean_from_eps
-from diffusion_course.samplers import (
-    DDIM_SPACINGS,
-    ddim_invert,
-    ddim_sample,
-    ddim_step,
-    ddim_timesteps,
-    ddpm_sample,
-    ddpm_step,
-)
-from diffusion_course.schedules import NoiseSchedule
+from diffusion_course.maths.forward import predict_x0_from_eps
+from diffusion_course.maths.posterior import posterior_mean_from_eps
+from diffusion_course.maths.samplers import DDIM_SPACINGS, ddim_invert, ddim_sample, ddim_step, ddim_timesteps, ddpm_sample, ddpm_step
+from diffusion_course.maths.schedules import NoiseSchedule
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -9,17 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion_course.schedules import (
-    SCHEDULE_KINDS,
-    NoiseSchedule,
-    cosine_betas,
-    extract,
-    linear_betas,
-    make_betas,
-    quadratic_betas,
-    sigmoid_betas,
-    snr,
-)
+from diffusion_course.maths.schedules import SCHEDULE_KINDS, NoiseSchedule, cosine_betas, extract, linear_betas, make_betas, quadratic_betas, sigmoid_betas, snr
 
 
 def _rel(a, b) -> float:

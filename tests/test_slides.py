@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from diffusion_course import slides
+from diffusion_course.teaching import slides
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -169,9 +169,9 @@ def test_widget_snapshot_draws_saved_state_and_falls_back_to_text() -> None:
 def test_every_chapter_cell_carries_slideshow_metadata_by_the_rule(path: Path) -> None:
     nb = json.loads(path.read_text(encoding="utf-8"))
     missing = [i for i, c in enumerate(nb["cells"]) if c["metadata"].get("slideshow", {}).get("slide_type") not in slides.SLIDE_TYPES]
-    assert not missing, f"{path.name}: cells {missing} have no slide type; run `python -m diffusion_course.slides tag {path.relative_to(ROOT)}`"
+    assert not missing, f"{path.name}: cells {missing} have no slide type; run `python -m diffusion_course.teaching.slides tag {path.relative_to(ROOT)}`"
     assert slides.tag_file(path, check=True) is False, (
-        f"{path.name}: slide types differ from the rule; run `python -m diffusion_course.slides tag {path.relative_to(ROOT)}` "
+        f"{path.name}: slide types differ from the rule; run `python -m diffusion_course.teaching.slides tag {path.relative_to(ROOT)}` "
         'or lock a hand-set cell with metadata.slideshow.locked = true')
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from diffusion_course.student import BEGIN, END, make_student_edition, strip_solutions, student_notebook
+from diffusion_course.teaching.student import BEGIN, END, make_student_edition, strip_solutions, student_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISE_CHAPTERS = ("02", "03", "04", "05", "07", "08", "10", "11")

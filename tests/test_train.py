@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffusion_course.checkpoints import CheckpointError, load_checkpoint
-from diffusion_course.data import digits
-from diffusion_course.losses import simple_loss
-from diffusion_course.models import MLPConfig, MLPDenoiser, UNet, UNetConfig
-from diffusion_course.schedules import NoiseSchedule
-from diffusion_course.train import TrainConfig, _lr_factor, train
+from diffusion_course.data.sets import digits
+from diffusion_course.maths.losses import simple_loss
+from diffusion_course.maths.schedules import NoiseSchedule
+from diffusion_course.models.mlp import MLPConfig, MLPDenoiser
+from diffusion_course.models.unet import UNet, UNetConfig
+from diffusion_course.training.checkpoints import CheckpointError, load_checkpoint
+from diffusion_course.training.loop import TrainConfig, _lr_factor, train
 
 SCHEDULE = NoiseSchedule.linear(100)
 X8 = digits()[0][:256]  # (256, 1, 8, 8)
@@ -201,7 +202,7 @@ def test_bad_calls() -> None:
 
 
 def test_on_step_sees_every_step_and_can_run_extra_emas() -> None:
-    from diffusion_course.ema import EMA
+    from diffusion_course.training.ema import EMA
 
     model = _unet()
     seen, extra = [], EMA(model, 0.9)
@@ -213,11 +214,11 @@ def test_on_step_sees_every_step_and_can_run_extra_emas() -> None:
 
 def test_hot_loop_loss_is_l_simple_exactly() -> None:
     """The loop's unchecked L_simple draws t and eps in the same order and computes the same numbers as simple_loss."""
-    from diffusion_course.train import _l_simple_unchecked
+    from diffusion_course.maths.losses import simple_loss_fn
 
     model = _unet().eval()
     for gamma in (None, 5.0):
-        fast = _l_simple_unchecked(SCHEDULE, gamma)
+        fast = simple_loss_fn(SCHEDULE, gamma)
         a = fast(model, X8[:16], torch.Generator().manual_seed(3))
         b = simple_loss(model, SCHEDULE, X8[:16], generator=torch.Generator().manual_seed(3), snr_gamma=gamma)
         assert torch.equal(a, b)
@@ -234,7 +235,7 @@ def test_snr_gamma_trains_and_is_checked() -> None:
 
 def test_bf16_autocast_on_the_cpu_trains_like_fp32() -> None:
     """amp="bf16" works on the CPU (measured slower there, so "auto" keeps fp32) and reaches the same loss."""
-    from diffusion_course.train import _autocast_dtype
+    from diffusion_course.training.loop import _autocast_dtype
 
     assert _autocast_dtype(_cfg(), torch.device("cpu")) is None
     assert _autocast_dtype(_cfg(amp="bf16"), torch.device("cpu")) == torch.bfloat16
@@ -277,7 +278,7 @@ def test_fp16_resume_is_exact_because_the_loss_scale_is_saved(tmp_path: Path, mo
 
 
 def test_lr_multipliers_make_parameter_groups_and_resume_exactly(tmp_path: Path) -> None:
-    from diffusion_course.train import _param_groups
+    from diffusion_course.training.loop import _param_groups
 
     model = _unet()
     groups = _param_groups(model, _cfg(lr_multipliers={"conv_in": 10.0, "up": 3.0}))
@@ -310,7 +311,7 @@ def test_lr_multipliers_make_parameter_groups_and_resume_exactly(tmp_path: Path)
 def test_amp_auto_on_cuda_follows_the_card(monkeypatch, bf16_ok: bool, want: torch.dtype) -> None:
     """amp="auto" on a CUDA device: bf16 where the card has it natively (Ampere and newer), else fp16 (with a GradScaler),
     e.g. a T4; the CPU stays fp32. Only the device's type and the card's answer matter, so no GPU is needed."""
-    from diffusion_course.train import _autocast_dtype
+    from diffusion_course.training.loop import _autocast_dtype
 
     asked = []
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: asked.append(including_emulation) or bf16_ok)

@@ -8,16 +8,18 @@ import math
 import pytest
 import torch
 
-from diffusion_course.models import BasicUNet, UNet, UNetConfig
+from diffusion_course.maths.schedules import NoiseSchedule
 from diffusion_course.models.unet import (
+    BasicUNet,
     ResBlock,
     SelfAttention,
+    UNet,
+    UNetConfig,
     conv2d_output_size,
     conv2d_parameter_count,
     conv_transpose2d_output_size,
 )
-from diffusion_course.schedules import NoiseSchedule
-from diffusion_course.train import TrainConfig, train
+from diffusion_course.training.loop import TrainConfig, train
 
 SMALL = dict(base_channels=8, norm_groups=4, num_res_blocks=1, dropout=0.0)
 
@@ -164,7 +166,7 @@ def test_basic_unet_is_unchanged() -> None:
 
 def test_learns_8x8_digits() -> None:
     """A short L_simple run on scikit-learn's 8x8 digits takes the loss well below its starting value of 1."""
-    from diffusion_course.data import digits
+    from diffusion_course.data.sets import digits
 
     x, _ = digits()
     torch.manual_seed(0)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion_course import viz
+from diffusion_course.teaching import viz
 
 matplotlib.use("Agg")  # headless: figures are inspected, never shown
 
@@ -232,7 +232,7 @@ def test_animations_work_offline_and_show_frame_0_without_scripts() -> None:
     import base64
     import re
 
-    from diffusion_course.viz import animate_images, animate_points
+    from diffusion_course.teaching.viz import animate_images, animate_points
 
     for html in (animate_images(torch.rand(4, 3, 1, 8, 8) * 2 - 1, "images", frames=4).data,
                  animate_points(torch.randn(5, 40, 2), "points", frames=5).data):

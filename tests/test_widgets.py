@@ -14,8 +14,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from diffusion_course.data import digits, swiss_roll  # noqa: E402
-from diffusion_course.widgets import BetaExplorer, beta_explorer_state  # noqa: E402
+from diffusion_course.data.sets import digits, swiss_roll
+from diffusion_course.teaching.beta_explorer import BetaExplorer, beta_explorer_state
 
 
 def _oracle_betas(kind: str, T: int, b1: float, bT: float) -> np.ndarray:
@@ -181,9 +181,9 @@ def test_large_fonts_and_constructor_validation():
 
 
 def test_guidance_explorer_updates_caches_and_reads_the_digit():
+    from diffusion_course.maths.schedules import NoiseSchedule, make_betas
     from diffusion_course.models.unet import UNet, UNetConfig
-    from diffusion_course.schedules import NoiseSchedule, make_betas
-    from diffusion_course.widgets import GuidanceExplorer
+    from diffusion_course.teaching.guidance_explorer import GuidanceExplorer
 
     torch.manual_seed(0)
     model = UNet(UNetConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(), mid_attention=False,
@@ -193,7 +193,7 @@ def test_guidance_explorer_updates_caches_and_reads_the_digit():
         for p in model.parameters():
             p.add_(0.3 * torch.randn(p.shape, generator=g))
     schedule = NoiseSchedule.from_betas(make_betas("linear", 100, 1e-4, 0.02))
-    from diffusion_course.pretrained import load_classifier
+    from diffusion_course.scoring.reference import load_classifier
 
     ex = GuidanceExplorer(model, schedule, n=4, steps=5, w=1.0, classifier=load_classifier()[0])
     first = ex.image.value
@@ -215,10 +215,10 @@ def test_guidance_explorer_updates_caches_and_reads_the_digit():
 
 
 def test_ddim_explorer_redraws_caches_and_matches_ddim_sample():
+    from diffusion_course.maths.samplers import ddim_sample
+    from diffusion_course.maths.schedules import NoiseSchedule, make_betas
     from diffusion_course.models.unet import UNet, UNetConfig
-    from diffusion_course.samplers import ddim_sample
-    from diffusion_course.schedules import NoiseSchedule, make_betas
-    from diffusion_course.widgets import DDIMExplorer, ddim_view
+    from diffusion_course.teaching.ddim_explorer import DDIMExplorer, ddim_view
 
     torch.manual_seed(0)
     model = UNet(UNetConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(), mid_attention=False,

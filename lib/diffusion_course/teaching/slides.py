@@ -23,14 +23,14 @@ Each cell gets ``metadata["slideshow"] = {"slide_type": ...}``, decided in this 
 9. Everything else is ``"-"`` (continues the current slide). Outputs are never hidden: a big figure stays with its
    code, and slides taller than the screen scroll.
 
-``python -m diffusion_course.slides tag notebooks/*.ipynb`` applies the rule in place. It only adds or changes
+``python -m diffusion_course.teaching.slides tag notebooks/*.ipynb`` applies the rule in place. It only adds or changes
 ``metadata["slideshow"]`` of each cell and rewrites the file the way the notebooks are written
 (``json.dump(nb, f, indent=1, ensure_ascii=False)`` plus a newline), so every other byte stays the same; a file whose
 tags are already right is not rewritten (the command is idempotent). ``--check`` only reports files that would change.
 
 The export
 ----------
-``python -m diffusion_course.slides export --out build/slides notebooks/*.ipynb`` (``make slides``) runs nbconvert's
+``python -m diffusion_course.teaching.slides export --out build/slides notebooks/*.ipynb`` (``make slides``) runs nbconvert's
 ``SlidesExporter`` (what ``jupyter nbconvert --to slides`` runs) with a small template on top of its reveal template,
 and writes ``NN_name.slides.html`` plus an ``assets/`` folder beside them. The cells' own slide types are used; a
 cell without one gets the rule's type for the export (the notebook file is not changed). Nothing is loaded from the network, so the
@@ -447,7 +447,7 @@ def export_notebook(path: str | Path, out_dir: str | Path, exporter=None) -> Pat
     remote = remote_references(body)
     if remote:
         raise RuntimeError(f"{path.name}: the slides would load {sorted(set(remote))} from the network; "
-                           "make them local in diffusion_course.slides (see offline_outputs)")
+                           "make them local in diffusion_course.teaching.slides (see offline_outputs)")
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{path.stem}.slides.html"
     target.write_text(body, encoding="utf-8")
@@ -465,7 +465,7 @@ def export(paths: Iterable[str | Path], out_dir: str | Path, vendor: str | Path 
 
 # ------------------------------------------------------------------------------------------------------------------- CLI
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m diffusion_course.slides", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m diffusion_course.teaching.slides", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_tag = sub.add_parser("tag", help="set every cell's slideshow metadata by the rule (in place, idempotent)")
     p_tag.add_argument("notebooks", nargs="+")

@@ -11,7 +11,7 @@ checker reports "not written yet"; a marked region at the top level of a cell is
 after a checker, which only the instructor's edition can pass). A cell left empty is dropped, together with a
 "**Solution**" heading cell right before it. Outputs, execution counts and stored widget states are cleared.
 
-    python -m diffusion_course.student                  # notebooks/ -> build/student/
+    python -m diffusion_course.teaching.student                  # notebooks/ -> build/student/
     make student
 """
 
@@ -100,7 +100,7 @@ def make_student_edition(src: str | Path = "notebooks", out: str | Path = "build
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m diffusion_course.student", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m diffusion_course.teaching.student", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--src", default="notebooks")
     p.add_argument("--out", default="build/student")
     args = p.parse_args(argv)

@@ -143,7 +143,7 @@ def _cs_check_one(label: str, fn: Callable, ref: Callable, mistakes: tuple, case
 
 def check_channel_scaling(scale_fn: Callable, unscale_fn: Callable | None = None, *, quiet: bool = False) -> CheckResult:
     """Check ``scale_fn(x, lo, hi) -> y``, per-channel scaling of RGB images (N, 3, H, W) from [lo_c, hi_c] to [-1, 1]
-    (y = 2 (x - lo_c) / (hi_c - lo_c) - 1), against :func:`~diffusion_course.colour.scale_per_channel`; with
+    (y = 2 (x - lo_c) / (hi_c - lo_c) - 1), against :func:`~diffusion_course.data.photos.scale_per_channel`; with
     ``unscale_fn(y, lo, hi) -> x`` also its inverse and the round trip. Prints the report and returns it."""
     cases = _cs_cases()
     name = "channel_scaling"
