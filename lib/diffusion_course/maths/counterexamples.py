@@ -45,7 +45,7 @@ X0Model = Callable[[torch.Tensor], torch.Tensor]
 def x0_prediction_loss(model: nn.Module, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """MSE between ``model(corrupt(x0, amount))`` and x0, amount ~ U[0, 1) per example (chapter 1's training objective).
 
-    Matches :data:`~diffusion_course.train.LossFn`, so it plugs into ``train(model, data, config, loss_fn=...)``. The
+    Matches :data:`~diffusion_course.LossFn`, so it plugs into ``train(model, data, config, loss_fn=...)``. The
     amounts and the noise are drawn with ``generator`` on its own device (a CPU generator also serves a CUDA model).
     """
     gen_device = generator.device if generator is not None else x0.device

@@ -1,4 +1,4 @@
-"""A small MNIST classifier (chapter 6), trained by the lib, whose features score generated digits (see :mod:`.quality`).
+"""A small MNIST classifier (chapter 6), trained by the lib, whose features score generated digits (see :mod:`diffusion_course.scoring.quality`).
 
 Inception-v3 weights (what FID uses) cannot be downloaded offline, and they were never meant for 28x28 digits; a
 classifier trained on MNIST itself plays their part: its penultimate layer gives the features of the Frechet distance,

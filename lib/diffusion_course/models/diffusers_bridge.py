@@ -2,7 +2,7 @@
 
 - :class:`DiffusersEps` wraps a diffusers ``UNet2DModel`` (or any module called as ``unet(sample, timestep)`` that
   returns an object with ``.sample``, a tuple, or a tensor) so it is called like every model of the course,
-  ``model(x_t, t) -> eps_hat``; it then plugs into :func:`diffusion_course.train.train` and the samplers unchanged.
+  ``model(x_t, t) -> eps_hat``; it then plugs into :func:`diffusion_course.train` and the samplers unchanged.
 - :func:`diffusers_schedule_config` names our schedules in diffusers' terms; :func:`schedule_from_diffusers` turns a
   diffusers scheduler's betas into a :class:`NoiseSchedule`.
 

@@ -2,16 +2,11 @@
 clouds, the Frechet distance between Gaussians fitted to two feature sets (Heusel et al. 2017, eq. 6: FID's formula),
 and the nearest-training-image distance that spots copies. Nothing here loads data or weights: scoring generated
 MNIST digits with the shipped classifier, beside a floor measured on real digits, is :mod:`.quality`.
-
-The scoring names that used to live here (``quality_report``, ``classifier_outputs``, ``floor_table``, ...) still
-import from this module; they come from :mod:`.quality`.
 """
 
 from __future__ import annotations
 
-import importlib
 import warnings
-from typing import Any
 
 import numpy as np
 import torch
@@ -19,20 +14,6 @@ import torch
 from .._internal.validate import check_positive_int
 
 __all__ = ["sliced_wasserstein", "mmd_rbf", "frechet_distance", "gaussian_frechet_distance", "nearest_train_distances"]
-
-# Old home of the MNIST scoring names: `from diffusion_course.metrics import quality_report` still works, loading
-# :mod:`.quality` only when one of them is asked for (so this module imports nothing that loads data or weights).
-_MOVED_TO_QUALITY = (
-    "QualityReport", "quality_report", "classifier_outputs", "floor_draws", "frechet_floor", "floor_table",
-    "toy_2d_reference_and_floor", "FLOOR_DRAWS", "MIN_SAMPLES_PER_FEATURE", "CONFIDENT", "mnist_splits",
-)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED_TO_QUALITY:
-        return getattr(importlib.import_module(".quality", __package__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, *, n_projections: int = 256, seed: int = 0) -> float:
     """Sliced Wasserstein-2 distance between two point clouds (N, D) and (M, D) (Rabin et al. 2011; Bonneel et al. 2015).

@@ -2,8 +2,8 @@
 features and class probabilities, the Frechet distance of the samples' features to the test digits (the offline
 stand-in for FID, Heusel et al. 2017, eq. 6) always beside its floor (the same distance for as many real training
 digits, mean and spread over disjoint draws), the classifier's confidence and class balance; for 2-D sets, the sliced
-Wasserstein floor between fresh draws of the data. This module loads data (:mod:`.data`) and the shipped classifier
-(:mod:`.pretrained`); the distances themselves are pure maths in :mod:`.metrics`.
+Wasserstein floor between fresh draws of the data. This module loads data (:mod:`diffusion_course.data`) and the shipped classifier
+(:mod:`.reference`); the distances themselves are in :mod:`.distances`.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def quality_report(
 
     N must be at least ``min_per_feature`` times the feature dimension (4 x 32 = 128 for the shipped classifier): with
     fewer samples the covariance is singular or nearly so and the distance says more about N than about the samples.
-    ``classifier`` defaults to the shipped one (:func:`.pretrained.load_classifier`); ``reference`` and
+    ``classifier`` defaults to the shipped one (:func:`.reference.load_classifier`); ``reference`` and
     ``train_images`` default to ``data.mnist("test")`` and ``data.mnist("train")``. Samples are clipped to [-1, 1] first.
     """
     if samples.ndim != 4 or tuple(samples.shape[1:]) != (1, 28, 28):
