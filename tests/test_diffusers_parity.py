@@ -91,7 +91,7 @@ def test_q_sample_equals_add_noise(ddpm_schedule: NoiseSchedule, gen: torch.Gene
     t = torch.tensor([0, 1, 50, 500, 998, 999])
     theirs = _ddpm().add_noise(x0, eps, t)
     torch.testing.assert_close(q_sample(ddpm_schedule, x0, t, eps=eps), theirs, rtol=RTOL, atol=ATOL)
-    torch.testing.assert_close(add_noise(ddpm_schedule, x0, eps, t), theirs, rtol=RTOL, atol=ATOL)
+    torch.testing.assert_close(add_noise(ddpm_schedule, x0, t, eps), theirs, rtol=RTOL, atol=ATOL)
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)

@@ -137,16 +137,17 @@ def test_corrupt_mean(gen: torch.Generator) -> None:
     assert abs(float(y.std()) - sd) < 0.01 * sd
 
 
-def test_add_noise_and_v_take_t_before_eps_and_accept_the_old_order() -> None:
-    """The package's order is (schedule, data, t, noise); the older (schedule, data, noise, t) of diffusers'
-    add_noise gives the same tensor, because an integer t and a float noise cannot be mistaken for each other."""
+def test_add_noise_and_v_take_t_before_eps_and_refuse_the_swapped_order() -> None:
+    """The package's order is (schedule, data, t, noise); diffusers' (data, noise, t) order swapped into it is refused
+    with an error naming t, never read silently."""
     s = NoiseSchedule.linear(50)
     g = torch.Generator().manual_seed(3)
     x0, eps = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
     t = torch.tensor([0, 7, 20, 33, 49])
     new = add_noise(s, x0, t, eps)
     assert torch.equal(new, q_sample(s, x0, t, eps=eps))
-    assert torch.equal(add_noise(s, x0, eps, t), new)
-    assert torch.equal(v_from_x0_eps(s, x0, eps, t), v_from_x0_eps(s, x0, t, eps))
     assert torch.equal(add_noise(s, x0, 7, eps), q_sample(s, x0, 7, eps=eps))  # a plain int t
     assert not torch.equal(add_noise(s, x0, t, eps), add_noise(s, x0, t, eps.flip(0)))  # eps is used, not ignored
+    for fn in (add_noise, v_from_x0_eps):
+        with pytest.raises((ValueError, TypeError), match=r"\bt\b"):
+            fn(s, x0, eps, t)

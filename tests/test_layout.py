@@ -1,16 +1,18 @@
-"""The package's layout: its import graph has no cycle, the pure-maths modules import nothing that holds networks, data
-or weights, the module map in ``diffusion_course.__doc__`` lists exactly the modules on disk, every module opens with a
-docstring naming the chapter that teaches it, and progress bars are plain text (never a Jupyter widget).
+"""The package's layout: its modules sit in group folders, each group imports only from itself and the groups below
+it, the imports form no cycle, the module map in ``diffusion_course.__doc__`` lists exactly the modules on disk, every
+module opens with a docstring naming the chapter that teaches it, modules and functions stay small, and progress bars
+are plain text (never a Jupyter widget).
 
-The graph is read from the source (``ast``), every ``import`` at any depth (a function-level import runs as soon as the
-function is called, so it counts), except two kinds that never run when the package is imported or used as a library:
-the body of ``if __name__ == "__main__":`` (a command-line entry point) and a module-level ``__getattr__`` (PEP 562),
-which this package uses only to keep old names importable from their old module (see ``ALIAS_FORWARDERS``).
+The graph is read from the source (``ast``): every ``import`` at any depth, with no exemption. A function-level import
+runs as soon as the function is called, the body of ``if __name__ == "__main__":`` when the module is run as a
+command, and a module-level ``__getattr__`` on first use of a name, so each of them counts like a top-level import.
+The root package's lazy table ``_EXPORTS`` (name -> group) counts as an import of each group it names.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import re
 import subprocess
@@ -24,17 +26,19 @@ import diffusion_course
 PKG = "diffusion_course"
 PKG_DIR = Path(diffusion_course.__file__).parent
 
-# The groups of the module map. PURE_MATHS may import only each other and the private helpers.
-PURE_MATHS = {"schedules", "forward", "posterior", "losses", "samplers", "respacing", "interpolation", "oracles", "metrics",
-              "counterexamples", "corruption", "simplified"}
-HEAVY = {"models", "train", "data", "pretrained", "quality", "make_weights", "checkpoints", "classifier", "guidance", "evaluation",
-         "colour", "diffusers_bridge", "widgets", "viz", "exercises"}
-# Modules whose module-level __getattr__ forwards old names to a new home (and the module it forwards to).
-ALIAS_FORWARDERS = {"metrics": "quality"}
+# The groups from the bottom up: a module may import from its own group and from the groups before it, never from a
+# group after it. The root package (the learners' façade) sits above them all and nothing imports it.
+GROUPS = ("_internal", "maths", "data", "models", "training", "scoring", "weights", "teaching")
+RANK = {g: i for i, g in enumerate(GROUPS)}
+
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 80
+# Functions a chapter prints whole for teaching (inspect.getsource), allowed to be longer than MAX_FUNCTION_LINES.
+PRINTED_WHOLE: dict[str, str] = {}
 
 
 def _modules_on_disk() -> list[str]:
-    """Every module and subpackage under lib/diffusion_course, as dotted names relative to the package ("models.unet")."""
+    """Every module and subpackage under lib/diffusion_course, as dotted names relative to the package ("maths.samplers")."""
     names = []
     for path in sorted(PKG_DIR.rglob("*.py")):
         rel = path.relative_to(PKG_DIR).with_suffix("")
@@ -44,61 +48,73 @@ def _modules_on_disk() -> list[str]:
     return names
 
 
-def _source(name: str) -> Path:
-    base = PKG_DIR.joinpath(*name.split("."))
+def _source(name: str, root: Path = PKG_DIR) -> Path:
+    base = root.joinpath(*name.split(".")) if name else root
     return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
 
 
-def _is_main_guard(node: ast.AST) -> bool:
-    return (isinstance(node, ast.If) and isinstance(node.test, ast.Compare) and isinstance(node.test.left, ast.Name)
-            and node.test.left.id == "__name__")
+def _exports_table(tree: ast.Module) -> dict[str, str]:
+    for node in tree.body:
+        target = node.target if isinstance(node, ast.AnnAssign) else node.targets[0] if isinstance(node, ast.Assign) else None
+        if isinstance(target, ast.Name) and target.id == "_EXPORTS":
+            return ast.literal_eval(node.value)
+    return {}
 
 
-def _imported(name: str, modules: set[str]) -> set[str]:
-    """The package modules that module ``name`` imports (with the parent packages each import runs first)."""
-    tree = ast.parse(_source(name).read_text())
-    is_pkg = _source(name).name == "__init__.py"
-    here = name.split(".") if is_pkg else name.split(".")[:-1]  # the package the module lives in, relative to PKG
+def _imported(name: str, modules: set[str], root: Path = PKG_DIR) -> set[str]:
+    """The package modules that module ``name`` ("" for the root) imports anywhere in its source, with the parent
+    packages each import runs first."""
+    path = _source(name, root)
+    tree = ast.parse(path.read_text())
+    is_pkg = path.name == "__init__.py"
+    parts = name.split(".") if name else []
+    here = parts if is_pkg else parts[:-1]  # the package the module lives in, relative to PKG
     targets: set[str] = set()
-
-    def visit(node: ast.AST) -> None:
-        for child in ast.iter_child_nodes(node):
-            if _is_main_guard(child):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name == PKG or a.name.startswith(PKG + "."):
+                    targets.add(a.name[len(PKG) + 1:])
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here[: len(here) - (node.level - 1)] if node.level > 1 else here
+                mod = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            elif node.module and (node.module == PKG or node.module.startswith(PKG + ".")):
+                mod = node.module[len(PKG) + 1:]
+            else:
                 continue
-            if isinstance(child, ast.FunctionDef) and child.name == "__getattr__" and node is tree:
-                continue
-            if isinstance(child, ast.Import):
-                for a in child.names:
-                    if a.name == PKG or a.name.startswith(PKG + "."):
-                        targets.add(a.name[len(PKG) + 1:])
-            elif isinstance(child, ast.ImportFrom):
-                if child.level:
-                    base = here[: len(here) - (child.level - 1)] if child.level > 1 else here
-                    mod = ".".join([*base, *(child.module.split(".") if child.module else [])])
-                elif child.module and (child.module == PKG or child.module.startswith(PKG + ".")):
-                    mod = child.module[len(PKG) + 1:]
-                else:
-                    continue
-                targets.add(mod)
-                for a in child.names:  # `from . import viz` imports the module viz
-                    sub = f"{mod}.{a.name}" if mod else a.name
-                    if sub in modules:
-                        targets.add(sub)
-            visit(child)
-
-    visit(tree)
-    own_parents = {".".join(name.split(".")[:k]) for k in range(1, len(name.split(".")))}  # already being imported
+            targets.add(mod)
+            for a in node.names:  # `from . import viz` imports the module viz
+                sub = f"{mod}.{a.name}" if mod else a.name
+                if sub in modules:
+                    targets.add(sub)
+    targets.update(_exports_table(tree).values())
+    own_parents = {".".join(parts[:k]) for k in range(0, len(parts))}  # already being imported (the root included)
     out = set()
     for t in targets:
-        parts = t.split(".")
-        out.update(".".join(parts[:k]) for k in range(1, len(parts) + 1))  # importing a.b runs a/__init__ first
-    return {t for t in out if t in modules and t != name and t not in own_parents}
+        tp = t.split(".") if t else []
+        out.update(".".join(tp[:k]) for k in range(0, len(tp) + 1))  # importing a.b runs the root and a/__init__ first
+    return {t for t in out if (t in modules or t == "") and t != name and t not in own_parents}
+
+
+def _graph(root: Path = PKG_DIR) -> dict[str, set[str]]:
+    modules = set(_modules_on_disk()) if root == PKG_DIR else _modules_under(root)
+    return {m: _imported(m, modules, root) for m in sorted(modules | {""})}
+
+
+def _modules_under(root: Path) -> set[str]:
+    names = set()
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root).with_suffix("")
+        parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+        if parts and "__pycache__" not in parts:
+            names.add(".".join(parts))
+    return names
 
 
 @pytest.fixture(scope="module")
 def graph() -> dict[str, set[str]]:
-    modules = set(_modules_on_disk())
-    return {m: _imported(m, modules) for m in sorted(modules)}
+    return _graph()
 
 
 def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -133,52 +149,100 @@ def _closure(graph: dict[str, set[str]], start: str) -> set[str]:
     return seen
 
 
-def test_the_graph_reader_sees_imports() -> None:
-    """The reader finds what is plainly there (so an empty graph cannot pass the tests below)."""
+def _group(module: str) -> str:
+    return module.split(".")[0]
+
+
+def _upward(graph: dict[str, set[str]]) -> list[str]:
+    """Every import that points up the group order (or at the root façade)."""
+    bad = []
+    for m, targets in graph.items():
+        if m == "":
+            continue
+        for t in sorted(targets):
+            if t == "" or _group(t) not in RANK or _group(m) not in RANK or RANK[_group(t)] > RANK[_group(m)]:
+                bad.append(f"{m} -> {t or PKG}")
+    return bad
+
+
+# --- the graph -------------------------------------------------------------------------------------------------------
+
+
+def test_the_graph_reader_sees_every_kind_of_import(tmp_path: Path) -> None:
+    """The reader finds what is plainly there, including imports inside functions, under `if __name__ == "__main__"`
+    and inside a module-level __getattr__ (so an empty graph, or an exempted kind of import, cannot pass below)."""
     modules = set(_modules_on_disk())
-    assert {"schedules", "forward", "_validate"} <= _imported("posterior", modules) | {"forward"}
-    assert "schedules" in _imported("forward", modules)
-    assert {"models", "models.unet", "data", "pretrained"} <= _imported("make_weights", modules)
-    assert "quality" not in _imported("metrics", modules)  # only through the alias forwarder, skipped on purpose
-    assert "make_weights" not in _imported("pretrained", modules)  # only under `if __name__ == "__main__"`
+    assert {"maths.schedules", "_internal.validate"} <= _imported("maths.posterior", modules)
+    assert {"training.loop", "models.unet", "scoring.quality", "weights.shipped"} <= _imported("weights.make_mnist", modules)
+    assert set(GROUPS) - {"_internal"} <= _imported("", modules)  # the root's lazy table names every public group
+    pkg = tmp_path / "pkg"
+    (pkg / "a").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a" / "__init__.py").write_text("")
+    for leaf in ("x", "y", "z"):
+        (pkg / "a" / f"{leaf}.py").write_text("")
+    (pkg / "a" / "m.py").write_text(
+        "def f():\n    from .x import g\n\n"
+        "def __getattr__(name):\n    from .y import h\n\n"
+        "if __name__ == '__main__':\n    from .z import k\n")
+    assert _imported("a.m", {"a", "a.m", "a.x", "a.y", "a.z"}, pkg) == {"a.x", "a.y", "a.z"}
     assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _find_cycle({"a": {"b"}, "b": set()}) is None
+    assert _upward({"maths.forward": {"training.loop"}, "training.loop": {"maths.forward"}}) == ["maths.forward -> training.loop"]
+
+
+def test_every_module_sits_in_a_group_folder() -> None:
+    loose = [m for m in _modules_on_disk() if _group(m) not in RANK]
+    assert not loose, f"modules outside the group folders {GROUPS}: {loose}"
+    assert {p.name for p in PKG_DIR.glob("*.py")} == {"__init__.py"}, "only the façade lives at the top"
 
 
 def test_import_graph_is_acyclic(graph: dict[str, set[str]]) -> None:
     cycle = _find_cycle(graph)
-    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+    assert cycle is None, "import cycle: " + " -> ".join(c or PKG for c in cycle or [])
 
 
-def test_pure_maths_imports_no_networks_data_or_weights(graph: dict[str, set[str]]) -> None:
-    assert PURE_MATHS <= set(graph), PURE_MATHS - set(graph)
-    bad = {}
-    for m in sorted(PURE_MATHS):
-        reached = _closure(graph, m)
-        heavy = {r for r in reached if r.split(".")[0] in HEAVY}
-        outside = {r for r in reached if r not in PURE_MATHS and not r.startswith("_")}
-        if heavy or outside:
-            bad[m] = sorted(heavy | outside)
-    assert not bad, f"pure-maths modules reach: {bad}"
+def test_imports_point_only_down_the_groups(graph: dict[str, set[str]]) -> None:
+    bad = _upward(graph)
+    assert not bad, "imports that point up the group order " + " < ".join(GROUPS) + ":\n" + "\n".join(bad)
 
 
-def test_alias_forwarders_only_forward() -> None:
-    """The one skipped kind of import, module-level __getattr__, appears only where ALIAS_FORWARDERS says, and the old
-    names it serves are the same objects as in their new home."""
-    import importlib
+def test_training_reaches_no_scoring_or_weights(graph: dict[str, set[str]]) -> None:
+    for m in (x for x in graph if _group(x) == "training"):
+        reached = {_group(r) for r in _closure(graph, m) if r}
+        assert not reached & {"scoring", "weights", "teaching"}, (m, sorted(reached))
 
-    found = {}
+
+def test_group_facades_import_only_their_own_modules(graph: dict[str, set[str]]) -> None:
+    for g in GROUPS:
+        outside = {t for t in graph[g] if t and _group(t) != g}
+        assert not outside, f"{g}/__init__.py imports {sorted(outside)}: a group re-exports only its own modules"
+
+
+def test_the_root_exports_exactly_the_groups_public_names() -> None:
+    """Every name in a group's __all__ is importable from diffusion_course (and only those, from their group)."""
+    want = {}
+    for g in GROUPS[1:]:
+        for name in importlib.import_module(f"{PKG}.{g}").__all__:
+            assert name not in want, f"{name} is exported by both {want[name]} and {g}"
+            want[name] = g
+    assert diffusion_course._EXPORTS == want
+    for name, g in want.items():
+        assert getattr(diffusion_course, name) is getattr(importlib.import_module(f"{PKG}.{g}"), name), name
+    with pytest.raises(AttributeError, match="no attribute"):
+        diffusion_course.no_such_name  # noqa: B018
+
+
+def test_each_name_has_one_home() -> None:
+    """A public name is defined in one module; the others that mention it import it (no second definition, no alias)."""
+    homes: dict[str, list[str]] = {}
     for m in _modules_on_disk():
         tree = ast.parse(_source(m).read_text())
-        if any(isinstance(n, ast.FunctionDef) and n.name == "__getattr__" for n in tree.body):
-            found[m] = True
-    assert set(found) == set(ALIAS_FORWARDERS)
-    for old, new in ALIAS_FORWARDERS.items():
-        o, n = importlib.import_module(f"{PKG}.{old}"), importlib.import_module(f"{PKG}.{new}")
-        for name in o._MOVED_TO_QUALITY:
-            assert getattr(o, name) is getattr(n, name), name
-        with pytest.raises(AttributeError, match="no attribute"):
-            o.no_such_name  # noqa: B018
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_") and node.name != "main":
+                homes.setdefault(node.name, []).append(m)
+    twice = {k: v for k, v in homes.items() if len(v) > 1}
+    assert not twice, f"names defined in more than one module: {twice}"
 
 
 def _fresh(code: str) -> str:
@@ -186,30 +250,69 @@ def _fresh(code: str) -> str:
 
 
 def test_every_module_imports_in_a_fresh_interpreter() -> None:
-    """Each module imports (in a new process, in file order), and the pure-maths modules alone load nothing heavy."""
     names = [f"{PKG}.{m}" for m in _modules_on_disk()]
     out = _fresh(f"import importlib, json\nfor n in {names!r}:\n    importlib.import_module(n)\nprint(json.dumps(len({names!r})))")
     assert json.loads(out) == len(names)
-    pure = [f"{PKG}.{m}" for m in sorted(PURE_MATHS)]
-    loaded = json.loads(_fresh(f"import importlib, json, sys\nfor n in {pure!r}:\n    importlib.import_module(n)\n"
+
+
+@pytest.mark.parametrize("group, may_load", [
+    ("maths", {"_internal", "maths"}),
+    ("training", {"_internal", "maths", "data", "models", "training"}),
+    ("", set()),
+])
+def test_importing_a_group_loads_nothing_above_it(group: str, may_load: set[str]) -> None:
+    """Measured in a fresh interpreter: what `import diffusion_course.<group>` really loads (the root alone loads nothing)."""
+    target = f"{PKG}.{group}" if group else PKG
+    loaded = json.loads(_fresh(f"import json, sys\nimport {target}\n"
                                f"print(json.dumps(sorted(m for m in sys.modules if m.startswith('{PKG}.'))))"))
-    heavy = [m for m in loaded if m.split(".")[1] in HEAVY]
-    assert not heavy, f"importing the pure-maths modules loaded {heavy}"
+    above = [m for m in loaded if m.split(".")[1] not in may_load]
+    assert not above, f"importing {target} loaded {above}"
+
+
+# --- small pieces ----------------------------------------------------------------------------------------------------
+
+
+def test_modules_and_functions_stay_small() -> None:
+    long_modules, long_functions = [], []
+    for m in _modules_on_disk():
+        text = _source(m).read_text()
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            long_modules.append(f"{m}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES and f"{m}.{node.name}" not in PRINTED_WHOLE:
+                    long_functions.append(f"{m}.{node.name}: {n} lines")
+    assert not long_modules, f"modules over {MAX_MODULE_LINES} lines: {long_modules}"
+    assert not long_functions, f"functions over {MAX_FUNCTION_LINES} lines: {long_functions}"
+
+
+def test_no_private_name_is_imported_from_another_module() -> None:
+    """`from .x import _name` across modules would tie a module to another's internals (the private helpers of
+    _internal are modules with public names; the exercise engine's private names stay inside the exercises package)."""
+    bad = []
+    for m in _modules_on_disk():
+        for node in ast.walk(ast.parse(_source(m).read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith(PKG)):
+                privates = [a.name for a in node.names if a.name.startswith("_")]
+                if privates and not m.startswith("teaching.exercises"):
+                    bad.append(f"{m}: from {'.' * node.level}{node.module or ''} import {', '.join(privates)}")
+    assert not bad, bad
 
 
 # --- the module map --------------------------------------------------------------------------------------------------
 
-_MAP_LINE = re.compile(r"^ {6}([a-z_][a-z_0-9.]*)\s+(\S+)\s+\S")
+_MAP_LINE = re.compile(r"^ {4}( {2})?([a-z_][a-z_0-9.]*)\s+(\S+)\s+\S")
 
 
 def _module_map() -> dict[str, str]:
-    """{module: chapters} from the package docstring's lines "      name   chapters   what it holds"."""
+    """{module: chapters} from the package docstring's lines "    group  chapters  ..." and "      module  chapters  ..."."""
     doc = diffusion_course.__doc__ or ""
     out = {}
     for line in doc.splitlines():
         if m := _MAP_LINE.match(line):
-            assert m.group(1) not in out, f"{m.group(1)} listed twice"
-            out[m.group(1)] = m.group(2)
+            assert m.group(2) not in out, f"{m.group(2)} listed twice"
+            out[m.group(2)] = m.group(3)
     return out
 
 
@@ -218,10 +321,9 @@ def test_module_map_lists_exactly_the_modules_on_disk() -> None:
     assert listed == on_disk, f"on disk but not in the map: {sorted(on_disk - listed)}; in the map but not on disk: {sorted(listed - on_disk)}"
 
 
-def test_module_map_groups_pure_maths_as_the_tests_do() -> None:
-    doc = diffusion_course.__doc__ or ""
-    block = doc.split("    pure maths", 1)[1].split("\n    models and training", 1)[0]
-    assert {m.group(1) for line in block.splitlines() if (m := _MAP_LINE.match(line))} == PURE_MATHS
+def test_module_map_lists_the_groups_in_their_order() -> None:
+    groups = [m for m in _module_map() if "." not in m]
+    assert tuple(groups) == GROUPS
 
 
 def test_every_public_module_names_its_chapter() -> None:
@@ -237,11 +339,13 @@ def test_every_public_module_names_its_chapter() -> None:
     assert not missing, f"module docstrings that name no chapter: {missing}"
 
 
-def test_readme_layout_lists_the_same_modules() -> None:
+def test_readme_layout_names_every_group_and_module() -> None:
     readme = (PKG_DIR.parents[1] / "README.md").read_text()
     section = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
-    top = {m.split(".")[0] for m in _modules_on_disk()}
-    missing = sorted(m for m in top if not re.search(rf"`{re.escape(m)}(/|`|\.py`)", section))
+    missing = sorted(m for m in _modules_on_disk() if not re.search(rf"`{re.escape(m.split('.')[-1])}(/|`|\.py`)", section)
+                     and not m.split(".")[-1].startswith("_"))
+    groups = [g for g in GROUPS if not re.search(rf"`{re.escape(g)}/`", section)]
+    assert not groups, f"README's Layout section does not name the group folders {groups}"
     assert not missing, f"README's Layout section does not name: {missing}"
 
 
@@ -249,7 +353,7 @@ def test_readme_layout_lists_the_same_modules() -> None:
 
 
 def test_no_module_draws_widget_progress_bars() -> None:
-    """tqdm is imported in one place, _progress, and never as tqdm.auto / tqdm.notebook / tqdm.autonotebook."""
+    """tqdm is imported in one place, _internal.progress, and never as tqdm.auto / tqdm.notebook / tqdm.autonotebook."""
     users = {}
     for m in _modules_on_disk():
         for node in ast.walk(ast.parse(_source(m).read_text())):
@@ -257,7 +361,7 @@ def test_no_module_draws_widget_progress_bars() -> None:
             for mod in mods:
                 if mod == "tqdm" or mod.startswith("tqdm."):
                     users.setdefault(m, set()).add(mod)
-    assert users == {"_progress": {"tqdm.std"}}, users
+    assert users == {"_internal.progress": {"tqdm.std"}}, users
 
 
 def test_text_progress_bar_is_stored_as_stream_text(tmp_path: Path) -> None:
@@ -265,7 +369,7 @@ def test_text_progress_bar_is_stored_as_stream_text(tmp_path: Path) -> None:
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("from diffusion_course._progress import progress_bar\n"
+    nb.cells = [nbformat.v4.new_code_cell("from diffusion_course._internal.progress import progress_bar\n"
                                           "for _ in progress_bar(range(5), desc='demo'):\n    pass")]
     nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
     outputs = nb.cells[0].outputs

@@ -70,27 +70,9 @@ def q_sample(
     return extract(schedule.sqrt_alpha_bar, t, x0) * x0 + extract(schedule.sqrt_one_minus_alpha_bar, t, x0) * eps
 
 
-def _is_timesteps(v: object) -> bool:
-    """An int or an integer tensor: what t is and what noise never is (noise is a float tensor shaped like x)."""
-    if isinstance(v, bool):
-        return False
-    if isinstance(v, int):
-        return True
-    return isinstance(v, torch.Tensor) and not v.dtype.is_floating_point and not v.is_complex() and v.dtype != torch.bool
-
-
-def _t_then_eps(t: object, eps: object) -> tuple[object, object]:
-    """(t, eps) in the package's order, also from the older (eps, t) order: the types tell them apart."""
-    if not _is_timesteps(t) and _is_timesteps(eps):
-        return eps, t
-    return t, eps
-
-
 def add_noise(schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor | int, eps: torch.Tensor) -> torch.Tensor:
-    """diffusers' name for :func:`q_sample`, in the package's argument order (schedule, data, t, noise). The order of
-    diffusers' ``DDPMScheduler.add_noise(original_samples, noise, timesteps)``, ``add_noise(schedule, x0, eps, t)``, is
-    accepted too: t is an int or an integer tensor, eps a float tensor shaped like x0, so the two cannot be confused."""
-    t, eps = _t_then_eps(t, eps)
+    """diffusers' name for :func:`q_sample` (``DDPMScheduler.add_noise(original_samples, noise, timesteps)``), in the
+    package's argument order: schedule, data, t, noise. A noise tensor where t belongs is refused by the t check."""
     return q_sample(schedule, x0, t, eps=eps)
 
 
@@ -120,9 +102,7 @@ def predict_eps_from_x0(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Ten
 
 
 def v_from_x0_eps(schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor | int, eps: torch.Tensor) -> torch.Tensor:
-    """Velocity target v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0 (Salimans & Ho 2022, section 4).
-    The older order ``(schedule, x0, eps, t)`` is accepted too (t is an integer, eps a float tensor)."""
-    t, eps = _t_then_eps(t, eps)
+    """Velocity target v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0 (Salimans & Ho 2022, section 4)."""
     t = check_timesteps(t, schedule.T, x0.shape[0])
     check_same_shape(x0, eps, "x0", "eps")
     return extract(schedule.sqrt_alpha_bar, t, x0) * eps - extract(schedule.sqrt_one_minus_alpha_bar, t, x0) * x0
