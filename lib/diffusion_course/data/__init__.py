@@ -2,7 +2,6 @@
 shipped files live, and images as bytes. Imports only the private helpers.
 """
 
-
 from .encoding import from_uint8, to_uint8
 from .locations import DATA_DIR, SHIPPED_MARKER, find_data_dir, find_shipped
 from .photos import (
@@ -20,11 +19,11 @@ from .photos import (
     to_display,
     unscale_per_channel,
 )
-from .sets import TOY_2D, digits, fashion_mnist, gaussian_mixture, mnist, moons, rings, swiss_roll, toy_2d
+from .sets import MNIST_SOURCES, TOY_2D, digits, fashion_mnist, gaussian_mixture, mnist, moons, rings, swiss_roll, toy_2d
 
 __all__ = [
-    "DATA_DIR", "SHIPPED_MARKER", "find_data_dir", "find_shipped", "TOY_2D", "toy_2d", "swiss_roll", "moons", "rings", "gaussian_mixture",
-    "digits", "mnist", "fashion_mnist", "to_uint8", "from_uint8", "PHOTO_NAMES", "CropSet", "load_photos", "grid_crops", "make_crops",
-    "channel_stats", "channel_range", "scale_per_channel", "unscale_per_channel", "to_display", "crop_and_flip", "random_crops",
-    "dense_reference",
+    "to_uint8", "from_uint8", "DATA_DIR", "SHIPPED_MARKER", "find_data_dir", "find_shipped", "PHOTO_NAMES", "CropSet", "load_photos",
+    "grid_crops", "make_crops", "channel_stats", "channel_range", "scale_per_channel", "unscale_per_channel", "to_display", "crop_and_flip",
+    "random_crops", "dense_reference", "TOY_2D", "toy_2d", "swiss_roll", "moons", "rings", "gaussian_mixture", "digits", "MNIST_SOURCES",
+    "mnist", "fashion_mnist",
 ]

@@ -17,5 +17,3 @@ def from_uint8(u: torch.Tensor) -> torch.Tensor:
     if u.dtype != torch.uint8:
         raise ValueError(f"u must be a uint8 tensor; got {u.dtype}")
     return u.float() / 127.5 - 1
-
-

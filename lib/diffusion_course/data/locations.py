@@ -39,5 +39,3 @@ def find_shipped(name: str, directory: str | Path | None = None, made_by: str = 
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run {made_by} to produce it")
     return path
-
-

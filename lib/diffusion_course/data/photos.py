@@ -175,5 +175,3 @@ def dense_reference(regions: torch.Tensor, size: int, stride: int = 2, *, flip: 
     an augmented run draws from, as a finite set to measure nearest distances against."""
     crops = torch.cat([grid_crops(r, size, stride) for r in regions])
     return torch.cat([crops, crops.flip(-1)]) if flip else crops
-
-

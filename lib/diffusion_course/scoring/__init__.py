@@ -2,30 +2,45 @@
 data, sampler comparisons, the guidance report and the memorisation measure. Imports data, models, maths, training.
 """
 
-
 from .comparisons import CARD_SETTINGS, SIGMA_HAT, QualityTable, SamplerSetting, TableCell, ddim_table, sample_in_batches, sample_setting, table_settings
-from .distances import frechet_distance, gaussian_frechet_distance, mmd_rbf, nearest_train_distances, sliced_wasserstein
+from .distances import (
+    KernelDistance,
+    frechet_distance,
+    gaussian_frechet_distance,
+    kernel_distance,
+    kernel_distance_interval,
+    mmd_rbf,
+    nearest_train_distances,
+    paired_kernel_distance_difference,
+    polynomial_kernel,
+    sliced_wasserstein,
+)
 from .guidance_report import guidance_report
 from .memorisation import distance_summary, memorisation_row
 from .quality import (
     CONFIDENT,
     FLOOR_DRAWS,
+    KID_RESAMPLES,
     MIN_SAMPLES_PER_FEATURE,
+    REFERENCE_SET,
     QualityReport,
     classifier_outputs,
+    compare_paired,
     floor_draws,
     floor_table,
     frechet_floor,
-    mnist_splits,
+    kid_features,
     quality_report,
+    reference_splits,
     toy_2d_reference_and_floor,
 )
-from .reference import CLASSIFIER_FILE, load_classifier
+from .reference import CLASSIFIER_FILE, load_classifier, shipped_classifier
 
 __all__ = [
-    "sliced_wasserstein", "mmd_rbf", "frechet_distance", "gaussian_frechet_distance", "nearest_train_distances", "CLASSIFIER_FILE",
-    "load_classifier", "QualityReport", "quality_report", "classifier_outputs", "floor_draws", "frechet_floor", "floor_table",
-    "toy_2d_reference_and_floor", "FLOOR_DRAWS", "MIN_SAMPLES_PER_FEATURE", "CONFIDENT", "mnist_splits", "TableCell", "QualityTable",
-    "ddim_table", "sample_in_batches", "SIGMA_HAT", "SamplerSetting", "CARD_SETTINGS", "table_settings", "sample_setting",
-    "guidance_report", "distance_summary", "memorisation_row",
+    "TableCell", "QualityTable", "ddim_table", "sample_in_batches", "SIGMA_HAT", "SamplerSetting", "CARD_SETTINGS", "table_settings",
+    "sample_setting", "sliced_wasserstein", "mmd_rbf", "frechet_distance", "gaussian_frechet_distance", "nearest_train_distances",
+    "polynomial_kernel", "kernel_distance", "KernelDistance", "kernel_distance_interval", "paired_kernel_distance_difference",
+    "guidance_report", "distance_summary", "memorisation_row", "QualityReport", "quality_report", "classifier_outputs", "floor_draws",
+    "frechet_floor", "floor_table", "toy_2d_reference_and_floor", "FLOOR_DRAWS", "MIN_SAMPLES_PER_FEATURE", "CONFIDENT", "REFERENCE_SET",
+    "reference_splits", "compare_paired", "kid_features", "KID_RESAMPLES", "CLASSIFIER_FILE", "load_classifier", "shipped_classifier",
 ]

@@ -253,7 +253,3 @@ def sample_setting(model: EpsModel, schedule: NoiseSchedule, setting: SamplerSet
                                  spacing=setting.spacing, variance="beta", progress=progress, **common)
     return sample_in_batches(ddim_sample, setting.n, item_shape, batch_size, seed, steps=setting.steps, eta=setting.eta,
                              spacing=setting.spacing, progress=progress, **common)
-
-
-
-

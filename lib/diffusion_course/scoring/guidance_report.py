@@ -8,7 +8,7 @@ from torch import nn
 from ..data.sets import mnist
 from ..maths.losses import check_labels
 from .quality import CONFIDENT, classifier_outputs, quality_report
-from .reference import load_classifier
+from .reference import shipped_classifier
 
 __all__ = ["guidance_report"]
 
@@ -23,7 +23,7 @@ def guidance_report(samples: torch.Tensor, labels: torch.Tensor | None, *, class
     lose variety. With ``labels=None`` (unconditional samples) only the pooled numbers. ``per_class_frechet=False``
     skips the per-class distances (they need 128 samples of each class)."""
     if classifier is None:
-        classifier = load_classifier()[0]
+        classifier = shipped_classifier()
     out: dict = {"n": int(samples.shape[0]), "pooled": quality_report(samples, classifier=classifier).as_dict()}
     if labels is None:
         return out
@@ -54,5 +54,3 @@ def guidance_report(samples: torch.Tensor, labels: torch.Tensor | None, *, class
         out["per_class_ratio"] = {"mean": round(sum(ratios) / len(ratios), 4), "min": min(ratios), "max": max(ratios), "each": ratios,
                                   "spread_each": spreads}
     return out
-
-

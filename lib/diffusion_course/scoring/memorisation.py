@@ -30,5 +30,3 @@ def memorisation_row(samples: torch.Tensor, heldout: torch.Tensor, reference: to
     s, h = distance_summary(d_s), distance_summary(d_h)
     return {"samples": s, "heldout": h, "ratio": round(s["median"] / h["median"], 3),
             "closer_than_any_heldout": round(float((d_s < d_h.min()).float().mean()), 3)}
-
-

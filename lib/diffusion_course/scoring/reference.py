@@ -3,6 +3,7 @@ image samples, loaded from its file in the data folder."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from ..data.locations import find_shipped
 from ..models.classifier import ClassifierConfig, MNISTClassifier
 from ..training.checkpoints import CheckpointError, load_weights, read_card
 
-__all__ = ["CLASSIFIER_FILE", "load_classifier"]
+__all__ = ["CLASSIFIER_FILE", "load_classifier", "shipped_classifier"]
 
 
 CLASSIFIER_FILE = "mnist_classifier.safetensors"
@@ -27,3 +28,10 @@ def load_classifier(*, directory: str | Path | None = None) -> tuple[MNISTClassi
     return model.eval(), card
 
 
+@functools.lru_cache(maxsize=1)
+def shipped_classifier() -> MNISTClassifier:
+    """The shipped classifier, loaded once per process: the default of every score (it is never trained further)."""
+    model, _ = load_classifier()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model

@@ -24,7 +24,7 @@ from ..models.classifier import ClassifierConfig
 from ..models.unet import UNet
 from ..scoring.comparisons import CARD_SETTINGS, sample_setting, table_settings
 from ..scoring.distances import nearest_train_distances
-from ..scoring.quality import floor_table, mnist_splits, quality_report
+from ..scoring.quality import floor_table, quality_report, reference_splits
 from ..scoring.reference import CLASSIFIER_FILE, load_classifier
 from ..training.checkpoints import read_card, replace_atomically, save_weights
 from ..training.classifier import accuracy, train_classifier
@@ -33,11 +33,6 @@ from .provenance import COMMAND, PARTS_DIR, card_provenance, default_device, git
 from .shipped import SAMPLES_FILE, SHIPPED_UNET_CONFIG, TABLE_FILE, UNET_EMA_FILE, UNET_RAW_FILE, load_pretrained_unet, schedule_from_card
 
 __all__ = ["train_classifier_cmd", "train_unet_cmd", "floors_cmd", "evaluate_cmd", "collect_cmd"]
-
-
-
-
-
 
 
 def train_classifier_cmd(args: argparse.Namespace) -> None:
@@ -123,7 +118,7 @@ def evaluate_cmd(args: argparse.Namespace) -> None:
     if unknown:
         raise SystemExit(f"--only must name settings of --what {args.what}: {', '.join(settings)}; got {', '.join(unknown)}")
     classifier, _ = load_classifier(directory=args.out)
-    train_images, _ = mnist_splits()
+    train_images, _ = reference_splits()
     parts = Path(args.out) / PARTS_DIR / args.what
     parts.mkdir(parents=True, exist_ok=True)
     models = {}
@@ -168,7 +163,7 @@ def collect_cmd(args: argparse.Namespace) -> None:
         replace_atomically(lambda tmp: tmp.write_text(json.dumps(table, indent=1) + "\n"), out / TABLE_FILE)
         print(f"{len(results)} cells -> {out / TABLE_FILE}")
         return
-    train_images, test_images = mnist_splits()
+    train_images, test_images = reference_splits()
     test_nn = float(nearest_train_distances(test_images, train_images).median())
     ddpm, ddim = results["ddpm1000"], results["ddim50_eta0"]
     # ratios compare only at the same n: score the first ddpm["n"] DDIM samples too (same seed, so the same first x_T)
