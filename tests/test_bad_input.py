@@ -330,8 +330,9 @@ PUBLIC = _public_callables()
 
 # Result records: filled in by the package from what it measured, never typed by a learner.
 RECORDS = {
-    "scoring.comparisons.TableCell", "scoring.comparisons.QualityTable", "scoring.comparisons.QualityTable.ratio", "scoring.comparisons.QualityTable.to_markdown",
-    "scoring.quality.QualityReport", "training.loop.TrainResult", "data.photos.CropSet", "teaching.beta_explorer.ScheduleAtT", "teaching.beta_explorer.BetaExplorerState",
+    "scoring.comparisons.TableCell", "scoring.comparisons.QualityTable", "scoring.comparisons.QualityTable.ratio",
+    "scoring.comparisons.QualityTable.to_markdown", "scoring.quality.QualityReport", "training.loop.TrainResult", "data.photos.CropSet",
+    "teaching.beta_explorer_state.ScheduleAtT", "teaching.beta_explorer_state.BetaExplorerState",
 }
 # Command lines: argparse rejects a bad option with its own message and exit status.
 COMMANDS = {"weights.make.main", "teaching.student.main", "teaching.slides.main"}
@@ -340,22 +341,24 @@ COMMANDS = {"weights.make.main", "teaching.student.main", "teaching.slides.main"
 FREE: dict[str, dict[str, str]] = {}
 for _fn, _args in {
     # seeds: any int seeds a generator
-    "seed": ["training.classifier.train_classifier", "data.sets.toy_2d", "data.sets.swiss_roll", "data.sets.moons", "data.sets.rings", "data.sets.gaussian_mixture",
-             "scoring.comparisons.sample_in_batches", "scoring.comparisons.ddim_table", "scoring.comparisons.sample_setting", "teaching.guidance_explorer.guided_grid",
-             "scoring.distances.sliced_wasserstein", "scoring.quality.floor_draws", "scoring.quality.frechet_floor", "scoring.quality.quality_report", "scoring.quality.floor_table",
-             "training.loop.TrainConfig", "weights.colour_study.StudySettings", "teaching.beta_explorer.BetaExplorer", "teaching.guidance_explorer.GuidanceExplorer", "teaching.ddim_explorer.ddim_view",
+    "seed": ["training.classifier.train_classifier", "data.sets.toy_2d", "data.sets.swiss_roll", "data.sets.moons", "data.sets.rings",
+             "data.sets.gaussian_mixture", "scoring.comparisons.sample_in_batches", "scoring.comparisons.ddim_table", "scoring.comparisons.sample_setting",
+             "teaching.guidance_explorer.guided_grid", "scoring.distances.sliced_wasserstein", "scoring.quality.floor_draws", "scoring.quality.frechet_floor",
+             "scoring.quality.quality_report", "scoring.quality.floor_table", "training.loop.TrainConfig", "weights.colour_study.StudySettings",
+             "teaching.beta_explorer.BetaExplorer", "teaching.guidance_explorer.GuidanceExplorer", "teaching.ddim_explorer.ddim_view",
              "teaching.ddim_explorer.DDIMExplorer"],
     "sample_seed": ["weights.colour_study.StudySettings"],
     # free text: titles, axis labels, display names, file-system locations
-    "title": ["teaching.viz.show_images", "teaching.viz.scatter_2d", "teaching.viz.plot_trajectories", "teaching.viz.animate_points", "teaching.viz.animate_images", "teaching.viz.plot_curve",
-              "teaching.viz.show_image_rows", "teaching.viz.scatter_panels", "teaching.viz.plot_heatmap"],
+    "title": ["teaching.viz.show_images", "teaching.viz.scatter_2d", "teaching.viz.plot_trajectories", "teaching.viz.animate_points",
+              "teaching.viz.animate_images", "teaching.viz.plot_curve", "teaching.viz.show_image_rows", "teaching.viz.scatter_panels",
+              "teaching.viz.plot_heatmap"],
     "xlabel": ["teaching.viz.plot_curve", "teaching.viz.plot_heatmap"], "ylabel": ["teaching.viz.plot_curve", "teaching.viz.plot_heatmap"],
     "colorbar_label": ["teaching.viz.plot_heatmap"],
     "name": ["teaching.profiles.pick", "scoring.comparisons.SamplerSetting", "teaching.student.student_notebook"],  # a label printed beside the value
     "prefix": ["data.locations.find_data_dir"],  # an installation prefix (a path)
     "checkpoint_path": ["training.loop.TrainConfig"],  # a path
     "source": ["teaching.student.strip_solutions"], "where": ["teaching.student.strip_solutions"],  # notebook text and its location label
-    "page": ["teaching.slides.remote_references"],  # the HTML text of an exported page
+    "page": ["teaching.slides_export.remote_references"],  # the HTML text of an exported page
 }.items():
     for _f in _args:
         FREE.setdefault(_f, {})[_fn] = "free"
@@ -363,8 +366,8 @@ for _fn, _args in {
 # The explorers must not raise while a learner drags a slider: a bad schedule value is reported in the explorer's
 # state instead (and drawn as its message). The test reads the message there: it must name the argument and its range.
 REPORTED: dict[tuple[str, str], Callable[[object], str]] = {
-    ("teaching.beta_explorer.beta_explorer_state", "beta_1"): lambda state: state.error,
-    ("teaching.beta_explorer.beta_explorer_state", "beta_T"): lambda state: state.error,
+    ("teaching.beta_explorer_state.beta_explorer_state", "beta_1"): lambda state: state.error,
+    ("teaching.beta_explorer_state.beta_explorer_state", "beta_T"): lambda state: state.error,
     ("teaching.beta_explorer.BetaExplorer", "beta_1"): lambda explorer: explorer.state.error,
     ("teaching.beta_explorer.BetaExplorer", "beta_T"): lambda explorer: explorer.state.error,
 }
@@ -512,7 +515,7 @@ BASE: dict[str, Callable[[], tuple[tuple, dict]]] = {
     "teaching.viz.scatter_panels": lambda: (({"a": X}, "t"), {}),
     "teaching.viz.plot_heatmap": lambda: ((torch.zeros(2, 2), "t", "x", "y"), {}),
     "teaching.exercises.reverse_step.check_reverse_step": lambda: ((lambda *a: None,), {"quiet": True}),
-    "teaching.beta_explorer.beta_explorer_state": lambda: (("linear", 10, 1e-3, 0.2, 2), {}),
+    "teaching.beta_explorer_state.beta_explorer_state": lambda: (("linear", 10, 1e-3, 0.2, 2), {}),
     "teaching.beta_explorer.BetaExplorer": lambda: ((), {"T": 10, "beta_1": 1e-3, "beta_T": 0.2, "n_points": 10}),
     "teaching.guidance_explorer.GuidanceExplorer": lambda: ((_cond_unet(), S), {"steps": 2, "n": 2}),
     "teaching.ddim_explorer.ddim_view": lambda: ((ZERO, S), {"steps": 2, "n": 2, "item_shape": (2,)}),

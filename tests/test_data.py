@@ -104,13 +104,13 @@ def test_a_built_wheel_carries_the_shipped_weights(tmp_path):
     shipped = sorted(p.name for p in (root / "data").iterdir() if p.suffix in (".safetensors", ".json"))
     packed = sorted(n.rsplit("/", 1)[-1] for n in names if "/share/diffusion_course/data/" in n)
     assert shipped and packed == shipped
-    assert any(n.endswith("diffusion_course/guidance.py") for n in names)
+    assert all(any(n.endswith(f"diffusion_course/{g}/__init__.py") for n in names) for g in ("_internal", "maths", "data", "models", "training", "scoring", "weights", "teaching", "teaching/exercises"))
 
 
 def test_a_failed_download_is_tried_again_on_the_next_call(tmp_path: Path, monkeypatch, capsys) -> None:
     """One transient failure must not pin the offline subset for the rest of the process: the next call tries again
     (and the fallback's note is printed once, not on every call)."""
-    from diffusion_course import data as data_mod
+    from diffusion_course.data import sets as data_mod
 
     full = (torch.zeros(7, 1, 28, 28), torch.arange(7))
     calls = []

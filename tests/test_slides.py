@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from diffusion_course.teaching import slides
+from diffusion_course.teaching import slide_rule, slides, slides_export
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -35,7 +35,7 @@ def code(text: str, outputs: list | None = None, **meta) -> dict:
 
 STREAM = [{"name": "stdout", "output_type": "stream", "text": "profile 'cpu'\n"}]
 FIGURE = [{"data": {"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}, "metadata": {}, "output_type": "display_data"}]
-LONG = "\n".join(f"x{i} = {i}" for i in range(slides.LONG_CELL_LINES + 5))
+LONG = "\n".join(f"x{i} = {i}" for i in range(slide_rule.LONG_CELL_LINES + 5))
 
 
 def synthetic() -> tuple[dict, list[str]]:
@@ -70,7 +70,7 @@ def synthetic() -> tuple[dict, list[str]]:
 def test_rule_gives_the_expected_slide_types() -> None:
     nb, expected = synthetic()
     before = copy.deepcopy(nb)
-    slides.tag_notebook(nb)
+    slide_rule.tag_notebook(nb)
     got = [c["metadata"]["slideshow"]["slide_type"] for c in nb["cells"]]
     assert got == expected, [(i, g, e) for i, (g, e) in enumerate(zip(got, expected)) if g != e]
     assert nb["cells"][13]["metadata"] == before["cells"][13]["metadata"], "a locked cell must be left alone"
@@ -84,21 +84,21 @@ def test_rule_gives_the_expected_slide_types() -> None:
 def test_first_shown_cell_opens_a_slide_and_locked_types_steer_what_follows() -> None:
     setup = "import a\nimport b\nimport c"
     nb = {"cells": [code(setup), md("No heading here."), code("print(1)", STREAM)], "metadata": {}}
-    assert slides.slide_types(nb["cells"]) == ["skip", "slide", "-"]
+    assert slide_rule.slide_types(nb["cells"]) == ["skip", "slide", "-"]
     # a locked code cell counts as code on the slide: the markdown after it becomes a fragment
     nb = {"cells": [md("# T"), code("x", slideshow={"slide_type": "-", "locked": True}), md("note")], "metadata": {}}
-    assert slides.slide_types(nb["cells"]) == ["slide", None, "fragment"]
+    assert slide_rule.slide_types(nb["cells"]) == ["slide", None, "fragment"]
 
 
 def test_tagging_is_idempotent_and_keeps_the_file_format(tmp_path: Path) -> None:
     nb, _ = synthetic()
     path = tmp_path / "nb.ipynb"
-    path.write_text(slides.dumps_notebook(nb), encoding="utf-8")
-    assert slides.tag_file(path, check=True) is True
-    assert path.read_text(encoding="utf-8") == slides.dumps_notebook(nb), "--check must not write"
-    assert slides.tag_file(path) is True
+    path.write_text(slide_rule.dumps_notebook(nb), encoding="utf-8")
+    assert slide_rule.tag_file(path, check=True) is True
+    assert path.read_text(encoding="utf-8") == slide_rule.dumps_notebook(nb), "--check must not write"
+    assert slide_rule.tag_file(path) is True
     first = path.read_bytes()
-    assert slides.tag_file(path) is False
+    assert slide_rule.tag_file(path) is False
     assert path.read_bytes() == first
     assert slides.main(["tag", "--check", str(path)]) == 0
 
@@ -106,21 +106,21 @@ def test_tagging_is_idempotent_and_keeps_the_file_format(tmp_path: Path) -> None
 def test_new_metadata_key_keeps_sorted_metadata_sorted() -> None:
     nb = {"cells": [md("# T", tags=["a"], editable=True)], "metadata": {}}
     nb["cells"][0]["metadata"] = {"editable": True, "tags": ["a"]}
-    slides.tag_notebook(nb)
+    slide_rule.tag_notebook(nb)
     assert list(nb["cells"][0]["metadata"]) == ["editable", "slideshow", "tags"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_real_notebook_round_trips_byte_identical_and_tagging_touches_only_slideshow(path: Path, tmp_path: Path) -> None:
     raw = path.read_text(encoding="utf-8")
-    assert slides.dumps_notebook(json.loads(raw)) == raw, "the notebooks are written as json.dump(indent=1, ensure_ascii=False) + newline"
+    assert slide_rule.dumps_notebook(json.loads(raw)) == raw, "the notebooks are written as json.dump(indent=1, ensure_ascii=False) + newline"
     copy_path = tmp_path / path.name
     copy_path.write_text(raw, encoding="utf-8")
-    slides.tag_file(copy_path)
+    slide_rule.tag_file(copy_path)
     tagged = json.loads(copy_path.read_text(encoding="utf-8"))
-    assert slides.tag_file(copy_path) is False, "a second run must change nothing"
+    assert slide_rule.tag_file(copy_path) is False, "a second run must change nothing"
     for cell in tagged["cells"]:
-        assert cell["metadata"]["slideshow"]["slide_type"] in slides.SLIDE_TYPES
+        assert cell["metadata"]["slideshow"]["slide_type"] in slide_rule.SLIDE_TYPES
         if not cell["metadata"]["slideshow"].get("locked"):
             del cell["metadata"]["slideshow"]
     original = json.loads(raw)
@@ -132,12 +132,12 @@ def test_real_notebook_round_trips_byte_identical_and_tagging_touches_only_slide
 
 def test_bad_paths_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="path must be an existing .ipynb file"):
-        slides.tag_file(tmp_path / "missing.ipynb")
+        slide_rule.tag_file(tmp_path / "missing.ipynb")
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(ValueError, match="path must be an existing .ipynb file"):
-        slides.tag_file(tmp_path / "notes.txt")
+        slide_rule.tag_file(tmp_path / "notes.txt")
     with pytest.raises(FileNotFoundError, match="vendor must hold reveal.js and MathJax"):
-        slides.copy_assets(tmp_path / "out", vendor=tmp_path / "no-vendor")
+        slides_export.copy_assets(tmp_path / "out", vendor=tmp_path / "no-vendor")
 
 
 def test_widget_snapshot_draws_saved_state_and_falls_back_to_text() -> None:
@@ -151,14 +151,14 @@ def test_widget_snapshot_draws_saved_state_and_falls_back_to_text() -> None:
         "post": model("HTMLModel", value=" 400/400 [00:09]"),
         "odd": model("SomeCustomModel"),
     }
-    view = lambda mid: {"data": {slides.WIDGET_VIEW: {"model_id": mid, "version_major": 2}, "text/plain": f"plain {mid}"},
+    view = lambda mid: {"data": {slides_export.WIDGET_VIEW: {"model_id": mid, "version_major": 2}, "text/plain": f"plain {mid}"},
                         "metadata": {}, "output_type": "display_data"}
-    nb = {"cells": [code("t()", [view("box"), view("odd")])], "metadata": {"widgets": {slides.WIDGET_STATE: {"state": state}}}}
-    out = slides.snapshot_widgets(nb)
+    nb = {"cells": [code("t()", [view("box"), view("odd")])], "metadata": {"widgets": {slides_export.WIDGET_STATE: {"state": state}}}}
+    out = slides_export.snapshot_widgets(nb)
     assert "widgets" in nb["metadata"], "the input notebook is not changed"
     assert "widgets" not in out["metadata"]
     drawn, fallback = (o["data"] for o in out["cells"][0]["outputs"])
-    assert slides.WIDGET_VIEW not in drawn and slides.WIDGET_VIEW not in fallback
+    assert slides_export.WIDGET_VIEW not in drawn and slides_export.WIDGET_VIEW not in fallback
     assert 'value="0.2500"' in drawn["text/html"]  # 100 of 400
     assert "training: 100%" in drawn["text/html"] and "400/400" in drawn["text/html"]
     assert fallback == {"text/plain": "plain odd"}
@@ -168,9 +168,9 @@ def test_widget_snapshot_draws_saved_state_and_falls_back_to_text() -> None:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_every_chapter_cell_carries_slideshow_metadata_by_the_rule(path: Path) -> None:
     nb = json.loads(path.read_text(encoding="utf-8"))
-    missing = [i for i, c in enumerate(nb["cells"]) if c["metadata"].get("slideshow", {}).get("slide_type") not in slides.SLIDE_TYPES]
+    missing = [i for i, c in enumerate(nb["cells"]) if c["metadata"].get("slideshow", {}).get("slide_type") not in slide_rule.SLIDE_TYPES]
     assert not missing, f"{path.name}: cells {missing} have no slide type; run `python -m diffusion_course.teaching.slides tag {path.relative_to(ROOT)}`"
-    assert slides.tag_file(path, check=True) is False, (
+    assert slide_rule.tag_file(path, check=True) is False, (
         f"{path.name}: slide types differ from the rule; run `python -m diffusion_course.teaching.slides tag {path.relative_to(ROOT)}` "
         'or lock a hand-set cell with metadata.slideshow.locked = true')
 
@@ -183,7 +183,7 @@ EXPORTED = ["00_start_here", "02_forward_process", "03_reverse_process_and_loss"
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The chapters exported as they are: a cell without a slide type gets the rule's type at export time."""
     out = tmp_path_factory.mktemp("slides")
-    targets = slides.export([ROOT / "notebooks" / f"{name}.ipynb" for name in EXPORTED], out)
+    targets = slides_export.export([ROOT / "notebooks" / f"{name}.ipynb" for name in EXPORTED], out)
     assert [t.name for t in targets] == [f"{name}.slides.html" for name in EXPORTED]
     return out
 
@@ -239,7 +239,7 @@ def test_export_references_nothing_on_the_network(exported: Path, name: str) -> 
         for u in (u for u in sheet.urls if not u.startswith(("data:", "#"))):
             assert not re.match(r"(https?:)?//", u), f"{css} loads {u}"
             assert (css.parent / u).is_file(), f"{css} references {u}, which is missing"
-    assert "widget-state+json" not in text and slides.WIDGET_VIEW not in text, "widgets are drawn statically, no widget manager"
+    assert "widget-state+json" not in text and slides_export.WIDGET_VIEW not in text, "widgets are drawn statically, no widget manager"
 
 
 def test_export_draws_the_saved_widgets(exported: Path) -> None:
@@ -252,14 +252,14 @@ def test_matplotlib_animation_loses_its_cdn_stylesheet_and_export_refuses_remote
     from matplotlib import _animation_data
 
     html_out = _animation_data.JS_INCLUDE + '<button><i class="fa fa-play"></i></button>'
-    assert slides.remote_references(html_out), "matplotlib's animation player links a CDN stylesheet"
+    assert slides_export.remote_references(html_out), "matplotlib's animation player links a CDN stylesheet"
     nb = {"cells": [code("anim", [{"data": {"text/html": html_out}, "metadata": {}, "output_type": "display_data"}])], "metadata": {}}
-    cleaned = slides.offline_outputs(copy.deepcopy(nb))["cells"][0]["outputs"][0]["data"]["text/html"]
-    assert slides.remote_references(cleaned) == [] and 'class="fa fa-play"' in cleaned
+    cleaned = slides_export.offline_outputs(copy.deepcopy(nb))["cells"][0]["outputs"][0]["data"]["text/html"]
+    assert slides_export.remote_references(cleaned) == [] and 'class="fa fa-play"' in cleaned
     nb["cells"][0]["outputs"][0]["data"]["text/html"] = '<script src="https://example.org/lib.js"></script>'
-    (tmp_path / "remote.ipynb").write_text(slides.dumps_notebook({**nb, "nbformat": 4, "nbformat_minor": 5}), encoding="utf-8")
+    (tmp_path / "remote.ipynb").write_text(slide_rule.dumps_notebook({**nb, "nbformat": 4, "nbformat_minor": 5}), encoding="utf-8")
     with pytest.raises(RuntimeError, match="https://example.org/lib.js"):
-        slides.export_notebook(tmp_path / "remote.ipynb", tmp_path / "out")
+        slides_export.export_notebook(tmp_path / "remote.ipynb", tmp_path / "out")
 
 
 # ---------------------------------------------------------------------------------------------------------------- (d)
@@ -349,7 +349,7 @@ def test_live_rise_slideshow_renders_and_runs_on_the_notebooks_kernel(tmp_path: 
 
     sync_playwright = _browser_or_skip()
     shutil.copy(ROOT / "notebooks" / "00_start_here.ipynb", tmp_path)
-    slides.tag_file(tmp_path / "00_start_here.ipynb")
+    slide_rule.tag_file(tmp_path / "00_start_here.ipynb")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

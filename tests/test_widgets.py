@@ -15,7 +15,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from diffusion_course.data.sets import digits, swiss_roll
-from diffusion_course.teaching.beta_explorer import BetaExplorer, beta_explorer_state
+from diffusion_course.teaching.beta_explorer import BetaExplorer
+from diffusion_course.teaching.beta_explorer_state import beta_explorer_state
 
 
 def _oracle_betas(kind: str, T: int, b1: float, bT: float) -> np.ndarray:

@@ -40,8 +40,8 @@ def guidance_report(samples: torch.Tensor, labels: torch.Tensor | None, *, class
     )
     if not per_class_frechet:
         return out
-    x_tr, y_tr = mnist("train")
-    x_te, y_te = mnist("test")
+    x_tr, y_tr = mnist("train", source="subset")  # the reference set, as in quality_report
+    x_te, y_te = mnist("test", source="subset")
     ratios, spreads = [], []
     for c in range(k):
         mine = samples[labels == c]

@@ -3,7 +3,8 @@ and the student edition are commands (``python -m diffusion_course.teaching.slid
 """
 
 
-from .beta_explorer import BETA_RANGE, COMPARE_CHOICES, T_RANGE, BetaExplorer, BetaExplorerState, ScheduleAtT, beta_explorer, beta_explorer_state
+from .beta_explorer import BetaExplorer, beta_explorer
+from .beta_explorer_state import BETA_RANGE, COMPARE_CHOICES, T_RANGE, BetaExplorerState, ScheduleAtT, beta_explorer_state
 from .ddim_explorer import DDIMExplorer, ddim_explorer, ddim_view
 from .exercises import (
     CheckResult,

@@ -22,7 +22,6 @@ def ddim_view(model: torch.nn.Module, schedule: NoiseSchedule, *, steps: int = 2
     x_T whatever the other settings, so changes show what the sampler does to the same noises), the trajectory of all
     of them (steps + 1 frames, CPU) and the seconds it took. Returns {"samples", "trajectory", "timesteps", "seconds"}."""
 
-
     check_positive_int(steps, "steps", 1, schedule.T)
     check_choice(spacing, DDIM_SPACINGS, "spacing")
     check_positive_int(n, "n", 1, 256)
@@ -46,7 +45,6 @@ class DDIMExplorer:
     def __init__(self, model: torch.nn.Module, schedule: NoiseSchedule, *, steps: int = 20, eta: float = 0.0, spacing: str = "uniform",
                  clip: bool = True, seed: int = 0, n: int = 16, scale: int = 3) -> None:
         import ipywidgets as widgets
-
 
         check_positive_int(steps, "steps", 1, 100)
         check_choice(spacing, DDIM_SPACINGS, "spacing")
@@ -104,5 +102,3 @@ class DDIMExplorer:
 def ddim_explorer(model: torch.nn.Module, schedule: NoiseSchedule, **kwargs) -> DDIMExplorer:
     """Build a :class:`DDIMExplorer` (arguments as its constructor), display it, and return it."""
     return show_explorer(DDIMExplorer(model, schedule, **kwargs))
-
-

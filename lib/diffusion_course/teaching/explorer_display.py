@@ -25,5 +25,3 @@ def png_bytes(grid: np.ndarray, scale: int) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(pixels).resize((pixels.shape[1] * scale, pixels.shape[0] * scale), Image.NEAREST).save(buf, format="png")
     return buf.getvalue()
-
-

@@ -34,7 +34,6 @@ class GuidanceExplorer:
                  w: float = 3.0, steps: int = 20, n: int = 16, seed: int = 0, scale: int = 4) -> None:
         import ipywidgets as widgets
 
-
         null = null_label(model)
         check_positive_int(digit, "digit", 0, null - 1)
         if not W_RANGE[0] <= w <= W_RANGE[1]:
@@ -59,8 +58,6 @@ class GuidanceExplorer:
         self._update()
 
     def _update(self, change: dict | None = None) -> None:
-
-
         key = (self.digit.value, float(self.w.value), self.steps.value, self.seed.value)
         if key not in self._cache:
             res = guided_grid(self.model, self.schedule, key[0], key[1], n=self.n, steps=key[2], seed=key[3], classifier=self.classifier)
@@ -106,5 +103,3 @@ def guided_grid(model: nn.Module, schedule: NoiseSchedule, digit: int, w: float,
         out["read_as_digit"] = int((pred == digit).sum())
         out["confident"] = int(((pred == digit) & (conf > CONFIDENT)).sum())
     return out
-
-

@@ -24,5 +24,3 @@ def augmented_loss(schedule: NoiseSchedule, size: int, *, flip: bool = True) -> 
         return simple_loss(model, schedule.to(crops.device), crops, generator=generator)
 
     return loss_fn
-
-

@@ -78,5 +78,3 @@ def train_classifier(
         losses.append(float(loss.detach()))
     model.eval()
     return model, losses, time.perf_counter() - t0
-
-

@@ -46,42 +46,6 @@ from .shipped import COLOUR_FIXED_FILE, COLOUR_TINY_SAMPLES_FILE, COLOUR_UNET_CO
 __all__ = ["StudySettings", "memorisation_study", "train_colour_cmd"]
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 @dataclass(kw_only=True)
 class StudySettings:
     """Sizes of :func:`memorisation_study`. The defaults are the shipped CPU run (a few minutes at one thread)."""
@@ -186,14 +150,6 @@ def memorisation_study(s: StudySettings, *, device: torch.device | str = "cpu", 
             out[name]["params"] = sum(p.numel() for p in model.parameters())
     out["lo"], out["hi"] = lo, hi
     return out
-
-
-
-
-
-
-
-
 
 
 def train_colour_cmd(args: argparse.Namespace) -> None:

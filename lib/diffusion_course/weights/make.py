@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from ..data.locations import DATA_DIR
+from ..data.sets import MNIST_SOURCES
 from .colour_study import StudySettings, train_colour_cmd
 from .make_guidance import collect_guidance_cmd, evaluate_guidance_cmd, guidance_setting_name, train_cond_unet_cmd
 from .make_mnist import collect_cmd, evaluate_cmd, floors_cmd, train_classifier_cmd, train_unet_cmd
@@ -17,10 +18,8 @@ from .shipped import GUIDANCE_SCALES
 __all__ = ["main"]
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command line: ``python -m diffusion_course.weights.make <command> [options]`` (``--help`` for each)."""
-    parser = argparse.ArgumentParser(prog=COMMAND, description="Produce the shipped weights in data/.")
-    sub = parser.add_subparsers(dest="cmd", required=True)
+def _mnist_commands(sub: argparse._SubParsersAction) -> None:
+    """Chapters 6-8: the classifier, its floors, the U-Net, its card and the DDIM table."""
     p = sub.add_parser("train-classifier", help="train the MNIST classifier of the quality score")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--batch-size", type=int, default=64)
@@ -28,6 +27,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(DATA_DIR))
     p = sub.add_parser("train-unet", help="train the MNIST U-Net (resumes from data/checkpoints/ if a run was interrupted)")
+    p.add_argument("--data", choices=MNIST_SOURCES, default="subset",
+                   help="training digits: the shipped subset (default, the same everywhere), torchvision's full set, or full when it can be had")
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
                        ("collect", "merge the scored parts into the cards and the samples file (or the DDIM table)")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--what", choices=("card", "table"), default="card")
-        p.add_argument("--table-n", type=int, default=256, help="samples per cell of the DDIM table")
+        p.add_argument("--table-n", type=int, default=1000, help="samples per cell of the DDIM table")
         p.add_argument("--out", default=str(DATA_DIR))
         if name == "evaluate":
             p.add_argument("--only", nargs="+", help="setting names (default: all of --what)")
@@ -53,7 +54,13 @@ def main(argv: list[str] | None = None) -> None:
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--threads", type=int, default=0)
             p.add_argument("--redo", action="store_true", help="sample settings again even if scored")
+
+
+def _guidance_commands(sub: argparse._SubParsersAction) -> None:
+    """Chapter 11: the conditional U-Net and its guidance sweep."""
     p = sub.add_parser("train-cond-unet", help="train the class-conditional U-Net of chapter 11 (label dropout for guidance)")
+    p.add_argument("--data", choices=MNIST_SOURCES, default="subset",
+                   help="training digits: the shipped subset (default, the same everywhere), torchvision's full set, or full when it can be had")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=5e-4, help="LR of the weights taken over from the unconditional model")
@@ -79,6 +86,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default=str(DATA_DIR))
     p = sub.add_parser("collect-guidance", help="merge the guidance sweep into the conditional card and ship its samples")
     p.add_argument("--out", default=str(DATA_DIR))
+
+
+def _colour_command(sub: argparse._SubParsersAction) -> None:
+    """Chapter 10: the colour U-Nets and their memorisation study."""
     p = sub.add_parser("train-colour", help="chapter 10: train the fixed and augmented colour runs, measure memorisation, write weights and cards")
     d = StudySettings()
     p.add_argument("--size", type=int, default=d.size, help="crop side in pixels")
@@ -93,6 +104,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cpu", action="store_true", help="use the CPU even when CUDA is present")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--out", default=str(DATA_DIR), help="folder for the weights and cards")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: ``python -m diffusion_course.weights.make <command> [options]`` (``--help`` for each)."""
+    parser = argparse.ArgumentParser(prog=COMMAND, description="Produce the shipped weights in data/.")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    _mnist_commands(sub)
+    _guidance_commands(sub)
+    _colour_command(sub)
     args = parser.parse_args(argv)
     commands = {"train-classifier": train_classifier_cmd, "train-unet": train_unet_cmd, "floors": floors_cmd, "evaluate": evaluate_cmd,
                 "collect": collect_cmd, "train-cond-unet": train_cond_unet_cmd, "evaluate-guidance": evaluate_guidance_cmd,

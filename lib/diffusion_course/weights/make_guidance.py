@@ -49,7 +49,7 @@ def train_cond_unet_cmd(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     repo = git_state()
-    x, y = mnist("train")
+    x, y = mnist("train", source=args.data)
     schedule = NoiseSchedule.from_betas(make_betas("linear", 1000, 1e-4, 0.02))
     config = dataclasses.replace(SHIPPED_UNET_CONFIG, num_classes=10)
     with torch.random.fork_rng(devices=[]):
@@ -80,7 +80,7 @@ def train_cond_unet_cmd(args: argparse.Namespace) -> None:
         "schedule": {"kind": "linear", "T": 1000, "beta_1": 1e-4, "beta_T": 0.02},
         "initialised_from": init,
         "training": {**{k: v for k, v in result.config.items() if k not in ("progress", "checkpoint_path")},
-                     "data": f"data.mnist('train'): {len(x)} images with labels", "resumed_from_step": result.resumed_from,
+                     "data": {"source": args.data, "images": len(x), "labels": True}, "resumed_from_step": result.resumed_from,
                      "seconds_this_call": round(result.seconds, 1),
                      "final_loss_mean_of_last_200": round(sum(result.losses[-200:]) / len(result.losses[-200:]), 4)},
         "weights": "EMA (sample with these)",
@@ -185,5 +185,3 @@ def collect_guidance_cmd(args: argparse.Namespace) -> None:
         asked = f"accuracy {r['accuracy']:.1%}  confident & right {r['confident_correct_share']:.1%}  " if "accuracy" in r else ""
         print(f"  {n:7s} {asked}pooled ratio {r['pooled']['ratio']:.2f} +/- {r['pooled']['ratio_spread']:.2f}"
               + (f"  per-class ratio {pc['mean']:.2f} (range {pc['min']:.2f}-{pc['max']:.2f})" if pc else ""))
-
-

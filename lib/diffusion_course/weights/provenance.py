@@ -52,5 +52,3 @@ def card_provenance(seconds: float, device: torch.device, repo: dict[str, Any]) 
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-

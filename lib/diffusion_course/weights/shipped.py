@@ -59,8 +59,6 @@ SHIPPED_UNET_CONFIG = UNetConfig(
 )
 
 
-
-
 def _load_unet_file(path: Path, made_by: str = "`make weights`") -> tuple[UNet, dict[str, Any]]:
     """A shipped UNet weights file and its card: the card's unet_config builds the model, the weights are checked
     against the card's sha256 and loaded; eval mode, CPU."""
@@ -103,8 +101,6 @@ def schedule_from_card(card: dict[str, Any]) -> NoiseSchedule:
     """The noise schedule a shipped U-Net was trained with, rebuilt from its card."""
     s = card["schedule"]
     return NoiseSchedule.from_betas(make_betas(s["kind"], s["T"], s["beta_1"], s["beta_T"]))
-
-
 
 
 SAMPLES_FILE = "mnist_unet_samples.safetensors"
@@ -173,5 +169,3 @@ def load_tiny_samples(*, directory: str | Path | None = None) -> tuple[torch.Ten
 
     path = find_shipped(COLOUR_TINY_SAMPLES_FILE, directory, made_by=COLOUR_MADE_BY)
     return load_file(str(path))["samples"].float(), read_card(path)
-
-

@@ -7,14 +7,14 @@ from typing import Any
 
 import torch
 
-from ._engine import CheckResult, _is_stub_output, _learner_line, _reporter
+from ._diagnosis import _learner_line
+from ._engine import CheckResult, _is_stub_output, _reporter
 
 # The learner's fn(x, lo, hi) maps RGB images (N, 3, H, W) in pixel units to [-1, 1] channel by channel, with lo and hi
 # of shape (3,) the per-channel range of the training data; the inverse fn(y, lo, hi) maps back to pixel units.
 # Probes use channel ranges that differ a lot (so global and per-channel scaling disagree), an image width of 3 (so a
 # (3,) range broadcast against the last axis silently gives wrong numbers instead of an error), and a batch that does
 # not span the range (so statistics taken from the batch instead of lo and hi show).
-
 
 
 def _cs_ref(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:

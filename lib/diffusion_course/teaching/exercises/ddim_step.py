@@ -7,7 +7,8 @@ from collections.abc import Callable
 import torch
 
 from ...maths.samplers import ddim_step
-from ._engine import COEF_ATOL, CheckResult, _GlobalVariant, _run, _Spec, _Tables, _Term, _Variant
+from ._diagnosis import COEF_ATOL, _GlobalVariant, _Spec, _Tables, _Term, _Variant
+from ._engine import CheckResult, _run
 
 
 # DDIM: x_prev = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev - sigma^2) eps_hat + sigma z,  x0_hat = (x_t - sqrt(1-ab_t) eps_hat)/sqrt(ab_t)
@@ -103,7 +104,6 @@ _DDIM = _Spec(
     reference=lambda s, x, c: ddim_step(s, x["x_t"], c["t"], c["t_prev"], x["eps_hat"], eta=c["eta"], noise=x["z"]),
     cases=_ddim_cases,
 )
-
 
 
 def check_ddim_step(fn: Callable, *, quiet: bool = False) -> CheckResult:

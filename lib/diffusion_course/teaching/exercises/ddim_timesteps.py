@@ -25,8 +25,10 @@ import torch
 
 from ...maths.samplers import DDIM_SPACINGS
 from ...maths.samplers import ddim_timesteps as _lib_ddim_timesteps
-from ._engine import CheckResult, _is_stub_output, _learner_line, _reporter
+from ._diagnosis import _learner_line
+from ._engine import CheckResult, _is_stub_output, _reporter
 
+NAME = "ddim_timesteps"
 _TS = (1000, 100, 50, 10, 250)  # typical sizes first: the first difference is then one a learner recognises
 _SS = (10, 50, 7, 3, 2, 16, 61, 100, 333, 999, 1000, 1)
 
@@ -120,15 +122,105 @@ _MISTAKES: dict[str, tuple[tuple[str, str, Callable[[int, int], np.ndarray]], ..
 }
 
 
+def _matching_rule(g: np.ndarray, T: int, S: int, spacing: str) -> tuple[str, str] | None:
+    """(key, explanation) of the first known wrong rule of ``spacing`` whose list holds the values of ``g`` (1-D, in
+    any order), or None."""
+    for key, text, rule in _MISTAKES.get(spacing, ()):
+        if g.ndim == 1 and np.array_equal(np.sort(g), np.sort(rule(T, S))):
+            return key, text
+    return None
+
+
+def _wrong_type_or_length(got: torch.Tensor, want: torch.Tensor, T: int, S: int, spacing: str, where: str, n: int,
+                          done: Callable[..., CheckResult]) -> CheckResult | None:
+    """The report of float values or a list of the wrong length, or None."""
+    if got.dtype.is_floating_point or got.dtype == torch.bool:
+        same = got.ndim == 1 and got.numel() == S and torch.equal(got.double(), want.double())
+        return done("wrong", f"{NAME}: your function returned {got.dtype} values (on: {where}); timesteps index the "
+                             "schedule's tables, so they must be integers: end with `.long()` (torch) or "
+                             "`.astype(np.int64)` (NumPy)" + (" (the values themselves are right)." if same else "."),
+                    ("float",), n)
+    got = got.long()
+    if got.ndim != 1 or got.numel() != S:
+        mistakes, lines = ["wrong_length"], [f"{NAME}: expected {S} timesteps (shape ({S},)); got shape {tuple(got.shape)} "
+                                              f"(on: {where})."]
+        match = _matching_rule(got.numpy(), T, S, spacing)
+        if match is not None:
+            key, text = match
+            lines.append(f"  Diagnosis: {text}")
+            mistakes = [key] + mistakes if key != "wrong_length" else mistakes
+        return done("wrong", "\n".join(lines), tuple(mistakes), n)
+    return None
+
+
+def _wrong_order(g: np.ndarray, want: torch.Tensor, T: int, S: int, spacing: str, where: str, n: int,
+                 done: Callable[..., CheckResult]) -> CheckResult | None:
+    """The report of a list that is not strictly increasing (descending, repeated or shuffled entries), or None."""
+    if S > 1 and np.array_equal(g[::-1], want.numpy()):
+        return done("wrong", f"{NAME}: the right timesteps in descending order (on: {where}). Return them ascending, "
+                             "tau_1 < ... < tau_S, as the lib does; the sampler walks the list backwards itself.",
+                    ("descending",), n)
+    if S > 1 and not (np.diff(g) > 0).all():
+        dup = bool((np.diff(g) == 0).any())
+        lines = [f"{NAME}: the timesteps are not strictly increasing (on: {where}): "
+                 f"{g[: min(8, S)].tolist()}{' ...' if S > 8 else ''}."]
+        keys = ["duplicates" if dup else "not_increasing"]
+        sorted_ok = np.array_equal(np.sort(g), want.numpy())
+        if not dup and sorted_ok:
+            lines.append("  They are the right values in the wrong order: return them ascending.")
+        match = _matching_rule(g, T, S, spacing)
+        if match is not None:
+            key, text = match
+            lines.append(f"  Diagnosis: {text}")
+            keys = [key] + keys
+        elif dup:
+            lines.append("  A repeated timestep makes the sampler take a step of zero length there and one step "
+                         "fewer elsewhere.")
+        return done("wrong", "\n".join(lines), tuple(keys), n)
+    return None
+
+
+def _wrong_values(g: np.ndarray, want: torch.Tensor, T: int, S: int, spacing: str, where: str, n: int,
+                  done: Callable[..., CheckResult]) -> CheckResult | None:
+    """The report of values outside 0..T-1 or different from the lib's (the first difference and its diagnosis), or None."""
+    keys, lines = [], []
+    if int(g.min()) < 0 or int(g.max()) > T - 1:
+        lines.append(f"{NAME}: timesteps outside 0..T-1 = 0..{T - 1} (on: {where}): got values in "
+                     f"[{int(g.min())}, {int(g.max())}].")
+        keys.append("out_of_range")
+    if not np.array_equal(g, want.numpy()):
+        if not lines:
+            i = int(np.nonzero(g != want.numpy())[0][0])
+            lines.append(f"{NAME}: not right yet.")
+            lines.append(f"  First difference: {where}, entry {i} (of {S}): expected {int(want[i])}, got {int(g[i])}.")
+        match = _matching_rule(g, T, S, spacing)
+        if match is not None:
+            key, text = match
+            lines.append(f"  Diagnosis: {text}")
+            keys = [key] + keys
+        else:
+            d = g - want.numpy()
+            if set(np.unique(d).tolist()) <= {-1, 0, 1} and (d[0] != 0 or d[-1] != 0):
+                lines.append(f"  Diagnosis: {_OFF_BY_ONE}: the first and last entries must be "
+                             f"{int(want[0])} and {int(want[-1])} here.")
+                keys = ["off_by_one"] + keys
+            else:
+                lines.append(f"  It matches none of the mistakes I know; the lib's list here starts "
+                             f"{want[: min(6, S)].tolist()}{' ...' if S > 6 else ''}.")
+        return done("wrong", "\n".join(lines), tuple(keys), n,
+                    {"kind": "mismatch", "T": T, "S": S, "spacing": spacing})
+    if lines:  # out of range but equal to the lib cannot happen; kept for safety
+        return done("wrong", "\n".join(lines), tuple(keys), n)
+    return None
+
+
 def check_ddim_timesteps(fn: Callable, *, quiet: bool = False) -> CheckResult:
     """Check ``fn(T, S, spacing)`` against :func:`diffusion_course.samplers.ddim_timesteps` for the four spacings at
     T in {10, 50, 100, 250, 1000} and S from 1 to T; print the report and return it."""
-    name = "ddim_timesteps"
-
-    done = _reporter(name, quiet)
+    done = _reporter(NAME, quiet)
 
     if not callable(fn):
-        return done("error", f"{name}: expected a function fn(T, S, spacing) -> LongTensor; got {type(fn).__name__}.",
+        return done("error", f"{NAME}: expected a function fn(T, S, spacing) -> LongTensor; got {type(fn).__name__}.",
                     ("not_callable",))
     cases = _cases()
     for n, (T, S, spacing) in enumerate(cases, start=1):
@@ -136,91 +228,28 @@ def check_ddim_timesteps(fn: Callable, *, quiet: bool = False) -> CheckResult:
         try:
             out = fn(T, S, spacing)
         except NotImplementedError:
-            return done("not written yet", f"{name}: not written yet. Replace the `raise NotImplementedError` with your code, "
+            return done("not written yet", f"{NAME}: not written yet. Replace the `raise NotImplementedError` with your code, "
                                            "then run this cell again.")
         except Exception as err:  # noqa: BLE001 - report any learner error in words, never raise
-            return done("error", f"{name}: your function raised {type(err).__name__}: {err}{_learner_line(err)}\n  on: {where}.",
+            return done("error", f"{NAME}: your function raised {type(err).__name__}: {err}{_learner_line(err)}\n  on: {where}.",
                         ("error",), n)
         if _is_stub_output(out):
-            return done("not written yet", f"{name}: not written yet (it returned {out!r}). If you did write it, check that the "
+            return done("not written yet", f"{NAME}: not written yet (it returned {out!r}). If you did write it, check that the "
                                            "function ends with a `return` of the list.")
         try:
             got = torch.as_tensor(np.asarray(out)) if not isinstance(out, torch.Tensor) else out.detach().cpu()
         except Exception:  # noqa: BLE001
-            return done("error", f"{name}: expected a LongTensor of shape ({S},); got {type(out).__name__} (on: {where}).",
+            return done("error", f"{NAME}: expected a LongTensor of shape ({S},); got {type(out).__name__} (on: {where}).",
                         ("not_a_tensor",), n)
         want = _lib_ddim_timesteps(T, S, spacing)
-        if got.dtype.is_floating_point or got.dtype == torch.bool:
-            same = got.ndim == 1 and got.numel() == S and torch.equal(got.double(), want.double())
-            return done("wrong", f"{name}: your function returned {got.dtype} values (on: {where}); timesteps index the "
-                                 "schedule's tables, so they must be integers: end with `.long()` (torch) or "
-                                 "`.astype(np.int64)` (NumPy)" + (" (the values themselves are right)." if same else "."),
-                        ("float",), n)
-        got = got.long()
-        if got.ndim != 1 or got.numel() != S:
-            mistakes, lines = ["wrong_length"], [f"{name}: expected {S} timesteps (shape ({S},)); got shape {tuple(got.shape)} "
-                                                  f"(on: {where})."]
-            for key, text, rule in _MISTAKES.get(spacing, ()):
-                r = rule(T, S)
-                if got.ndim == 1 and len(r) == got.numel() and np.array_equal(np.sort(got.numpy()), np.sort(r)):
-                    lines.append(f"  Diagnosis: {text}")
-                    mistakes = [key] + mistakes if key != "wrong_length" else mistakes
-                    break
-            return done("wrong", "\n".join(lines), tuple(mistakes), n)
-        g = got.numpy()
-        if S > 1 and np.array_equal(g[::-1], want.numpy()):
-            return done("wrong", f"{name}: the right timesteps in descending order (on: {where}). Return them ascending, "
-                                 "tau_1 < ... < tau_S, as the lib does; the sampler walks the list backwards itself.",
-                        ("descending",), n)
-        if S > 1 and not (np.diff(g) > 0).all():
-            dup = bool((np.diff(g) == 0).any())
-            lines = [f"{name}: the timesteps are not strictly increasing (on: {where}): "
-                     f"{g[: min(8, S)].tolist()}{' ...' if S > 8 else ''}."]
-            keys = ["duplicates" if dup else "not_increasing"]
-            sorted_ok = np.array_equal(np.sort(g), want.numpy())
-            if not dup and sorted_ok:
-                lines.append("  They are the right values in the wrong order: return them ascending.")
-            for key, text, rule in _MISTAKES.get(spacing, ()):
-                if np.array_equal(np.sort(g), np.sort(rule(T, S))):
-                    lines.append(f"  Diagnosis: {text}")
-                    keys = [key] + keys
-                    break
-            else:
-                if dup:
-                    lines.append("  A repeated timestep makes the sampler take a step of zero length there and one step "
-                                 "fewer elsewhere.")
-            return done("wrong", "\n".join(lines), tuple(keys), n)
-        keys, lines = [], []
-        if int(g.min()) < 0 or int(g.max()) > T - 1:
-            lines.append(f"{name}: timesteps outside 0..T-1 = 0..{T - 1} (on: {where}): got values in "
-                         f"[{int(g.min())}, {int(g.max())}].")
-            keys.append("out_of_range")
-        if not np.array_equal(g, want.numpy()):
-            if not lines:
-                i = int(np.nonzero(g != want.numpy())[0][0])
-                lines.append(f"{name}: not right yet.")
-                lines.append(f"  First difference: {where}, entry {i} (of {S}): expected {int(want[i])}, got {int(g[i])}.")
-            found = False
-            for key, text, rule in _MISTAKES.get(spacing, ()):
-                r = rule(T, S)
-                if np.array_equal(np.sort(g), np.sort(r)):
-                    lines.append(f"  Diagnosis: {text}")
-                    keys = [key] + keys
-                    found = True
-                    break
-            if not found:
-                d = g - want.numpy()
-                if set(np.unique(d).tolist()) <= {-1, 0, 1} and (d[0] != 0 or d[-1] != 0):
-                    lines.append(f"  Diagnosis: {_OFF_BY_ONE}: the first and last entries must be "
-                                 f"{int(want[0])} and {int(want[-1])} here.")
-                    keys = ["off_by_one"] + keys
-                else:
-                    lines.append(f"  It matches none of the mistakes I know; the lib's list here starts "
-                                 f"{want[: min(6, S)].tolist()}{' ...' if S > 6 else ''}.")
-            return done("wrong", "\n".join(lines), tuple(keys), n,
-                        {"kind": "mismatch", "T": T, "S": S, "spacing": spacing})
-        if lines:  # out of range but equal to the lib cannot happen; kept for safety
-            return done("wrong", "\n".join(lines), tuple(keys), n)
-    return done("correct", f"{name}: correct. It matched the lib on {len(cases)} cases: the four spacings "
+        verdict = _wrong_type_or_length(got, want, T, S, spacing, where, n, done)
+        if verdict is None:
+            g = got.long().numpy()
+            verdict = _wrong_order(g, want, T, S, spacing, where, n, done)
+            if verdict is None:  # (a CheckResult that is not "correct" is falsy: test for None, never `or`)
+                verdict = _wrong_values(g, want, T, S, spacing, where, n, done)
+        if verdict is not None:
+            return verdict
+    return done("correct", f"{NAME}: correct. It matched the lib on {len(cases)} cases: the four spacings "
                            f"({', '.join(DDIM_SPACINGS)}), T in {{{', '.join(map(str, sorted(_TS)))}}} and S from 1 to T "
                            f"({', '.join(map(str, sorted(_SS)))}).", (), len(cases))

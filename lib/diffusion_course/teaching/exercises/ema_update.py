@@ -22,8 +22,10 @@ import torch
 from torch import nn
 
 from ...training.ema import EMA, ema_decay_at
-from ._engine import CheckResult, _is_stub_output, _learner_line, _reporter
+from ._diagnosis import _learner_line
+from ._engine import CheckResult, _is_stub_output, _reporter
 
+NAME = "ema_update"
 _DECAYS = (0.99, 0.5)  # 0.99: the warm-up rules for ~900 updates; 0.5: it stops mattering after 8
 _STEPS = 12
 _TOL = 1e-6  # float32 arithmetic in a different order: differences of a few ulp
@@ -110,93 +112,122 @@ def _first_diff(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> 
     raise ValueError("no difference")
 
 
+def _raised(err: Exception, where: str, n_cases: int, done: Callable[..., CheckResult]) -> CheckResult:
+    """The report of a learner's update that raised (an in-place change under autograd gets its own words)."""
+    if isinstance(err, RuntimeError):
+        text = str(err)
+        if "leaf Variable that requires grad" in text or "requires grad" in text:
+            return done("wrong", f"{NAME}: your function raised RuntimeError: {err}{_learner_line(err)}\n"
+                                 "  The update ran with gradient tracking on: PyTorch refuses an in-place change of a "
+                                 "tensor that autograd follows. Decorate the function with @torch.no_grad() (or "
+                                 "write its body inside `with torch.no_grad():`); the average is bookkeeping, not "
+                                 "part of any loss.", ("grad_tracked",), n_cases + 1)
+        return done("error", f"{NAME}: your function raised RuntimeError: {err}{_learner_line(err)}\n  on: {where}.",
+                    ("error",), n_cases + 1)
+    return done("error", f"{NAME}: your function raised {type(err).__name__}: {err}{_learner_line(err)}\n"
+                         f"  on: {where}.", ("error",), n_cases + 1)
+
+
+def _side_effects(out: object, n: int, state: dict[str, torch.Tensor], shadow_before: dict[str, torch.Tensor],
+                  model: nn.Module, live_before: dict[str, torch.Tensor], where: str, n_cases: int,
+                  done: Callable[..., CheckResult]) -> CheckResult | None:
+    """The report of a stub that changed nothing, a changed live model or a shadow that tracks gradients, or None."""
+    if _is_stub_output(out) and n == 0 and all(torch.equal(state[k].detach(), v) for k, v in shadow_before.items()):
+        if not all(torch.equal(model.state_dict()[k], v) for k, v in live_before.items()):
+            pass  # it changed the live model: reported below
+        else:
+            return done("not written yet", f"{NAME}: not written yet (it returned {out!r} and changed nothing). "
+                                           "The function must change `shadow` in place.")
+    if not all(torch.equal(model.state_dict()[k], v) for k, v in live_before.items()):
+        return done("wrong", f"{NAME}: your function changed the live model (on: {where}). The EMA must only write "
+                             "into `shadow`: with `p.mul_(...)` on the model's own parameters, training would "
+                             "continue from the averaged weights instead of the optimiser's. Read from `model`, "
+                             "write into `shadow`.", ("live_model",), n_cases)
+    tracked = [k for k, v in state.items() if v.requires_grad or v.grad_fn is not None]
+    if tracked:
+        return done("wrong", f"{NAME}: the shadow's `{tracked[0]}` now tracks gradients (requires_grad=True after "
+                             f"the update, on: {where}): the update ran outside torch.no_grad(), so autograd records "
+                             "every EMA step and memory grows with each one. Decorate the function with "
+                             "@torch.no_grad() or use `with torch.no_grad():`.", ("grad_tracked",), n_cases)
+    return None
+
+
+def _mismatch(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor], model0: nn.Module, decay: float, seed: int,
+              n: int, where: str, n_cases: int, done: Callable[..., CheckResult]) -> CheckResult:
+    """The report of a shadow that differs from the lib's: the first difference and the known wrong rule it matches."""
+    key, idx, w, gv = _first_diff(got, want)
+    lines = [f"{NAME}: not right yet.",
+             f"  First difference: {where}, shadow entry `{key}`{list(idx) if idx else ''}: expected {w:.6g}, "
+             f"got {gv:.6g}."]
+    if n == 0:
+        lines.append("  (This is the very first update: the lib's decay there is min(decay, 1/10) = "
+                     f"{ema_decay_at(0, decay):g}.)")
+    found = []
+    for key_m, text, rule, swap, params_only in _EMA_MISTAKES:
+        replay = _replay(model0, decay, rule, swap, params_only, 100 + seed)
+        if _same(got, replay[n]):
+            lines.append(f"  Diagnosis: {text}")
+            found.append(key_m)
+            break
+    if not found:
+        lines.append("  It matches none of the mistakes I know. The rule: d = min(decay, (1 + n) / (10 + n)), "
+                     "then for every entry of shadow.state_dict(): floating point -> d * shadow + (1 - d) * "
+                     "model's value, integer -> copy.")
+    return done("wrong", "\n".join(lines), tuple(found), n_cases,
+                {"kind": "mismatch", "decay": decay, "update": n, "entry": key, "expected": w, "got": gv})
+
+
+def _check_decay(fn: Callable, seed: int, decay: float, n_cases: int,
+                 done: Callable[..., CheckResult]) -> tuple[CheckResult | None, int]:
+    """Run ``fn`` beside the lib's EMA for _STEPS updates at one decay: (the report of the first problem or None, the
+    number of updates checked so far)."""
+    model = _small_model(seed)
+    lib = EMA(model, decay)
+    shadow = copy.deepcopy(model).eval()
+    for p in shadow.parameters():
+        p.requires_grad_(False)
+    g = torch.Generator().manual_seed(100 + seed)
+    model0 = copy.deepcopy(model)
+    for n in range(_STEPS):
+        _perturb(model, g)
+        live_before = {k: v.clone() for k, v in model.state_dict().items()}
+        shadow_before = {k: v.clone() for k, v in shadow.state_dict().items()}
+        where = f"decay = {decay:g}, update number {n + 1} (num_updates = {n}, the lib's decay {ema_decay_at(n, decay):.4g})"
+        try:
+            out = fn(shadow, model, decay, n)
+        except NotImplementedError:
+            return done("not written yet", f"{NAME}: not written yet. Replace the `raise NotImplementedError` with your "
+                                           "code, then run this cell again."), n_cases
+        except Exception as err:  # noqa: BLE001 - report any learner error in words, never raise
+            return _raised(err, where, n_cases, done), n_cases
+        n_cases += 1
+        state = shadow.state_dict(keep_vars=True)
+        verdict = _side_effects(out, n, state, shadow_before, model, live_before, where, n_cases, done)
+        if verdict is not None:
+            return verdict, n_cases
+        lib.update(model)
+        got = {k: v.detach() for k, v in state.items()}
+        want = lib.shadow.state_dict()
+        if not _same(got, want):
+            return _mismatch(got, want, model0, decay, seed, n, where, n_cases, done), n_cases
+    return None, n_cases
+
+
 def check_ema_update(fn: Callable, *, quiet: bool = False) -> CheckResult:
     """Check ``fn(shadow, model, decay, num_updates)``, an in-place EMA update of ``shadow`` from ``model``, against the
     lib's :class:`~diffusion_course.ema.EMA` over 12 updates at decay 0.99 and 0.5 on a Linear-BatchNorm-Linear model;
     print the report and return it."""
-    name = "ema_update"
-
-    done = _reporter(name, quiet)
+    done = _reporter(NAME, quiet)
 
     if not callable(fn):
-        return done("error", f"{name}: expected a function fn(shadow, model, decay, num_updates); got {type(fn).__name__}.",
+        return done("error", f"{NAME}: expected a function fn(shadow, model, decay, num_updates); got {type(fn).__name__}.",
                     ("not_callable",))
     n_cases = 0
     for seed, decay in enumerate(_DECAYS):
-        model = _small_model(seed)
-        lib = EMA(model, decay)
-        shadow = copy.deepcopy(model).eval()
-        for p in shadow.parameters():
-            p.requires_grad_(False)
-        g = torch.Generator().manual_seed(100 + seed)
-        model0 = copy.deepcopy(model)
-        for n in range(_STEPS):
-            _perturb(model, g)
-            live_before = {k: v.clone() for k, v in model.state_dict().items()}
-            shadow_before = {k: v.clone() for k, v in shadow.state_dict().items()}
-            where = f"decay = {decay:g}, update number {n + 1} (num_updates = {n}, the lib's decay {ema_decay_at(n, decay):.4g})"
-            try:
-                out = fn(shadow, model, decay, n)
-            except NotImplementedError:
-                return done("not written yet", f"{name}: not written yet. Replace the `raise NotImplementedError` with your "
-                                               "code, then run this cell again.")
-            except RuntimeError as err:
-                text = str(err)
-                if "leaf Variable that requires grad" in text or "requires grad" in text:
-                    return done("wrong", f"{name}: your function raised RuntimeError: {err}{_learner_line(err)}\n"
-                                         "  The update ran with gradient tracking on: PyTorch refuses an in-place change of a "
-                                         "tensor that autograd follows. Decorate the function with @torch.no_grad() (or "
-                                         "write its body inside `with torch.no_grad():`); the average is bookkeeping, not "
-                                         "part of any loss.", ("grad_tracked",), n_cases + 1)
-                return done("error", f"{name}: your function raised RuntimeError: {err}{_learner_line(err)}\n  on: {where}.",
-                            ("error",), n_cases + 1)
-            except Exception as err:  # noqa: BLE001 - report any learner error in words, never raise
-                return done("error", f"{name}: your function raised {type(err).__name__}: {err}{_learner_line(err)}\n"
-                                     f"  on: {where}.", ("error",), n_cases + 1)
-            n_cases += 1
-            state = shadow.state_dict(keep_vars=True)
-            if _is_stub_output(out) and n == 0 and all(torch.equal(state[k].detach(), v) for k, v in shadow_before.items()):
-                if not all(torch.equal(model.state_dict()[k], v) for k, v in live_before.items()):
-                    pass  # it changed the live model: reported below
-                else:
-                    return done("not written yet", f"{name}: not written yet (it returned {out!r} and changed nothing). "
-                                                   "The function must change `shadow` in place.")
-            if not all(torch.equal(model.state_dict()[k], v) for k, v in live_before.items()):
-                return done("wrong", f"{name}: your function changed the live model (on: {where}). The EMA must only write "
-                                     "into `shadow`: with `p.mul_(...)` on the model's own parameters, training would "
-                                     "continue from the averaged weights instead of the optimiser's. Read from `model`, "
-                                     "write into `shadow`.", ("live_model",), n_cases)
-            tracked = [k for k, v in state.items() if v.requires_grad or v.grad_fn is not None]
-            if tracked:
-                return done("wrong", f"{name}: the shadow's `{tracked[0]}` now tracks gradients (requires_grad=True after "
-                                     f"the update, on: {where}): the update ran outside torch.no_grad(), so autograd records "
-                                     "every EMA step and memory grows with each one. Decorate the function with "
-                                     "@torch.no_grad() or use `with torch.no_grad():`.", ("grad_tracked",), n_cases)
-            lib.update(model)
-            got = {k: v.detach() for k, v in state.items()}
-            want = lib.shadow.state_dict()
-            if not _same(got, want):
-                key, idx, w, gv = _first_diff(got, want)
-                lines = [f"{name}: not right yet.",
-                         f"  First difference: {where}, shadow entry `{key}`{list(idx) if idx else ''}: expected {w:.6g}, "
-                         f"got {gv:.6g}."]
-                if n == 0:
-                    lines.append("  (This is the very first update: the lib's decay there is min(decay, 1/10) = "
-                                 f"{ema_decay_at(0, decay):g}.)")
-                found = []
-                for key_m, text, rule, swap, params_only in _EMA_MISTAKES:
-                    replay = _replay(model0, decay, rule, swap, params_only, 100 + seed)
-                    if _same(got, replay[n]):
-                        lines.append(f"  Diagnosis: {text}")
-                        found.append(key_m)
-                        break
-                if not found:
-                    lines.append("  It matches none of the mistakes I know. The rule: d = min(decay, (1 + n) / (10 + n)), "
-                                 "then for every entry of shadow.state_dict(): floating point -> d * shadow + (1 - d) * "
-                                 "model's value, integer -> copy.")
-                return done("wrong", "\n".join(lines), tuple(found), n_cases,
-                            {"kind": "mismatch", "decay": decay, "update": n, "entry": key, "expected": w, "got": gv})
-    return done("correct", f"{name}: correct. It matched the lib's EMA after every one of {n_cases} updates ({_STEPS} at "
+        verdict, n_cases = _check_decay(fn, seed, decay, n_cases, done)
+        if verdict is not None:
+            return verdict
+    return done("correct", f"{NAME}: correct. It matched the lib's EMA after every one of {n_cases} updates ({_STEPS} at "
                            f"each decay in {{{', '.join(f'{d:g}' for d in _DECAYS)}}}, warm-up included) on a "
                            "Linear-BatchNorm-Linear model: parameters, running statistics and the batch counter; the live "
                            "model untouched and no gradient tracked.", (), n_cases)

@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 import torch
 
-from ._engine import CheckResult, _close, _first_difference, _is_stub_output, _learner_line, _reporter
+from ._diagnosis import _close, _learner_line
+from ._engine import CheckResult, _first_difference, _is_stub_output, _reporter
 
 # The learner's fn(eps_cond, eps_uncond, w) combines the two predictions of a class-conditional model into the guided
 # one, (1 + w) eps_cond - w eps_uncond (Ho & Salimans 2022, eq. 6). It is linear in the two predictions, so the checker

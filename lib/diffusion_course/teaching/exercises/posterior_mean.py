@@ -7,23 +7,8 @@ from collections.abc import Callable
 import torch
 
 from ...maths.posterior import q_posterior
-from ._engine import (
-    _OFF_BY_ONE_MINUS,
-    _OFF_BY_ONE_PLUS,
-    CheckResult,
-    _a,
-    _ab,
-    _abp,
-    _b,
-    _GlobalVariant,
-    _run,
-    _shift,
-    _Spec,
-    _Tables,
-    _Term,
-    _uniform_cases,
-    _Variant,
-)
+from ._diagnosis import _OFF_BY_ONE_MINUS, _OFF_BY_ONE_PLUS, _a, _ab, _abp, _b, _GlobalVariant, _shift, _Spec, _Tables, _Term, _Variant
+from ._engine import CheckResult, _run, _uniform_cases
 
 
 # posterior mean: tilde-mu = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) x0 + sqrt(alpha_t)(1 - alpha_bar_{t-1})/(1 - alpha_bar_t) x_t
@@ -35,7 +20,6 @@ def _pm_x0(tab: _Tables, c: dict) -> torch.Tensor:
 def _pm_xt(tab: _Tables, c: dict) -> torch.Tensor:
     t = c["t"]
     return tab.at(tab.alpha, t).sqrt() * (1 - tab.at(tab.alpha_bar_prev, t)) / (1 - tab.at(tab.alpha_bar, t))
-
 
 
 _POSTERIOR_MEAN = _Spec(
@@ -77,7 +61,6 @@ _POSTERIOR_MEAN = _Spec(
     reference=lambda s, x, c: q_posterior(s, x["x0"], x["x_t"], c["t"])[0],
     cases=_uniform_cases,
 )
-
 
 
 def check_posterior_mean(fn: Callable, *, quiet: bool = False) -> CheckResult:

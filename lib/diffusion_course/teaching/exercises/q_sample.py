@@ -7,20 +7,8 @@ from collections.abc import Callable
 import torch
 
 from ...maths.forward import q_sample
-from ._engine import (
-    _OFF_BY_ONE_MINUS,
-    _OFF_BY_ONE_PLUS,
-    CheckResult,
-    _GlobalVariant,
-    _run,
-    _shift,
-    _Spec,
-    _Tables,
-    _Term,
-    _term_with_shift,
-    _uniform_cases,
-    _Variant,
-)
+from ._diagnosis import _OFF_BY_ONE_MINUS, _OFF_BY_ONE_PLUS, _GlobalVariant, _shift, _Spec, _Tables, _Term, _term_with_shift, _Variant
+from ._engine import CheckResult, _run, _uniform_cases
 
 
 # q_sample: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps
@@ -30,7 +18,6 @@ def _qs_x0(tab: _Tables, case: dict) -> torch.Tensor:
 
 def _qs_eps(tab: _Tables, case: dict) -> torch.Tensor:
     return (1 - tab.at(tab.alpha_bar, case["t"])).sqrt()
-
 
 
 _Q_SAMPLE = _Spec(
@@ -74,7 +61,6 @@ _Q_SAMPLE = _Spec(
     reference=lambda s, x, c: q_sample(s, x["x0"], c["t"], eps=x["eps"]),
     cases=_uniform_cases,
 )
-
 
 
 def check_q_sample(fn: Callable, *, quiet: bool = False) -> CheckResult:

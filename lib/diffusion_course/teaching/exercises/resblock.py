@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...models.unet import ResBlock
-from ._engine import CheckResult, _is_stub_output, _learner_line, _reporter
+from ._diagnosis import _learner_line
+from ._engine import CheckResult, _is_stub_output, _reporter
 
 NAME = "resblock"
 SIGNATURE = "MyResBlock(in_ch, out_ch, temb_dim, groups=8, dropout=0.0) with forward(x, temb) -> (B, out_ch, H, W)"
@@ -92,6 +93,75 @@ def _random_reference(case: dict, seed: int) -> ResBlock:
     return r
 
 
+def _build(block_cls: Callable, case: dict, r: ResBlock, where: str, n: int,
+           done: Callable[..., CheckResult]) -> tuple[nn.Module | None, CheckResult | None]:
+    """The learner's block with the reference block's weights loaded, or the report of why it could not be built."""
+    try:
+        mine = block_cls(case["in_ch"], case["out_ch"], case["temb_dim"], groups=8, dropout=0.0)
+    except NotImplementedError:
+        return None, done("not written yet", f"{NAME}: not written yet. Replace the `raise NotImplementedError` with your code, "
+                                             "then run this cell again.")
+    except Exception as err:  # noqa: BLE001
+        return None, done("error", f"{NAME}: building your block raised {type(err).__name__}: {err}{_learner_line(err)}\n"
+                                   f"  on {where}. Keep the signature {SIGNATURE}.", ("error",), n)
+    if not isinstance(mine, nn.Module):
+        return None, done("error", f"{NAME}: {block_cls!r} did not build an nn.Module.", ("not_a_module",), n)
+    try:
+        mine.load_state_dict(r.state_dict())
+    except RuntimeError as err:
+        return None, done("error", f"{NAME}: the lib block's weights do not fit your block (keep the layers and names of the "
+                                   f"given __init__): {str(err).splitlines()[0]} ...", ("state_dict",), n)
+    mine.eval()
+    return mine, None
+
+
+def _forward_raised(err: Exception, case: dict, r: ResBlock, x: torch.Tensor, where: str, n: int,
+                    done: Callable[..., CheckResult]) -> CheckResult:
+    """The report of a forward pass that raised: a skip or a time embedding that does not fit, or a layer order."""
+    text = f"{type(err).__name__}: {err}"
+    lines = [f"{NAME}: your forward raised {text}{_learner_line(err)}", f"  on {where}."]
+    keys: tuple[str, ...] = ("error",)
+    if "size of tensor" in text or "broadcast" in text or "must match" in text:
+        try:
+            x + r.conv2(F.silu(r.norm2(r.conv1(F.silu(r.norm1(x))))))
+            skip_fails = False
+        except RuntimeError:
+            skip_fails = True
+        if skip_fails and f"({case['in_ch']})" in text and f"({case['out_ch']})" in text:
+            lines.append(f"  x has {case['in_ch']} channels and h has {case['out_ch']}: when the width changes, "
+                         "the skip path is a 1x1 conv, self.skip(x), not x itself.")
+            keys = ("skip_without_projection", "error")
+        else:
+            lines.append("  time_proj(act(temb)) has shape (B, C); to add it to h of shape (B, C, H, W) it must "
+                         "be broadcast over H and W: reshape it to (B, C, 1, 1), e.g. [:, :, None, None].")
+            keys = ("temb_not_broadcast", "error")
+    elif "expected input" in text and "channels" in text:
+        lines.append("  A layer got the wrong number of channels: norm1 and conv1 take x (in_ch channels), "
+                     "norm2 and conv2 take h (out_ch channels); the time is added after conv1.")
+        keys = ("layer_order", "error")
+    return done("error", "\n".join(lines), keys, n)
+
+
+def _mismatch(r: ResBlock, x: torch.Tensor, temb: torch.Tensor, out: torch.Tensor, want: torch.Tensor, where: str, n: int,
+              done: Callable[..., CheckResult]) -> CheckResult:
+    """The report of an output that differs from the lib block's: the first difference and the known mistake it matches."""
+    idx = tuple(int(i) for i in torch.nonzero(~((out - want).abs() <= 1e-4 * (1 + want.abs())))[0])
+    lines = [f"{NAME}: not right yet.", f"  First difference: {where}, element {list(idx)}: expected "
+                                        f"{float(want[idx]):.6g}, got {float(out[idx]):.6g}."]
+    with torch.no_grad():
+        for key, text, thunk in _variants(r, x, temb):
+            try:
+                value = thunk()
+            except RuntimeError:
+                continue
+            if value is not None and value.shape == out.shape and bool(((out - value).abs() <= 1e-4 * (1 + value.abs())).all()):
+                lines.append(f"  It looks like: {text}")
+                return done("wrong", "\n".join(lines), (key,), n)
+    lines.append("  It matches none of the usual mistakes; compare with h = conv1(act(norm1(x))); h = h + time; "
+                 "h = conv2(dropout(act(norm2(h)))); return skip(x) + h.")
+    return done("wrong", "\n".join(lines), (), n)
+
+
 def check_resblock(block_cls: Callable, *, quiet: bool = False) -> CheckResult:
     """Check a residual block class ``block_cls(in_ch, out_ch, temb_dim, groups=8, dropout=0.0)`` whose forward(x, temb)
     should equal :class:`~diffusion_course.models.unet.ResBlock` with ``time_conditioning="add"`` on the same weights;
@@ -105,22 +175,9 @@ def check_resblock(block_cls: Callable, *, quiet: bool = False) -> CheckResult:
     for n, case in enumerate(cases, 1):
         where = f"case {n} ({case['label']})"
         r = _random_reference(case, 50 + n)
-        try:
-            mine = block_cls(case["in_ch"], case["out_ch"], case["temb_dim"], groups=8, dropout=0.0)
-        except NotImplementedError:
-            return done("not written yet", f"{NAME}: not written yet. Replace the `raise NotImplementedError` with your code, "
-                                           "then run this cell again.")
-        except Exception as err:  # noqa: BLE001
-            return done("error", f"{NAME}: building your block raised {type(err).__name__}: {err}{_learner_line(err)}\n"
-                                 f"  on {where}. Keep the signature {SIGNATURE}.", ("error",), n)
-        if not isinstance(mine, nn.Module):
-            return done("error", f"{NAME}: {block_cls!r} did not build an nn.Module.", ("not_a_module",), n)
-        try:
-            mine.load_state_dict(r.state_dict())
-        except RuntimeError as err:
-            return done("error", f"{NAME}: the lib block's weights do not fit your block (keep the layers and names of the "
-                                 f"given __init__): {str(err).splitlines()[0]} ...", ("state_dict",), n)
-        mine.eval()
+        mine, verdict = _build(block_cls, case, r, where, n, done)
+        if verdict is not None:
+            return verdict
         g = torch.Generator().manual_seed(60 + n)
         x, temb = torch.randn(case["x"], generator=g), torch.randn(case["x"][0], case["temb_dim"], generator=g)
         with torch.no_grad():
@@ -131,28 +188,7 @@ def check_resblock(block_cls: Callable, *, quiet: bool = False) -> CheckResult:
                 return done("not written yet", f"{NAME}: not written yet. Replace the `raise NotImplementedError` in forward "
                                                "with your code, then run this cell again.")
             except Exception as err:  # noqa: BLE001 - any learner error is reported in words
-                text = f"{type(err).__name__}: {err}"
-                lines = [f"{NAME}: your forward raised {text}{_learner_line(err)}", f"  on {where}."]
-                keys: tuple[str, ...] = ("error",)
-                if "size of tensor" in text or "broadcast" in text or "must match" in text:
-                    try:
-                        x + r.conv2(F.silu(r.norm2(r.conv1(F.silu(r.norm1(x))))))
-                        skip_fails = False
-                    except RuntimeError:
-                        skip_fails = True
-                    if skip_fails and f"({case['in_ch']})" in text and f"({case['out_ch']})" in text:
-                        lines.append(f"  x has {case['in_ch']} channels and h has {case['out_ch']}: when the width changes, "
-                                     "the skip path is a 1x1 conv, self.skip(x), not x itself.")
-                        keys = ("skip_without_projection", "error")
-                    else:
-                        lines.append("  time_proj(act(temb)) has shape (B, C); to add it to h of shape (B, C, H, W) it must "
-                                     "be broadcast over H and W: reshape it to (B, C, 1, 1), e.g. [:, :, None, None].")
-                        keys = ("temb_not_broadcast", "error")
-                elif "expected input" in text and "channels" in text:
-                    lines.append("  A layer got the wrong number of channels: norm1 and conv1 take x (in_ch channels), "
-                                 "norm2 and conv2 take h (out_ch channels); the time is added after conv1.")
-                    keys = ("layer_order", "error")
-                return done("error", "\n".join(lines), keys, n)
+                return _forward_raised(err, case, r, x, where, n, done)
         if _is_stub_output(out):
             return done("not written yet", f"{NAME}: not written yet (forward returned {out!r}). End forward with `return`.")
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(want.shape):
@@ -166,20 +202,6 @@ def check_resblock(block_cls: Callable, *, quiet: bool = False) -> CheckResult:
             return done("wrong", "\n".join(lines), (key,), n)
         if bool(((out - want).abs() <= 1e-4 * (1 + want.abs())).all()):
             continue
-        idx = tuple(int(i) for i in torch.nonzero(~((out - want).abs() <= 1e-4 * (1 + want.abs())))[0])
-        lines = [f"{NAME}: not right yet.", f"  First difference: {where}, element {list(idx)}: expected "
-                                            f"{float(want[idx]):.6g}, got {float(out[idx]):.6g}."]
-        with torch.no_grad():
-            for key, text, thunk in _variants(r, x, temb):
-                try:
-                    value = thunk()
-                except RuntimeError:
-                    continue
-                if value is not None and value.shape == out.shape and bool(((out - value).abs() <= 1e-4 * (1 + value.abs())).all()):
-                    lines.append(f"  It looks like: {text}")
-                    return done("wrong", "\n".join(lines), (key,), n)
-        lines.append("  It matches none of the usual mistakes; compare with h = conv1(act(norm1(x))); h = h + time; "
-                     "h = conv2(dropout(act(norm2(h)))); return skip(x) + h.")
-        return done("wrong", "\n".join(lines), (), n)
+        return _mismatch(r, x, temb, out, want, where, n, done)
     return done("correct", f"{NAME}: correct. With the lib ResBlock's weights loaded, your block matched it on {len(cases)} "
                            "cases: " + "; ".join(c["label"] for c in cases) + ".", (), len(cases))

@@ -8,23 +8,8 @@ import torch
 
 from ..._internal.validate import check_choice
 from ...maths.samplers import ddpm_step
-from ._engine import (
-    _OFF_BY_ONE_MINUS,
-    _OFF_BY_ONE_PLUS,
-    CheckResult,
-    _a,
-    _ab,
-    _b,
-    _GlobalVariant,
-    _run,
-    _shift,
-    _Spec,
-    _Tables,
-    _Term,
-    _term_with_shift,
-    _uniform_cases,
-    _Variant,
-)
+from ._diagnosis import _OFF_BY_ONE_MINUS, _OFF_BY_ONE_PLUS, _a, _ab, _b, _GlobalVariant, _shift, _Spec, _Tables, _Term, _term_with_shift, _Variant
+from ._engine import CheckResult, _run, _uniform_cases
 
 
 # reverse step: x_{t-1} = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_hat) / sqrt(alpha_t) + sigma_t z, no noise at t = 0
@@ -113,7 +98,6 @@ def _reverse_spec(variance: str) -> _Spec:
         reference=lambda s, x, c: ddpm_step(s, x["x_t"], c["t"], x["eps_hat"], variance=variance, noise=x["z"]),
         cases=_uniform_cases,
     )
-
 
 
 def check_reverse_step(fn: Callable, *, variance: str = "beta", quiet: bool = False) -> CheckResult:

@@ -22,7 +22,8 @@ from torch import nn
 
 from ...maths.samplers import ddpm_sample
 from ...maths.schedules import NoiseSchedule
-from ._engine import CheckResult, _is_stub_output, _learner_line, _reporter
+from ._diagnosis import _learner_line
+from ._engine import CheckResult, _is_stub_output, _reporter
 
 NAME = "sampling_loop"
 SIGNATURE = "fn(model, schedule, shape, generator) -> x_0"
@@ -103,6 +104,94 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.shape == b.shape and bool(((a.double() - b.double()).abs() <= 1e-4 * (1 + b.double().abs())).all())
 
 
+def _raised(err: Exception, model: _TinyEpsModel, T: int, where: str, n: int, done: Callable[..., CheckResult]) -> CheckResult:
+    """The report of a loop that raised: a timestep past T-1, or a tensor compared with 0."""
+    text = f"{type(err).__name__}: {err}"
+    lines = [f"{NAME}: your function raised {text}{_learner_line(err)}", f"  on {where}."]
+    keys: tuple[str, ...] = ("error",)
+    ts = [int(c[1].reshape(-1)[0]) for c in model.calls]
+    if ("out of bounds" in text or "out of range" in text or "must lie in" in text) and ts and max(ts) >= T:
+        lines.append(f"  The model was called with t = {max(ts)}: code timesteps run T-1..0 (the paper's T..1); "
+                     "loop over reversed(range(schedule.T)).")
+        keys = ("off_by_one", "error")
+    elif "ambiguous" in text:
+        lines.append("  t is a LongTensor of shape (B,); compare the loop's integer i with 0 (`if i > 0:`), not the tensor.")
+    return done("error", "\n".join(lines), keys, n)
+
+
+def _wrong_calls(calls: list[tuple[torch.Tensor, torch.Tensor]], shape: tuple[int, ...], T: int, lines: list[str], n: int,
+                 failure: dict, done: Callable[..., CheckResult]) -> CheckResult | None:
+    """The report of model calls with a t of the wrong form or the wrong sequence of t (order, count, numbering), or None."""
+    ts = []
+    for _x_in, t in calls:
+        if t.ndim != 1 or t.shape[0] != shape[0] or t.dtype != torch.long:
+            lines.append(f"  The model got t of shape {tuple(t.shape)} and dtype {t.dtype}; pass a LongTensor of shape "
+                         f"(B,) = ({shape[0]},): torch.full((B,), i, dtype=torch.long).")
+            return done("wrong", "\n".join(lines), ("t_shape",), n, failure)
+        ts.append(int(t[0]))
+    want_ts = list(range(T - 1, -1, -1))
+    if ts == want_ts:
+        return None
+    if ts == list(range(T)):
+        text, key = (f"the loop runs forward, t = 0, 1, ..., {T - 1}. Algorithm 2 runs backwards, from code t = {T - 1} "
+                     "(pure noise) down to 0: for i in reversed(range(schedule.T))."), "loop_order"
+    elif ts == list(range(T, 0, -1)):
+        text, key = (f"the model was called with t = {T}, ..., 1, the paper's numbering; code timesteps run {T - 1}, "
+                     "..., 0."), "off_by_one"
+    elif ts == want_ts[:-1]:
+        text, key = ("the loop stops before code t = 0 (the paper's t = 1), so the last step is missing: e.g. "
+                     "range(T - 1, 0, -1) where range(T - 1, -1, -1) belongs."), "off_by_one"
+    elif ts == want_ts[1:]:
+        text, key = f"the loop starts at t = {T - 2}, one step late: the first step is at code t = {T - 1}.", "off_by_one"
+    elif len(ts) != T:
+        text, key = f"the model was called {len(ts)} times; Algorithm 2 calls it T = {T} times, once per step.", "step_count"
+    else:
+        text, key = f"the model was called with t = {ts[:4]}...; expected {want_ts[:4]}... ({T - 1} down to 0).", "t_sequence"
+    lines.append(f"  It looks like: {text}")
+    return done("wrong", "\n".join(lines), (key,), n, failure)
+
+
+def _wrong_step(case: dict, model: _TinyEpsModel, out: torch.Tensor, lines: list[str], n: int, failure: dict,
+                done: Callable[..., CheckResult]) -> CheckResult:
+    """With the right model calls: replay the reference's random numbers, find the first step whose result differs and
+    name the known wrong form it matches."""
+    s, shape, T = case["schedule"], case["shape"], case["schedule"].T
+    calls = model.calls
+    want_ts = list(range(T - 1, -1, -1))
+    g = torch.Generator().manual_seed(case["seed"])
+    x_T = torch.randn(shape, generator=g)
+    zs = [torch.randn(shape, generator=g) if i > 0 else None for i in want_ts]
+    z_extra = torch.randn(shape, generator=g)  # what a loop that also draws at t = 0 would get there
+    if not _close(calls[0][0], x_T):
+        lines.append("  The first model input is not x_T = torch.randn(shape, generator=generator): draw x_T first, "
+                     "from N(0, I), with `generator` (not torch.rand, and not without the generator).")
+        return done("wrong", "\n".join(lines), ("x_T_draw",), n, failure)
+    outputs = [c[0] for c in calls[1:]] + [out]
+    for k, i in enumerate(want_ts):
+        x_in, x_out = calls[k][0], outputs[k]
+        eps_hat = model.eps(x_in, torch.full((shape[0],), i, dtype=torch.long))
+        variants = _step_variants(s, x_in, i, eps_hat, zs[k] if i > 0 else z_extra)
+        if _close(x_out, variants[0][2]):
+            continue
+        lines.append(f"  The first step that differs is code t = {i} (the paper's t = {i + 1}), step {k + 1} of {T}.")
+        failure["t"] = i
+        for key, text, value in variants[1:]:
+            if _close(x_out, value):
+                lines.append(f"  It looks like: {text}")
+                return done("wrong", "\n".join(lines), (key,), n, failure)
+        if i > 0:
+            mean = variants[0][2] - (s.beta.double()[i] ** 0.5) * zs[k].double()
+            resid = x_out.double() - mean
+            if float(resid.std()) > 0.2 * float(s.beta.double()[i] ** 0.5):
+                lines.append("  The mean looks right but the noise is not the reference's: draw z = torch.randn(shape, "
+                             "generator=generator) once per step, after x_T, only while t > 0.")
+                return done("wrong", "\n".join(lines), ("noise_draw",), n, failure)
+        lines.append("  It matches none of the usual mistakes; compare the step term by term with Algorithm 2, line 4.")
+        return done("wrong", "\n".join(lines), (), n, failure)
+    lines.append("  Every step matches, but the returned tensor is not the last x: return x after the loop.")
+    return done("wrong", "\n".join(lines), ("return_value",), n, failure)
+
+
 def check_sampling_loop(fn: Callable, *, quiet: bool = False) -> CheckResult:
     """Check a DDPM sampling loop ``fn(model, schedule, shape, generator) -> x_0`` (Ho et al. 2020, Algorithm 2, with
     sigma_t^2 = beta_t) against :func:`~diffusion_course.samplers.ddpm_sample` on a tiny deterministic eps-model and the
@@ -126,17 +215,7 @@ def check_sampling_loop(fn: Callable, *, quiet: bool = False) -> CheckResult:
             return done("not written yet", f"{NAME}: not written yet. Replace the `raise NotImplementedError` with your code, "
                                            "then run this cell again.")
         except Exception as err:  # noqa: BLE001 - report any learner error in words
-            text = f"{type(err).__name__}: {err}"
-            lines = [f"{NAME}: your function raised {text}{_learner_line(err)}", f"  on {where}."]
-            keys: tuple[str, ...] = ("error",)
-            ts = [int(c[1].reshape(-1)[0]) for c in model.calls]
-            if ("out of bounds" in text or "out of range" in text or "must lie in" in text) and ts and max(ts) >= T:
-                lines.append(f"  The model was called with t = {max(ts)}: code timesteps run T-1..0 (the paper's T..1); "
-                             "loop over reversed(range(schedule.T)).")
-                keys = ("off_by_one", "error")
-            elif "ambiguous" in text:
-                lines.append("  t is a LongTensor of shape (B,); compare the loop's integer i with 0 (`if i > 0:`), not the tensor.")
-            return done("error", "\n".join(lines), keys, n)
+            return _raised(err, model, T, where, n, done)
         if _is_stub_output(out):
             return done("not written yet", f"{NAME}: not written yet (it returned {out!r}). End the function with `return x`.")
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(shape):
@@ -147,65 +226,9 @@ def check_sampling_loop(fn: Callable, *, quiet: bool = False) -> CheckResult:
         lines = [f"{NAME}: not right yet.", f"  First difference: {where}: x_0 differs from ddpm_sample's (first element: "
                                             f"expected {float(want.reshape(-1)[0]):.6g}, got {float(out.reshape(-1)[0]):.6g})."]
         failure = {"case": n}
-        calls = model.calls
-        ts = []
-        for _x_in, t in calls:
-            if t.ndim != 1 or t.shape[0] != shape[0] or t.dtype != torch.long:
-                lines.append(f"  The model got t of shape {tuple(t.shape)} and dtype {t.dtype}; pass a LongTensor of shape "
-                             f"(B,) = ({shape[0]},): torch.full((B,), i, dtype=torch.long).")
-                return done("wrong", "\n".join(lines), ("t_shape",), n, failure)
-            ts.append(int(t[0]))
-        want_ts = list(range(T - 1, -1, -1))
-        if ts != want_ts:
-            if ts == list(range(T)):
-                text, key = (f"the loop runs forward, t = 0, 1, ..., {T - 1}. Algorithm 2 runs backwards, from code t = {T - 1} "
-                             "(pure noise) down to 0: for i in reversed(range(schedule.T))."), "loop_order"
-            elif ts == list(range(T, 0, -1)):
-                text, key = (f"the model was called with t = {T}, ..., 1, the paper's numbering; code timesteps run {T - 1}, "
-                             "..., 0."), "off_by_one"
-            elif ts == want_ts[:-1]:
-                text, key = ("the loop stops before code t = 0 (the paper's t = 1), so the last step is missing: e.g. "
-                             "range(T - 1, 0, -1) where range(T - 1, -1, -1) belongs."), "off_by_one"
-            elif ts == want_ts[1:]:
-                text, key = f"the loop starts at t = {T - 2}, one step late: the first step is at code t = {T - 1}.", "off_by_one"
-            elif len(ts) != T:
-                text, key = f"the model was called {len(ts)} times; Algorithm 2 calls it T = {T} times, once per step.", "step_count"
-            else:
-                text, key = f"the model was called with t = {ts[:4]}...; expected {want_ts[:4]}... ({T - 1} down to 0).", "t_sequence"
-            lines.append(f"  It looks like: {text}")
-            return done("wrong", "\n".join(lines), (key,), n, failure)
-        # same calls: replay the reference's random numbers and find the first step whose result differs
-        g = torch.Generator().manual_seed(case["seed"])
-        x_T = torch.randn(shape, generator=g)
-        zs = [torch.randn(shape, generator=g) if i > 0 else None for i in want_ts]
-        z_extra = torch.randn(shape, generator=g)  # what a loop that also draws at t = 0 would get there
-        if not _close(calls[0][0], x_T):
-            lines.append("  The first model input is not x_T = torch.randn(shape, generator=generator): draw x_T first, "
-                         "from N(0, I), with `generator` (not torch.rand, and not without the generator).")
-            return done("wrong", "\n".join(lines), ("x_T_draw",), n, failure)
-        outputs = [c[0] for c in calls[1:]] + [out]
-        for k, i in enumerate(want_ts):
-            x_in, x_out = calls[k][0], outputs[k]
-            eps_hat = model.eps(x_in, torch.full((shape[0],), i, dtype=torch.long))
-            variants = _step_variants(s, x_in, i, eps_hat, zs[k] if i > 0 else z_extra)
-            if _close(x_out, variants[0][2]):
-                continue
-            lines.append(f"  The first step that differs is code t = {i} (the paper's t = {i + 1}), step {k + 1} of {T}.")
-            failure["t"] = i
-            for key, text, value in variants[1:]:
-                if _close(x_out, value):
-                    lines.append(f"  It looks like: {text}")
-                    return done("wrong", "\n".join(lines), (key,), n, failure)
-            if i > 0:
-                mean = variants[0][2] - (s.beta.double()[i] ** 0.5) * zs[k].double()
-                resid = x_out.double() - mean
-                if float(resid.std()) > 0.2 * float(s.beta.double()[i] ** 0.5):
-                    lines.append("  The mean looks right but the noise is not the reference's: draw z = torch.randn(shape, "
-                                 "generator=generator) once per step, after x_T, only while t > 0.")
-                    return done("wrong", "\n".join(lines), ("noise_draw",), n, failure)
-            lines.append("  It matches none of the usual mistakes; compare the step term by term with Algorithm 2, line 4.")
-            return done("wrong", "\n".join(lines), (), n, failure)
-        lines.append("  Every step matches, but the returned tensor is not the last x: return x after the loop.")
-        return done("wrong", "\n".join(lines), ("return_value",), n, failure)
+        verdict = _wrong_calls(model.calls, shape, T, lines, n, failure, done)
+        if verdict is not None:
+            return verdict
+        return _wrong_step(case, model, out, lines, n, failure, done)
     return done("correct", f"{NAME}: correct. It matched ddpm_sample (same model calls, t = T-1 down to 0, same x at every "
                            f"step) on {len(cases)} cases: " + "; ".join(c["label"] for c in cases) + ".", (), len(cases))
