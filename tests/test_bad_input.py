@@ -11,6 +11,7 @@ import inspect
 import re
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 import torch
 
@@ -29,6 +30,18 @@ IMG = torch.zeros(2, 1, 4, 4)
 BAD_SHAPE = torch.zeros(4, 3)
 ZERO = lambda x, t: torch.zeros_like(x)  # noqa: E731  a model that predicts eps_hat = 0
 LONG = lambda *v: torch.tensor(v, dtype=torch.long)  # noqa: E731
+
+
+class _CondZero(torch.nn.Module):
+    """A class-conditional model (10 classes, label 10 = no label) that predicts eps_hat = 0."""
+
+    null_label = 10
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x)
+
+
+COND_ZERO = _CondZero()
 
 
 def _t_cases() -> list[tuple[str, str, Callable[[int], object]]]:
@@ -50,6 +63,7 @@ def _t_cases() -> list[tuple[str, str, Callable[[int], object]]]:
         ("elbo_terms", "t", lambda v: losses.elbo_terms(ZERO, S, X, v, decoder="gaussian")),
         ("elbo_weight", "t", lambda v: losses.elbo_weight(S, tb(v))),
         ("simple_loss", "t", lambda v: losses.simple_loss(ZERO, S, X, t=tb(v))),
+        ("conditional_simple_loss", "t", lambda v: losses.conditional_simple_loss(COND_ZERO, S, X, LONG(0, 1, 2, 3), t=tb(v))),
         ("min_snr_weight", "t", lambda v: losses.min_snr_weight(S, tb(v), 5.0)),
         ("ddpm_step", "t", lambda v: samplers.ddpm_step(S, X, v, EPS)),
         ("ddim_step", "t", lambda v: samplers.ddim_step(S, X, v, -1, EPS)),
@@ -67,7 +81,8 @@ def test_t_outside_range(fn: str, arg: str, call: Callable, bad_t: int) -> None:
         call(bad_t)
 
 
-T_INT_CASES = [c for c in T_CASES if c[0] not in ("add_noise", "elbo_weight", "simple_loss", "min_snr_weight", "extract")]  # these take tensors
+_TENSOR_T = ("add_noise", "elbo_weight", "simple_loss", "conditional_simple_loss", "min_snr_weight", "extract")  # these take tensors
+T_INT_CASES = [c for c in T_CASES if c[0] not in _TENSOR_T]
 
 
 @pytest.mark.parametrize("fn,arg,call", T_INT_CASES, ids=[c[0] for c in T_INT_CASES])
@@ -146,6 +161,7 @@ SHAPE_CASES = [
     ("q_posterior", "x0", lambda: posterior.q_posterior(S, BAD_SHAPE, X, 1)),
     ("posterior_mean_from_eps", "eps", lambda: posterior.posterior_mean_from_eps(S, X, 1, BAD_SHAPE)),
     ("simple_loss", "eps", lambda: losses.simple_loss(ZERO, S, X, eps=BAD_SHAPE)),
+    ("conditional_simple_loss", "eps", lambda: losses.conditional_simple_loss(COND_ZERO, S, X, LONG(0, 1, 2, 3), eps=BAD_SHAPE)),
     ("simple_loss", "model output", lambda: losses.simple_loss(lambda x, t: x[:, :1], S, X)),
     ("elbo_terms", "eps", lambda: losses.elbo_terms(ZERO, S, X, 1, decoder="gaussian", eps=BAD_SHAPE)),
     ("gaussian_log_likelihood", "means", lambda: losses.gaussian_log_likelihood(X, BAD_SHAPE, X)),
@@ -237,7 +253,7 @@ def test_profile_names_are_accepted(monkeypatch: pytest.MonkeyPatch, capsys: pyt
 
 # --- coverage of this file -------------------------------------------------------------------------------------------
 
-_MODULES = ["forward", "posterior", "losses", "samplers", "schedules"]
+_MODULES = ["maths.forward", "maths.posterior", "maths.losses", "maths.samplers", "maths.schedules"]
 _COVERED = {
     "t": {c[0] for c in T_CASES},
     "steps": {c[0] for c in CHOICE_CASES if c[1] == "steps"},
@@ -253,8 +269,8 @@ def test_every_public_function_with_these_arguments_is_covered() -> None:
         mod = importlib.import_module(f"diffusion_course.{mod_name}")
         for name in mod.__all__:
             obj = getattr(mod, name)
-            if not inspect.isfunction(obj):
-                continue
+            if not inspect.isfunction(obj) or name.endswith("_unchecked"):
+                continue  # an *_unchecked function is the arithmetic behind a checked one: it takes checked arguments
             params = inspect.signature(obj).parameters
             for arg, covered in _COVERED.items():
                 if arg in params and name not in covered:
@@ -310,6 +326,8 @@ def _public_callables() -> dict[str, Callable]:
         for name, obj in vars(mod).items():
             if name.startswith("_") or not (inspect.isfunction(obj) or inspect.isclass(obj)) or obj.__module__ != info.name:
                 continue
+            if name.endswith("_unchecked"):  # the arithmetic behind a checked public function: it takes checked arguments
+                continue
             out[f"{short}.{name}"] = obj
             if inspect.isclass(obj):
                 for k, v in vars(obj).items():
@@ -330,6 +348,7 @@ PUBLIC = _public_callables()
 
 # Result records: filled in by the package from what it measured, never typed by a learner.
 RECORDS = {
+    "scoring.distances.KernelDistance",
     "scoring.comparisons.TableCell", "scoring.comparisons.QualityTable", "scoring.comparisons.QualityTable.ratio",
     "scoring.comparisons.QualityTable.to_markdown", "scoring.quality.QualityReport", "training.loop.TrainResult", "data.photos.CropSet",
     "teaching.beta_explorer_state.ScheduleAtT", "teaching.beta_explorer_state.BetaExplorerState",
@@ -341,7 +360,8 @@ COMMANDS = {"weights.make.main", "teaching.student.main", "teaching.slides.main"
 FREE: dict[str, dict[str, str]] = {}
 for _fn, _args in {
     # seeds: any int seeds a generator
-    "seed": ["training.classifier.train_classifier", "data.sets.toy_2d", "data.sets.swiss_roll", "data.sets.moons", "data.sets.rings",
+    "seed": ["scoring.distances.kernel_distance_interval", "scoring.distances.paired_kernel_distance_difference", "scoring.quality.compare_paired",
+             "training.classifier.train_classifier", "data.sets.toy_2d", "data.sets.swiss_roll", "data.sets.moons", "data.sets.rings",
              "data.sets.gaussian_mixture", "scoring.comparisons.sample_in_batches", "scoring.comparisons.ddim_table", "scoring.comparisons.sample_setting",
              "teaching.guidance_explorer.guided_grid", "scoring.distances.sliced_wasserstein", "scoring.quality.floor_draws", "scoring.quality.frechet_floor",
              "scoring.quality.quality_report", "scoring.quality.floor_table", "training.loop.TrainConfig", "weights.colour_study.StudySettings",
@@ -354,11 +374,15 @@ for _fn, _args in {
               "teaching.viz.plot_heatmap"],
     "xlabel": ["teaching.viz.plot_curve", "teaching.viz.plot_heatmap"], "ylabel": ["teaching.viz.plot_curve", "teaching.viz.plot_heatmap"],
     "colorbar_label": ["teaching.viz.plot_heatmap"],
-    "name": ["teaching.profiles.pick", "scoring.comparisons.SamplerSetting", "teaching.student.student_notebook"],  # a label printed beside the value
+    "name": ["teaching.profiles.pick", "scoring.comparisons.SamplerSetting", "teaching.student.student_notebook", "data.locations.find_shipped",
+             "maths.losses.check_labels"],  # a label printed beside the value
     "prefix": ["data.locations.find_data_dir"],  # an installation prefix (a path)
     "checkpoint_path": ["training.loop.TrainConfig"],  # a path
     "source": ["teaching.student.strip_solutions"], "where": ["teaching.student.strip_solutions"],  # notebook text and its location label
     "page": ["teaching.slides_export.remote_references"],  # the HTML text of an exported page
+    "made_by": ["data.locations.find_shipped"],  # the command named in the error message
+    "w": ["weights.make_guidance.guidance_setting_name"],  # any guidance scale has a name
+    "seconds": ["weights.provenance.card_provenance"],  # a measured time, written as it was measured
 }.items():
     for _f in _args:
         FREE.setdefault(_f, {})[_fn] = "free"
@@ -445,9 +469,9 @@ BASE: dict[str, Callable[[], tuple[tuple, dict]]] = {
     "models.embeddings.SinusoidalEmbedding": lambda: ((8,), {}),
     "models.mlp.MLPConfig": lambda: ((), {}),
     "models.unet.BasicUNet": lambda: ((), {}),
-    "models.unet.conv2d_output_size": lambda: ((28, 3), {}),
-    "models.unet.conv_transpose2d_output_size": lambda: ((14, 4), {"stride": 2, "padding": 1}),
-    "models.unet.conv2d_parameter_count": lambda: ((4, 8, 3), {}),
+    "models.sizes.conv2d_output_size": lambda: ((28, 3), {}),
+    "models.sizes.conv_transpose2d_output_size": lambda: ((14, 4), {"stride": 2, "padding": 1}),
+    "models.sizes.conv2d_parameter_count": lambda: ((4, 8, 3), {}),
     "models.unet.UNetConfig": lambda: ((), {}),
     "models.unet.ResBlock": lambda: ((8, 8, 16), {"groups": 4, "dropout": 0.0, "time_conditioning": "add"}),
     "models.unet.SelfAttention": lambda: ((8,), {"groups": 4, "num_heads": 1}),
@@ -465,6 +489,15 @@ BASE: dict[str, Callable[[], tuple[tuple, dict]]] = {
     "maths.losses.conditional_simple_loss": lambda: ((_cond_unet(), S, torch.zeros(2, 1, 8, 8), LONG(1, 2)), {}),
     "maths.guidance.guided_eps": lambda: ((_cond_unet(), torch.zeros(2, 1, 8, 8), LONG(1, 2), LONG(3, 4)), {"w": 1.0}),
     "maths.guidance.GuidedModel": lambda: ((_cond_unet(), LONG(3, 4), 1.0), {}),
+    "maths.losses.simple_loss_fn": lambda: ((S, 5.0), {}),
+    "maths.losses.conditional_simple_loss_fn": lambda: ((S, 0.1, 10), {}),
+    "maths.losses.check_labels": lambda: ((LONG(1, 2), 2, 10), {}),
+    "models.unet.UNet.check_labels": lambda: ((_cond_unet(), None, 2, torch.device("cpu")), {}),
+    "models.mlp.MLPBlock": lambda: ((8, 4), {}),
+    "scoring.distances.kernel_distance_interval": lambda: ((torch.randn(6, 3), torch.randn(7, 3)), {"resamples": 20}),
+    "scoring.distances.paired_kernel_distance_difference": lambda: ((torch.randn(6, 3), torch.randn(6, 3), torch.randn(7, 3)), {"resamples": 20}),
+    "scoring.quality.compare_paired": lambda: ((IMG28[:4], IMG28[:4]), {"classifier": _classifier.MNISTClassifier(), "reference": IMG28_B, "resamples": 20}),
+    "teaching.explorer_display.png_bytes": lambda: ((np.zeros((4, 4, 3)), 2), {}),
     "maths.guidance.guided_sample": lambda: ((_cond_unet(), S, LONG(3, 4)), {"w": 1.0, "item_shape": (1, 8, 8), "steps": 2}),
     "teaching.guidance_explorer.guided_grid": lambda: ((_cond_unet(), S, 3, 1.0), {"n": 2, "steps": 2}),
     # data, scores, shipped files

@@ -104,7 +104,8 @@ def test_a_built_wheel_carries_the_shipped_weights(tmp_path):
     shipped = sorted(p.name for p in (root / "data").iterdir() if p.suffix in (".safetensors", ".json"))
     packed = sorted(n.rsplit("/", 1)[-1] for n in names if "/share/diffusion_course/data/" in n)
     assert shipped and packed == shipped
-    assert all(any(n.endswith(f"diffusion_course/{g}/__init__.py") for n in names) for g in ("_internal", "maths", "data", "models", "training", "scoring", "weights", "teaching", "teaching/exercises"))
+    groups = ("_internal", "maths", "data", "models", "training", "scoring", "weights", "teaching", "teaching/exercises")
+    assert all(any(n.endswith(f"diffusion_course/{g}/__init__.py") for n in names) for g in groups)
 
 
 def test_a_failed_download_is_tried_again_on_the_next_call(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -8,7 +8,7 @@ import torch
 
 from diffusion_course.maths.guidance import GuidedModel, guided_eps, guided_sample
 from diffusion_course.maths.losses import conditional_simple_loss, conditional_simple_loss_fn, simple_loss
-from diffusion_course.maths.samplers import ddim_sample, ddpm_sample
+from diffusion_course.maths.samplers import ddim_sample, ddim_step, ddim_timesteps, ddpm_sample
 from diffusion_course.maths.schedules import NoiseSchedule, make_betas
 from diffusion_course.models.unet import UNet, UNetConfig
 from diffusion_course.scoring.guidance_report import guidance_report
@@ -134,6 +134,58 @@ def test_guided_samplers_run_the_course_loops_with_eps_tilde(schedule):
     assert torch.equal(got, want)
     with pytest.raises(ValueError, match="sampler must be one of"):
         guided_sample(m, schedule, y, w=1.0, item_shape=(1, 8, 8), sampler="euler")
+
+
+def test_guided_loop_equals_stepping_with_the_public_guided_eps_and_ddim_step(schedule):
+    """GuidedModel checks the labels and w once and then runs the unchecked eps_tilde: the same numbers, to the last
+    bit, as calling the checked guided_eps and ddim_step at every step from the same generator state."""
+    m = cond_unet()
+    y = torch.tensor([0, 3, 7, 9])
+    for w, eta in ((0.0, 0.0), (2.0, 0.5)):
+        got = guided_sample(m, schedule, y, w=w, item_shape=(1, 8, 8), steps=6, eta=eta, generator=torch.Generator().manual_seed(2))
+        g = torch.Generator().manual_seed(2)
+        x = torch.randn(4, 1, 8, 8, generator=g)
+        ts = ddim_timesteps(schedule.T, 6, "leading").tolist()
+        with torch.no_grad():
+            for k in range(len(ts) - 1, -1, -1):
+                t = torch.full((4,), ts[k], dtype=torch.long)
+                eps = guided_eps(m, x, t, y, w).float()
+                x = ddim_step(schedule, x, t, ts[k - 1] if k > 0 else -1, eps, eta=eta, clip_x0=1.0, generator=g)
+        assert torch.equal(got, x)
+
+
+class _CondPoints(torch.nn.Module):
+    """A class-conditional noise predictor for 2-D points that reads no value back (unlike the U-Net's label check)."""
+
+    null_label = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(4, 2)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return 0.3 * x + self.embed(y) + 0.01 * t.float()[:, None]
+
+
+def test_guided_sampling_reads_values_back_once_per_call_not_once_per_step(schedule, monkeypatch):
+    """The labels are checked (read back) when GuidedModel is built, not at every step of the loop."""
+    counts = {"reads": 0}
+    for name in ("__bool__", "__int__", "__float__", "__index__", "item", "tolist"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, **kwargs):
+            counts["reads"] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    reads = []
+    for steps in (3, 6, 12):
+        counts["reads"] = 0
+        guided_sample(_CondPoints(), schedule, torch.tensor([0, 1, 2]), w=2.0, item_shape=(2,), steps=steps, eta=0.5,
+                      generator=torch.Generator().manual_seed(0))
+        reads.append(counts["reads"])
+    monkeypatch.undo()
+    assert reads[0] == reads[1] == reads[2], reads
 
 
 def test_guidance_changes_samples_more_as_w_grows(schedule):

@@ -175,3 +175,103 @@ def test_elbo_terms_takes_model_first_and_accepts_the_old_order() -> None:
     assert torch.equal(elbo_terms(s, model, x0, t, decoder="gaussian", eps=eps), new)
     with pytest.raises(TypeError, match="schedule must be a NoiseSchedule"):
         elbo_terms(model, model, x0, t, decoder="gaussian")
+
+
+# --- one L_simple: the hot-loop versions are the checked ones, bit for bit -------------------------------------------
+
+
+class _PointsModel(torch.nn.Module):
+    """A small noise predictor for 2-D points, class-conditional when ``num_classes`` is set (label ``num_classes`` is
+    the null label, as in the U-Net)."""
+
+    def __init__(self, num_classes: int | None = None) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(torch.nn.Linear(3, 32), torch.nn.SiLU(), torch.nn.Linear(32, 2))
+        self.num_classes = num_classes
+        self.embed = torch.nn.Embedding(num_classes + 1, 2) if num_classes is not None else None
+
+    @property
+    def null_label(self) -> int | None:
+        return self.num_classes
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.net(torch.cat([x, t.float()[:, None] / 1000], dim=1))
+        return h if y is None else h + self.embed(y)
+
+
+def _image_model(num_classes: int | None = None) -> torch.nn.Module:
+    from diffusion_course.models.unet import UNet, UNetConfig
+
+    torch.manual_seed(0)
+    m = UNet(UNetConfig(base_channels=8, norm_groups=4, channel_mults=(1, 2), attention_levels=(1,), num_res_blocks=1, dropout=0.0,
+                        num_classes=num_classes))
+    with torch.no_grad():  # move every weight off its zero initialisation, so eps_hat depends on x_t, t and y
+        for p in m.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    return m.eval()
+
+
+def _data(kind: str) -> torch.Tensor:
+    g = torch.Generator().manual_seed(11)
+    return torch.randn(64, 2, generator=g) if kind == "points" else torch.randn(16, 1, 8, 8, generator=g).clamp(-1, 1)
+
+
+@pytest.mark.parametrize("kind", ["points", "images"])
+@pytest.mark.parametrize("gamma", [None, 5.0])
+def test_hot_loop_simple_loss_is_bit_identical_to_the_checked_one(ddpm_schedule: NoiseSchedule, kind: str, gamma: float | None) -> None:
+    """simple_loss_fn (train's loss) and simple_loss share one arithmetic and draw t, then eps, from the same generator:
+    the same numbers to the last bit, and the generator left in the same state."""
+    from diffusion_course.maths.losses import simple_loss_fn
+
+    model = _PointsModel() if kind == "points" else _image_model()
+    x0 = _data(kind)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        fast = simple_loss_fn(ddpm_schedule, gamma)(model, x0, g1)
+        checked = simple_loss(model, ddpm_schedule, x0, generator=g2, snr_gamma=gamma)
+    assert torch.equal(fast, checked)
+    assert torch.equal(g1.get_state(), g2.get_state())
+
+
+@pytest.mark.parametrize("kind", ["points", "images"])
+@pytest.mark.parametrize("gamma", [None, 5.0])
+def test_simple_loss_is_eq14_bit_for_bit(ddpm_schedule: NoiseSchedule, kind: str, gamma: float | None) -> None:
+    """The shared arithmetic gives exactly what the loss computed before it was shared: q_sample (eq. 4), the mean
+    squared noise error (eq. 14) and, with gamma, min_snr_weight times the per-example mean."""
+    from diffusion_course.maths.losses import mean_flat, min_snr_weight
+
+    model = _PointsModel() if kind == "points" else _image_model()
+    x0 = _data(kind)
+    g = torch.Generator().manual_seed(8)
+    t = torch.randint(0, ddpm_schedule.T, (x0.shape[0],), generator=g)
+    eps = torch.randn(x0.shape, generator=g)
+    with torch.no_grad():
+        err = (eps - model(q_sample(ddpm_schedule, x0, t, eps=eps), t).float()) ** 2
+        want = err.mean() if gamma is None else (min_snr_weight(ddpm_schedule, t, gamma) * mean_flat(err)).mean()
+        got = simple_loss(model, ddpm_schedule, x0, generator=torch.Generator().manual_seed(8), snr_gamma=gamma)
+    assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("kind", ["points", "images"])
+@pytest.mark.parametrize("p_uncond", [0.0, 0.5, 1.0])
+def test_hot_loop_conditional_loss_is_bit_identical_to_the_checked_one(ddpm_schedule: NoiseSchedule, kind: str, p_uncond: float) -> None:
+    """conditional_simple_loss_fn and conditional_simple_loss: the same draws (t, eps, then the dropout mask) and the
+    same numbers, on 2-D points and on images."""
+    from diffusion_course.maths.losses import conditional_simple_loss, conditional_simple_loss_fn
+
+    model = _PointsModel(num_classes=3) if kind == "points" else _image_model(num_classes=3)
+    x0 = _data(kind)
+    y = torch.arange(x0.shape[0]) % 3
+    g1, g2 = torch.Generator().manual_seed(6), torch.Generator().manual_seed(6)
+    with torch.no_grad():
+        fast = conditional_simple_loss_fn(ddpm_schedule, p_uncond, 3)(model, x0, y, g1)
+        checked = conditional_simple_loss(model, ddpm_schedule, x0, y, p_uncond=p_uncond, generator=g2)
+        # and the formula, with the same draws made by hand
+        g = torch.Generator().manual_seed(6)
+        t = torch.randint(0, ddpm_schedule.T, (x0.shape[0],), generator=g)
+        eps = torch.randn(x0.shape, generator=g)
+        y_in = torch.where(torch.rand(x0.shape[0], generator=g) < p_uncond, torch.full_like(y, 3), y)
+        want = ((eps - model(q_sample(ddpm_schedule, x0, t, eps=eps), t, y_in).float()) ** 2).mean()
+    assert torch.equal(fast, checked) and torch.equal(checked, want)
+    assert torch.equal(g1.get_state(), g2.get_state()) and torch.equal(g1.get_state(), g.get_state())

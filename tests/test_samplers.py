@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion_course.maths.forward import predict_x0_from_eps
+from diffusion_course.maths.forward import predict_eps_from_x0, predict_x0_from_eps
 from diffusion_course.maths.posterior import posterior_mean_from_eps
+from diffusion_course.maths.respacing import RespacedModel, ddpm_sample_respaced, respaced_schedule
 from diffusion_course.maths.samplers import DDIM_SPACINGS, ddim_invert, ddim_sample, ddim_step, ddim_timesteps, ddpm_sample, ddpm_step
-from diffusion_course.maths.schedules import NoiseSchedule
+from diffusion_course.maths.schedules import NoiseSchedule, extract
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -234,3 +235,139 @@ def test_ddim_invert_clip_x0(ddpm_schedule: NoiseSchedule, gaussian_eps_model) -
     assert torch.isfinite(tight).all() and not torch.allclose(tight, plain)
     with pytest.raises(ValueError, match="clip_x0"):
         ddim_invert(model, ddpm_schedule, x0, steps=20, clip_x0=0.0)
+
+
+# --- the loops validate once, then step unchecked: the same numbers as stepping with the public functions ------------
+
+SHORT = NoiseSchedule.linear(40, 1e-3, 0.2)
+
+
+def _points_model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return 0.3 * x + 0.01 * (t.float() / 40).reshape(-1, *([1] * (x.ndim - 1)))
+
+
+def _image_model() -> torch.nn.Module:
+    from diffusion_course.models.unet import UNet, UNetConfig
+
+    torch.manual_seed(0)
+    m = UNet(UNetConfig(base_channels=8, norm_groups=4, channel_mults=(1, 2), attention_levels=(1,), num_res_blocks=1, dropout=0.0))
+    with torch.no_grad():  # off the zero initialisation, so eps_hat depends on x_t and t
+        for p in m.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    return m.eval()
+
+
+def _model_and_shape(kind: str):
+    return (_points_model, (16, 2)) if kind == "points" else (_image_model(), (3, 1, 8, 8))
+
+
+def _ddpm_by_hand(model, s: NoiseSchedule, shape, variance: str, clip_x0: float | None, seed: int) -> torch.Tensor:
+    """Algorithm 2 stepped with the public (checked) ddpm_step, drawing from the generator as ddpm_sample does."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=g)
+    with torch.no_grad():
+        for i in range(s.T - 1, -1, -1):
+            t = torch.full((shape[0],), i, dtype=torch.long)
+            noise = None if i > 0 else torch.zeros_like(x)  # the last step adds no noise and draws none
+            x = ddpm_step(s, x, t, model(x, t).float(), variance=variance, clip_x0=clip_x0, noise=noise, generator=g)
+    return x
+
+
+@pytest.mark.parametrize("kind", ["points", "images"])
+@pytest.mark.parametrize("variance, clip_x0", [("beta", None), ("posterior", 1.0)])
+def test_ddpm_loop_equals_stepping_with_the_public_step(kind: str, variance: str, clip_x0: float | None) -> None:
+    model, shape = _model_and_shape(kind)
+    got = ddpm_sample(model, SHORT, shape, variance=variance, clip_x0=clip_x0, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(got, _ddpm_by_hand(model, SHORT, shape, variance, clip_x0, seed=3))
+
+
+@pytest.mark.parametrize("kind", ["points", "images"])
+@pytest.mark.parametrize("eta, clip_x0, spacing", [(0.0, None, "uniform"), (0.5, 1.0, "trailing"), (1.0, None, "leading")])
+def test_ddim_loop_equals_stepping_with_the_public_step(kind: str, eta: float, clip_x0: float | None, spacing: str) -> None:
+    model, shape = _model_and_shape(kind)
+    got = ddim_sample(model, SHORT, shape, steps=7, eta=eta, spacing=spacing, clip_x0=clip_x0, generator=torch.Generator().manual_seed(4))
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(shape, generator=g)
+    ts = ddim_timesteps(SHORT.T, 7, spacing).tolist()
+    with torch.no_grad():
+        for k in range(len(ts) - 1, -1, -1):
+            t = torch.full((shape[0],), ts[k], dtype=torch.long)
+            t_prev = ts[k - 1] if k > 0 else -1
+            x = ddim_step(SHORT, x, t, t_prev, model(x, t).float(), eta=eta, clip_x0=clip_x0, generator=g)
+    assert torch.equal(got, x)
+
+
+@pytest.mark.parametrize("kind", ["points", "images"])
+def test_respaced_loop_equals_stepping_with_the_public_step(kind: str) -> None:
+    model, shape = _model_and_shape(kind)
+    got = ddpm_sample_respaced(model, SHORT, shape, steps=9, clip_x0=1.0, generator=torch.Generator().manual_seed(5))
+    ts = ddim_timesteps(SHORT.T, 9, "uniform")
+    assert torch.equal(got, _ddpm_by_hand(RespacedModel(model, ts), respaced_schedule(SHORT, ts), shape, "beta", 1.0, seed=5))
+
+
+@pytest.mark.parametrize("kind", ["points", "images"])
+@pytest.mark.parametrize("clip_x0", [None, 0.5])
+def test_ddim_invert_equals_its_update_written_with_the_public_functions(kind: str, clip_x0: float | None) -> None:
+    model, shape = _model_and_shape(kind)
+    x0 = torch.randn(shape, generator=torch.Generator().manual_seed(6)).clamp(-1, 1)
+    got = ddim_invert(model, SHORT, x0, steps=6, clip_x0=clip_x0)
+    ts = ddim_timesteps(SHORT.T, 6, "uniform").tolist()
+    x = x0
+    with torch.no_grad():
+        for k in range(len(ts)):
+            t_next = torch.full((shape[0],), ts[k], dtype=torch.long)
+            t_cur = torch.full((shape[0],), ts[max(k - 1, 0)], dtype=torch.long)
+            eps_hat = model(x, t_next if k == 0 else t_cur).float()
+            x0_hat = x
+            if k > 0:
+                x0_hat = predict_x0_from_eps(SHORT, x, t_cur, eps_hat)
+                if clip_x0 is not None:
+                    x0_hat = x0_hat.clamp(-clip_x0, clip_x0)
+                    eps_hat = predict_eps_from_x0(SHORT, x, t_cur, x0_hat)
+            x = extract(SHORT.sqrt_alpha_bar, t_next, x) * x0_hat + extract(SHORT.sqrt_one_minus_alpha_bar, t_next, x) * eps_hat
+    assert torch.equal(got, x)
+
+
+def _count_host_reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Count every read of a tensor's value by Python (int(t), bool(t), float(t), .item(), .tolist()): on a GPU each
+    one makes the CPU wait for the GPU."""
+    counts = {"reads": 0}
+    for name in ("__bool__", "__int__", "__float__", "__index__", "item", "tolist"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, **kwargs):
+            counts["reads"] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return counts
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "ddim_invert", "respaced"])
+def test_the_loops_read_values_back_once_per_call_not_once_per_step(sampler: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The step functions check t (reading it back) on every call; the loops check once and step unchecked, so how
+    often a sampling call reads values back does not grow with its number of steps."""
+
+    def run(steps: int) -> None:
+        g = torch.Generator().manual_seed(0)
+        if sampler == "ddpm":
+            ddpm_sample(_points_model, NoiseSchedule.linear(steps, 1e-3, 0.2), (8, 2), clip_x0=1.0, generator=g)
+        elif sampler == "ddim":
+            ddim_sample(_points_model, SHORT, (8, 2), steps=steps, eta=0.5, clip_x0=1.0, generator=g)
+        elif sampler == "ddim_invert":
+            ddim_invert(_points_model, SHORT, torch.zeros(8, 2), steps=steps, clip_x0=1.0)
+        else:
+            ddpm_sample_respaced(_points_model, SHORT, (8, 2), steps=steps, generator=g)
+
+    counts = _count_host_reads(monkeypatch)
+    reads = []
+    for steps in (5, 10, 20):
+        counts["reads"] = 0
+        run(steps)
+        reads.append(counts["reads"])
+    monkeypatch.undo()
+    assert reads[0] == reads[1] == reads[2], reads
+    # the public step, by contrast, reads t back on every call
+    counts = _count_host_reads(monkeypatch)
+    ddpm_step(SHORT, torch.zeros(8, 2), 5, torch.zeros(8, 2), generator=torch.Generator().manual_seed(0))
+    assert counts["reads"] > 0

@@ -108,14 +108,93 @@ def test_nan_guard_stops_at_the_exact_step(bad: float) -> None:
     loss_fn.calls = 0
     model = _unet()
     with pytest.raises(FloatingPointError, match=f"loss became {bad} at step {k} "):
-        train(model, X8, _cfg(), loss_fn=loss_fn)
-    # the weights are those after step k - 1: compare with a run of k - 1 steps of the same schedule
+        train(model, X8, _cfg(log_every=k - 1), loss_fn=loss_fn)  # the losses are read after step k - 1, then after 2 (k - 1)
+    # the weights are those after step k - 1, the last step read: compare with a run of k - 1 steps of the same schedule
     reference = _unet()
     ref_loss = _crash_after(k - 1)
     with pytest.raises(Crash):
         train(reference, X8, _cfg(), loss_fn=ref_loss)
     assert _same_weights(model, reference)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def _nan_at(k: int):
+    """L_simple that turns NaN on call number ``k`` and stays finite otherwise; counts its calls."""
+
+    def loss_fn(model, x0, g):
+        loss_fn.calls += 1
+        return simple_loss(model, SCHEDULE, x0, generator=g) * (float("nan") if loss_fn.calls == k else 1.0)
+
+    loss_fn.calls = 0
+    return loss_fn
+
+
+@pytest.mark.parametrize("log_every, k", [(1, 6), (4, 6), (4, 8), (5, 11), (50, 6)])
+def test_nan_guard_catches_a_bad_loss_within_log_every_steps(log_every: int, k: int) -> None:
+    """The losses are read from the device every log_every steps (and at the end), so a NaN at step k stops the run
+    at the first read after it, less than log_every steps later, naming step k and the steps read; the model is left
+    with the weights of the last read that found every loss finite, not with NaN."""
+    good = (k - 1) // log_every * log_every  # the last step read before step k
+    read_at = min(good + log_every, 12)  # the read that finds the NaN (steps = 12)
+    loss_fn = _nan_at(k)
+    model = _unet()
+    with pytest.raises(FloatingPointError, match=rf"loss became nan at step {k} .*steps {good + 1}-{read_at} .*after step {good}\b"):
+        train(model, X8, _cfg(log_every=log_every), loss_fn=loss_fn)
+    assert loss_fn.calls == read_at and read_at - k < log_every  # stopped within the window
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values())
+    reference = _unet()
+    with pytest.raises(Crash):
+        train(reference, X8, _cfg(), loss_fn=_crash_after(good))
+    assert _same_weights(model, reference)
+
+
+def test_a_checkpoint_is_written_only_after_its_losses_were_read(tmp_path: Path) -> None:
+    """A checkpoint is a read too: one never holds weights after a NaN, even when log_every is longer."""
+    early = tmp_path / "early.pt"
+    with pytest.raises(FloatingPointError, match="loss became nan at step 3 "):
+        train(_unet(), X8, _cfg(log_every=50, checkpoint_path=str(early), checkpoint_every=4), loss_fn=_nan_at(3))
+    assert not early.exists()  # the read at step 4 found the NaN before writing
+    later = tmp_path / "later.pt"
+    with pytest.raises(FloatingPointError, match=r"loss became nan at step 6 .*last good checkpoint is .*later\.pt \(step 4\)"):
+        train(_unet(), X8, _cfg(log_every=50, checkpoint_path=str(later), checkpoint_every=4), loss_fn=_nan_at(6))
+    state = load_checkpoint(later)
+    assert state["step"] == 4 and len(state["losses"]) == 4 and all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+class _NoHostRead(torch.Tensor):
+    """A loss that refuses to be read to the host: float(loss) or loss.item() in the loop would wait for the GPU."""
+
+    def __float__(self) -> float:
+        raise AssertionError("the loop read one step's loss to the host")
+
+    def item(self) -> float:
+        raise AssertionError("the loop read one step's loss to the host")
+
+
+def test_the_loop_reads_the_losses_every_log_every_steps_not_every_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No float(loss) per step: the losses stay on the device and are read in one go every log_every steps, before
+    each checkpoint and at the end; the history still holds one float per step, the same for every log_every."""
+    from diffusion_course.training import loop
+
+    read_after: list[int] = []
+    original = loop._LossLog.read
+
+    def spy(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        read_after.append(len(self.losses))
+        return out
+
+    monkeypatch.setattr(loop._LossLog, "read", spy)
+    runs = {}
+    for log_every in (1, 5, 50):
+        read_after.clear()
+        model = _unet()
+        result = train(model, X8, _cfg(log_every=log_every), loss_fn=lambda m, x, g: simple_loss(m, SCHEDULE, x, generator=g).as_subclass(_NoHostRead))
+        runs[log_every] = (result.losses, model)
+        assert read_after == ([*range(1, 13)] if log_every == 1 else [5, 10, 12] if log_every == 5 else [12])
+        assert len(result.losses) == 12 and all(type(v) is float and math.isfinite(v) for v in result.losses)
+    assert runs[1][0] == runs[5][0] == runs[50][0]
+    assert _same_weights(runs[1][1], runs[50][1])
 
 
 def test_inf_gradient_guard() -> None:

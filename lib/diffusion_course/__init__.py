@@ -35,6 +35,7 @@ Module map, one line per module (chapters; what it holds):
       models.embeddings          04       sinusoidal timestep embedding (Vaswani et al. 2017, as used by Ho et al. Appendix B)
       models.mlp                 04       eps_theta(x_t, t) for 2-D points: an MLP with the time embedding
       models.unet                01,05    BasicUNet (chapter 1's x0-predictor) and UNet (Ho Appendix B; scale-shift, attention, labels)
+      models.sizes               05       conv / pool / transposed-conv output sizes and a convolution's parameter count
       models.classifier          06       the MNIST classifier network whose features score samples
       models.diffusers_bridge    09       diffusers' models in our loops, their schedules as ours
     training                     01-11    one loop for every model; never imports scoring or weights
@@ -61,13 +62,18 @@ Module map, one line per module (chapters; what it holds):
       teaching.profiles          00-11    COURSE_PROFILE: smoke | cpu | gpu, and the sizes each picks
       teaching.viz               01-11    plots, image grids, animations (every figure titled, axes labelled)
       teaching.explorer_display  02,08,11 showing an explorer in a notebook; images as PNG bytes
-      teaching.beta_explorer     02       the beta_t explorer: its pure state, its figure and its controls
+      teaching.beta_explorer     02       the beta_t explorer's controls and wiring
+      teaching.beta_explorer_state 02     the beta_t explorer's numbers: a pure function of its settings (tested against formulas)
+      teaching.beta_explorer_figure 02    the beta_t explorer's figure: panels drawn from the state, partial redraws
       teaching.ddim_explorer     08       the DDIM explorer
       teaching.guidance_explorer 11       the guidance explorer and the grid it shows
-      teaching.slides            all      slide types for every notebook cell and the offline reveal.js export (make slides)
+      teaching.slide_rule        all      the slide type of every notebook cell (RISE / reveal.js) and tagging the files with it
+      teaching.slides_export     all      the offline reveal.js export: widget snapshots, vendored assets, no remote references
+      teaching.slides            all      the slides' command line: tag | export (make slides, make tidy)
       teaching.student           all      the student edition: solutions stripped (make student)
       teaching.exercises         00-11    checkers that explain a learner's first difference (package)
       teaching.exercises._engine -        the probes, comparison and diagnosis shared by the exercise checkers
+      teaching.exercises._diagnosis -     the coefficient measurement and the catalogue of known slips (the linear exercises' specs, tolerances, error hints)
       teaching.exercises.channel_scaling 10  per-channel scaling to [-1, 1] and back
       teaching.exercises.ddim_step 08     one DDIM step (Song eq. 12)
       teaching.exercises.ddim_timesteps 08  the kept timesteps of a DDIM sampler
@@ -90,48 +96,51 @@ __version__ = "0.1.0"
 # Every public name of the groups -> the group that holds it (tests/test_layout.py checks this table against the
 # groups' __all__, so a name added to a group is importable from here).
 _EXPORTS: dict[str, str] = {
-    "COLOUR_UNET_FILE": "weights", "COLOUR_FIXED_FILE": "weights", "COLOUR_TINY_SAMPLES_FILE": "weights", "COLOUR_UNET_CONFIG": "weights",
-    "TINY_UNET_CONFIG": "weights", "load_colour_unet": "weights", "load_tiny_samples": "weights",
-    "LossFn": "maths",
-    "linear_betas": "maths", "cosine_betas": "maths", "quadratic_betas": "maths", "sigmoid_betas": "maths", "make_betas": "maths",
-    "SCHEDULE_KINDS": "maths", "NoiseSchedule": "maths", "extract": "maths", "snr": "maths", "corrupt": "maths", "q_step": "maths",
-    "q_sample": "maths", "add_noise": "maths", "q_mean_variance": "maths", "predict_x0_from_eps": "maths", "predict_eps_from_x0": "maths",
-    "v_from_x0_eps": "maths", "predict_x0_from_v": "maths", "predict_eps_from_v": "maths", "q_posterior": "maths", "posterior_mean_from_eps": "maths",
+    "x0_prediction_loss": "maths", "naive_mix_factors": "maths", "naive_sample": "maths", "simplified_step": "maths", "simplified_sample": "maths",
+    "corrupt": "maths", "q_step": "maths", "q_sample": "maths", "add_noise": "maths", "q_mean_variance": "maths", "predict_x0_from_eps": "maths",
+    "predict_eps_from_x0": "maths", "v_from_x0_eps": "maths", "predict_x0_from_v": "maths", "predict_eps_from_v": "maths",
+    "guided_eps_unchecked": "maths", "guided_eps": "maths", "GuidedModel": "maths", "guided_sample": "maths", "lerp": "maths", "slerp": "maths",
+    "interpolate": "maths", "INTERPOLATIONS": "maths", "angle_between": "maths", "l_simple_unchecked": "maths", "LossFn": "maths",
     "normal_kl": "maths", "approx_standard_normal_cdf": "maths", "discretized_gaussian_log_likelihood": "maths", "gaussian_log_likelihood": "maths",
     "prior_kl": "maths", "elbo_terms": "maths", "elbo_weight": "maths", "simple_loss": "maths", "min_snr_weight": "maths", "mean_flat": "maths",
     "NATS_PER_BIT": "maths", "ConditionalLossFn": "maths", "null_label": "maths", "check_labels": "maths", "conditional_simple_loss": "maths",
-    "conditional_simple_loss_fn": "maths", "simple_loss_fn": "maths", "ddpm_step": "maths", "ddim_step": "maths", "ddpm_sample": "maths",
+    "conditional_simple_loss_fn": "maths", "simple_loss_fn": "maths", "GaussianEps": "maths", "ExactDenoiser": "maths", "q_posterior": "maths",
+    "posterior_mean_from_eps": "maths", "respaced_schedule": "maths", "RespacedModel": "maths", "ddpm_sample_respaced": "maths",
+    "ddpm_step_unchecked": "maths", "ddim_step_unchecked": "maths", "ddpm_step": "maths", "ddim_step": "maths", "ddpm_sample": "maths",
     "ddim_sample": "maths", "ddim_timesteps": "maths", "ddim_invert": "maths", "DDIM_SPACINGS": "maths", "DDPM_VARIANCES": "maths",
-    "respaced_schedule": "maths", "RespacedModel": "maths", "ddpm_sample_respaced": "maths", "lerp": "maths", "slerp": "maths",
-    "interpolate": "maths", "INTERPOLATIONS": "maths", "angle_between": "maths", "GaussianEps": "maths", "ExactDenoiser": "maths",
-    "guided_eps": "maths", "GuidedModel": "maths", "guided_sample": "maths", "x0_prediction_loss": "maths", "naive_mix_factors": "maths",
-    "naive_sample": "maths", "simplified_step": "maths", "simplified_sample": "maths",
-    "DATA_DIR": "data", "SHIPPED_MARKER": "data", "find_data_dir": "data", "find_shipped": "data", "TOY_2D": "data", "toy_2d": "data",
-    "swiss_roll": "data", "moons": "data", "rings": "data", "gaussian_mixture": "data", "digits": "data", "mnist": "data", "fashion_mnist": "data",
-    "to_uint8": "data", "from_uint8": "data", "PHOTO_NAMES": "data", "CropSet": "data", "load_photos": "data", "grid_crops": "data",
-    "make_crops": "data", "channel_stats": "data", "channel_range": "data", "scale_per_channel": "data", "unscale_per_channel": "data",
-    "to_display": "data", "crop_and_flip": "data", "random_crops": "data", "dense_reference": "data",
-    "sinusoidal_embedding": "models", "SinusoidalEmbedding": "models", "MLPConfig": "models", "MLPDenoiser": "models", "MLPBlock": "models",
-    "BasicUNet": "models", "UNetConfig": "models", "UNet": "models", "ResBlock": "models", "SelfAttention": "models", "Downsample": "models",
-    "Upsample": "models", "TIME_CONDITIONINGS": "models", "conv2d_output_size": "models", "conv_transpose2d_output_size": "models",
-    "conv2d_parameter_count": "models", "ClassifierConfig": "models", "MNISTClassifier": "models", "DiffusersEps": "models",
-    "DIFFUSERS_BETA_SCHEDULES": "models", "diffusers_schedule_config": "models", "schedule_from_diffusers": "models",
-    "TrainConfig": "training", "TrainResult": "training", "train": "training",  "StepHook": "training", "EMA": "training",
-    "ema_decay_at": "training", "decay_half_life": "training", "CheckpointError": "training", "atomic_save": "training",
-    "load_checkpoint": "training", "architecture_of": "training", "save_weights": "training", "load_weights": "training", "read_card": "training",
-    "replace_atomically": "training", "random_shift": "training", "accuracy": "training", "train_classifier": "training",
-    "augmented_loss": "training",
+    "linear_betas": "maths", "cosine_betas": "maths", "quadratic_betas": "maths", "sigmoid_betas": "maths", "make_betas": "maths",
+    "SCHEDULE_KINDS": "maths", "NoiseSchedule": "maths", "extract": "maths", "snr": "maths",
+    "to_uint8": "data", "from_uint8": "data", "DATA_DIR": "data", "SHIPPED_MARKER": "data", "find_data_dir": "data", "find_shipped": "data",
+    "PHOTO_NAMES": "data", "CropSet": "data", "load_photos": "data", "grid_crops": "data", "make_crops": "data", "channel_stats": "data",
+    "channel_range": "data", "scale_per_channel": "data", "unscale_per_channel": "data", "to_display": "data", "crop_and_flip": "data",
+    "random_crops": "data", "dense_reference": "data", "TOY_2D": "data", "toy_2d": "data", "swiss_roll": "data", "moons": "data", "rings": "data",
+    "gaussian_mixture": "data", "digits": "data", "MNIST_SOURCES": "data", "mnist": "data", "fashion_mnist": "data",
+    "ClassifierConfig": "models", "MNISTClassifier": "models", "DiffusersEps": "models", "DIFFUSERS_BETA_SCHEDULES": "models",
+    "diffusers_schedule_config": "models", "schedule_from_diffusers": "models", "sinusoidal_embedding": "models", "SinusoidalEmbedding": "models",
+    "MLPConfig": "models", "MLPDenoiser": "models", "MLPBlock": "models", "conv2d_output_size": "models", "conv_transpose2d_output_size": "models",
+    "conv2d_parameter_count": "models", "BasicUNet": "models", "UNetConfig": "models", "UNet": "models", "ResBlock": "models",
+    "SelfAttention": "models", "Downsample": "models", "Upsample": "models", "TIME_CONDITIONINGS": "models",
+    "augmented_loss": "training", "CheckpointError": "training", "atomic_save": "training", "load_checkpoint": "training",
+    "architecture_of": "training", "save_weights": "training", "load_weights": "training", "read_card": "training", "replace_atomically": "training",
+    "random_shift": "training", "accuracy": "training", "train_classifier": "training", "EMA": "training", "ema_decay_at": "training",
+    "decay_half_life": "training", "TrainConfig": "training", "TrainResult": "training", "train": "training", "training_loop": "training",
+    "StepHook": "training",
+    "TableCell": "scoring", "QualityTable": "scoring", "ddim_table": "scoring", "sample_in_batches": "scoring", "SIGMA_HAT": "scoring",
+    "SamplerSetting": "scoring", "CARD_SETTINGS": "scoring", "table_settings": "scoring", "sample_setting": "scoring",
     "sliced_wasserstein": "scoring", "mmd_rbf": "scoring", "frechet_distance": "scoring", "gaussian_frechet_distance": "scoring",
-    "nearest_train_distances": "scoring", "CLASSIFIER_FILE": "scoring", "load_classifier": "scoring", "QualityReport": "scoring",
-    "quality_report": "scoring", "classifier_outputs": "scoring", "floor_draws": "scoring", "frechet_floor": "scoring", "floor_table": "scoring",
+    "nearest_train_distances": "scoring", "polynomial_kernel": "scoring", "kernel_distance": "scoring", "KernelDistance": "scoring",
+    "kernel_distance_interval": "scoring", "paired_kernel_distance_difference": "scoring", "guidance_report": "scoring",
+    "distance_summary": "scoring", "memorisation_row": "scoring", "QualityReport": "scoring", "quality_report": "scoring",
+    "classifier_outputs": "scoring", "floor_draws": "scoring", "frechet_floor": "scoring", "floor_table": "scoring",
     "toy_2d_reference_and_floor": "scoring", "FLOOR_DRAWS": "scoring", "MIN_SAMPLES_PER_FEATURE": "scoring", "CONFIDENT": "scoring",
-    "mnist_splits": "scoring", "TableCell": "scoring", "QualityTable": "scoring", "ddim_table": "scoring", "sample_in_batches": "scoring",
-    "SIGMA_HAT": "scoring", "SamplerSetting": "scoring", "CARD_SETTINGS": "scoring", "table_settings": "scoring", "sample_setting": "scoring",
-    "guidance_report": "scoring", "distance_summary": "scoring", "memorisation_row": "scoring",
-    "UNET_EMA_FILE": "weights", "UNET_RAW_FILE": "weights", "SHIPPED_UNET_CONFIG": "weights", "load_pretrained_unet": "weights",
-    "schedule_from_card": "weights", "load_card_samples": "weights", "load_ddim_table": "weights", "SAMPLES_FILE": "weights", "TABLE_FILE": "weights",
-    "COND_UNET_FILE": "weights", "COND_SAMPLES_FILE": "weights", "GUIDANCE_SCALES": "weights", "load_pretrained_cond_unet": "weights",
-    "load_guidance_samples": "weights", "StudySettings": "weights", "memorisation_study": "weights", "train_colour_cmd": "weights",
+    "REFERENCE_SET": "scoring", "reference_splits": "scoring", "compare_paired": "scoring", "kid_features": "scoring", "KID_RESAMPLES": "scoring",
+    "CLASSIFIER_FILE": "scoring", "load_classifier": "scoring", "shipped_classifier": "scoring",
+    "COLOUR_UNET_FILE": "weights", "COLOUR_FIXED_FILE": "weights", "COLOUR_TINY_SAMPLES_FILE": "weights", "COLOUR_UNET_CONFIG": "weights",
+    "TINY_UNET_CONFIG": "weights", "load_colour_unet": "weights", "load_tiny_samples": "weights", "UNET_EMA_FILE": "weights",
+    "UNET_RAW_FILE": "weights", "SHIPPED_UNET_CONFIG": "weights", "load_pretrained_unet": "weights", "schedule_from_card": "weights",
+    "load_card_samples": "weights", "load_ddim_table": "weights", "SAMPLES_FILE": "weights", "TABLE_FILE": "weights", "COND_UNET_FILE": "weights",
+    "COND_SAMPLES_FILE": "weights", "GUIDANCE_SCALES": "weights", "load_pretrained_cond_unet": "weights", "load_guidance_samples": "weights",
+    "StudySettings": "weights", "memorisation_study": "weights", "train_colour_cmd": "weights",
     "PROFILES": "teaching", "active_profile": "teaching", "pick": "teaching", "device": "teaching", "describe": "teaching", "image_grid": "teaching",
     "show_images": "teaching", "scatter_2d": "teaching", "plot_trajectories": "teaching", "animate_points": "teaching", "animate_images": "teaching",
     "plot_curve": "teaching", "show_image_rows": "teaching", "scatter_panels": "teaching", "plot_heatmap": "teaching",

@@ -3,7 +3,6 @@ the samplers, respacing, interpolation, exact denoisers, classifier-free guidanc
 nothing from the package but the private helpers: no networks, no files, no data.
 """
 
-
 from .counterexamples import naive_mix_factors, naive_sample, simplified_sample, simplified_step, x0_prediction_loss
 from .forward import (
     add_noise,
@@ -17,7 +16,7 @@ from .forward import (
     q_step,
     v_from_x0_eps,
 )
-from .guidance import GuidedModel, guided_eps, guided_sample
+from .guidance import GuidedModel, guided_eps, guided_eps_unchecked, guided_sample
 from .interpolation import INTERPOLATIONS, angle_between, interpolate, lerp, slerp
 from .losses import (
     NATS_PER_BIT,
@@ -31,6 +30,7 @@ from .losses import (
     elbo_terms,
     elbo_weight,
     gaussian_log_likelihood,
+    l_simple_unchecked,
     mean_flat,
     min_snr_weight,
     normal_kl,
@@ -42,18 +42,29 @@ from .losses import (
 from .oracles import ExactDenoiser, GaussianEps
 from .posterior import posterior_mean_from_eps, q_posterior
 from .respacing import RespacedModel, ddpm_sample_respaced, respaced_schedule
-from .samplers import DDIM_SPACINGS, DDPM_VARIANCES, ddim_invert, ddim_sample, ddim_step, ddim_timesteps, ddpm_sample, ddpm_step
+from .samplers import (
+    DDIM_SPACINGS,
+    DDPM_VARIANCES,
+    ddim_invert,
+    ddim_sample,
+    ddim_step,
+    ddim_step_unchecked,
+    ddim_timesteps,
+    ddpm_sample,
+    ddpm_step,
+    ddpm_step_unchecked,
+)
 from .schedules import SCHEDULE_KINDS, NoiseSchedule, cosine_betas, extract, linear_betas, make_betas, quadratic_betas, sigmoid_betas, snr
 
 __all__ = [
-    "LossFn",
-    "linear_betas", "cosine_betas", "quadratic_betas", "sigmoid_betas", "make_betas", "SCHEDULE_KINDS", "NoiseSchedule", "extract", "snr",
-    "corrupt", "q_step", "q_sample", "add_noise", "q_mean_variance", "predict_x0_from_eps", "predict_eps_from_x0", "v_from_x0_eps",
-    "predict_x0_from_v", "predict_eps_from_v", "q_posterior", "posterior_mean_from_eps", "normal_kl", "approx_standard_normal_cdf",
+    "x0_prediction_loss", "naive_mix_factors", "naive_sample", "simplified_step", "simplified_sample", "corrupt", "q_step", "q_sample",
+    "add_noise", "q_mean_variance", "predict_x0_from_eps", "predict_eps_from_x0", "v_from_x0_eps", "predict_x0_from_v",
+    "predict_eps_from_v", "guided_eps_unchecked", "guided_eps", "GuidedModel", "guided_sample", "lerp", "slerp", "interpolate",
+    "INTERPOLATIONS", "angle_between", "l_simple_unchecked", "LossFn", "normal_kl", "approx_standard_normal_cdf",
     "discretized_gaussian_log_likelihood", "gaussian_log_likelihood", "prior_kl", "elbo_terms", "elbo_weight", "simple_loss",
     "min_snr_weight", "mean_flat", "NATS_PER_BIT", "ConditionalLossFn", "null_label", "check_labels", "conditional_simple_loss",
-    "conditional_simple_loss_fn", "simple_loss_fn", "ddpm_step", "ddim_step", "ddpm_sample", "ddim_sample", "ddim_timesteps", "ddim_invert",
-    "DDIM_SPACINGS", "DDPM_VARIANCES", "respaced_schedule", "RespacedModel", "ddpm_sample_respaced", "lerp", "slerp", "interpolate",
-    "INTERPOLATIONS", "angle_between", "GaussianEps", "ExactDenoiser", "guided_eps", "GuidedModel", "guided_sample", "x0_prediction_loss",
-    "naive_mix_factors", "naive_sample", "simplified_step", "simplified_sample",
+    "conditional_simple_loss_fn", "simple_loss_fn", "GaussianEps", "ExactDenoiser", "q_posterior", "posterior_mean_from_eps",
+    "respaced_schedule", "RespacedModel", "ddpm_sample_respaced", "ddpm_step_unchecked", "ddim_step_unchecked", "ddpm_step", "ddim_step",
+    "ddpm_sample", "ddim_sample", "ddim_timesteps", "ddim_invert", "DDIM_SPACINGS", "DDPM_VARIANCES", "linear_betas", "cosine_betas",
+    "quadratic_betas", "sigmoid_betas", "make_betas", "SCHEDULE_KINDS", "NoiseSchedule", "extract", "snr",
 ]

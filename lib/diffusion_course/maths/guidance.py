@@ -24,24 +24,21 @@ from .losses import check_labels, null_label
 from .samplers import ddim_sample, ddpm_sample
 from .schedules import NoiseSchedule
 
-__all__ = ["guided_eps", "GuidedModel", "guided_sample"]
-
-
-
-
-
-
-
-
-
+__all__ = ["guided_eps_unchecked", "guided_eps", "GuidedModel", "guided_sample"]
 
 
 def guided_eps(model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor, w: float) -> torch.Tensor:
     """eps_tilde = (1 + w) eps_theta(x_t, t, y) - w eps_theta(x_t, t, null) (Ho & Salimans 2022, eq. 6). For w != 0
-    the conditional and unconditional predictions come from one batched call of size 2B."""
+    the conditional and unconditional predictions come from one batched call of size 2B. This checks its arguments
+    (the labels are read back to the host), then runs :func:`guided_eps_unchecked`, which :class:`GuidedModel` calls directly."""
     null = null_label(model)
     check_range(w, "w", 0.0, float("inf"))
     y = check_labels(y, x_t.shape[0], null).to(x_t.device)
+    return guided_eps_unchecked(model, x_t, t, y, w, null)
+
+
+def guided_eps_unchecked(model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor, w: float, null: int) -> torch.Tensor:
+    """:func:`guided_eps` without its checks: y is a checked LongTensor (B,) of labels on x_t's device."""
     if w == 0:
         return model(x_t, t, y)
     if t.ndim == 0:
@@ -53,20 +50,23 @@ def guided_eps(model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, y: torch.Te
 
 class GuidedModel(nn.Module):
     """A class-conditional model with fixed labels ``y`` (B,) and guidance scale ``w``, seen as an ordinary noise
-    predictor (x_t, t) -> eps_tilde, so ``ddpm_sample`` / ``ddim_sample`` sample class y with guidance w."""
+    predictor (x_t, t) -> eps_tilde, so ``ddpm_sample`` / ``ddim_sample`` sample class y with guidance w. The labels
+    and w are checked once, here; each call then runs the unchecked :func:`guided_eps_unchecked` (no read-back per step)."""
 
     def __init__(self, model: nn.Module, y: torch.Tensor, w: float) -> None:
         super().__init__()
-        null = null_label(model)
+        self.null = null_label(model)
         check_range(w, "w", 0.0, float("inf"))
         self.model = model
-        self.y = check_labels(y, y.shape[0] if isinstance(y, torch.Tensor) and y.ndim == 1 else -1, null)
+        self.y = check_labels(y, None, self.null)
         self.w = float(w)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if x_t.shape[0] != self.y.shape[0]:
             raise ValueError(f"x_t holds {x_t.shape[0]} images but the guided model has {self.y.shape[0]} labels")
-        return guided_eps(self.model, x_t, t, self.y, self.w)
+        if self.y.device != x_t.device:
+            self.y = self.y.to(x_t.device)  # moved once, on the first call, not copied at every step
+        return guided_eps_unchecked(self.model, x_t, t, self.y, self.w, self.null)
 
 
 @torch.no_grad()
@@ -95,7 +95,3 @@ def guided_sample(
         return ddpm_sample(guided, schedule, shape, clip_x0=clip_x0, generator=generator, x_T=x_T, progress=progress)
     return ddim_sample(guided, schedule, shape, steps=steps, eta=eta, spacing=spacing, clip_x0=clip_x0, generator=generator, x_T=x_T,
                        progress=progress)
-
-
-
-

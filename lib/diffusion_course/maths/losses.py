@@ -12,12 +12,12 @@ import torch
 from torch import nn
 
 from .._internal.types import EpsModel
-from .._internal.validate import check_choice, check_range, check_same_shape, check_timesteps
+from .._internal.validate import check_choice, check_positive_int, check_range, check_same_shape, check_timesteps
 from .forward import predict_x0_from_eps, q_sample
 from .posterior import q_posterior
 from .schedules import NoiseSchedule, extract
 
-__all__ = ["LossFn",
+__all__ = ["l_simple_unchecked", "LossFn",
     "normal_kl",
     "approx_standard_normal_cdf",
     "discretized_gaussian_log_likelihood",
@@ -178,6 +178,52 @@ def min_snr_weight(schedule: NoiseSchedule, t: torch.Tensor, gamma: float) -> to
     return snr_t.clamp(max=gamma) / snr_t
 
 
+def _draw_t(T: int, x0: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """t ~ U{0, ..., T-1}, one per example, drawn on the generator's device (x0's without one), then moved to x0's."""
+    dev = x0.device if generator is None else generator.device
+    return torch.randint(0, T, (x0.shape[0],), generator=generator, device=dev).to(x0.device)
+
+
+def _draw_eps(x0: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """eps ~ N(0, I) shaped like x0, drawn as :func:`_draw_t` draws."""
+    dev = x0.device if generator is None else generator.device
+    return torch.randn(x0.shape, generator=generator, device=dev, dtype=x0.dtype).to(x0.device)
+
+
+def _draw_drop(x0: torch.Tensor, p_uncond: float, generator: torch.Generator | None) -> torch.Tensor:
+    """The label-dropout mask, True with probability p_uncond per example, drawn as :func:`_draw_t` draws."""
+    dev = x0.device if generator is None else generator.device
+    return torch.rand(x0.shape[0], generator=generator, device=dev).to(x0.device) < p_uncond
+
+
+def _min_snr_table(schedule: NoiseSchedule, gamma: float) -> torch.Tensor:
+    """The (T,) table of :func:`min_snr_weight`, min(SNR(t), gamma) / SNR(t), for every t at once (no checks)."""
+    return schedule.snr().clamp(max=gamma) / schedule.snr()
+
+
+def l_simple_unchecked(
+    predict: EpsModel,
+    schedule: NoiseSchedule,
+    x0: torch.Tensor,
+    t: torch.Tensor,
+    eps: torch.Tensor,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The arithmetic of L_simple, written once for the four loss functions below (Ho et al. 2020, eqs. 4 and 14):
+    x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, then the mean of (eps - predict(x_t, t))^2, each example
+    weighted by ``weight[t]`` when a (T,) table is given (min-SNR). No checks and no host syncs: the callers have
+    checked (or built) t, a LongTensor (B,) in [0, T), and eps, shaped like x0."""
+    shape = (-1,) + (1,) * (x0.ndim - 1)
+    t_x = t.to(x0.device)  # a no-op when t is already there (the training loop)
+    sqrt_ab = schedule.sqrt_alpha_bar.to(x0.device)[t_x].to(x0.dtype).reshape(shape)
+    sqrt_1m_ab = schedule.sqrt_one_minus_alpha_bar.to(x0.device)[t_x].to(x0.dtype).reshape(shape)
+    x_t = sqrt_ab * x0 + sqrt_1m_ab * eps  # eq. 4
+    err = (eps - predict(x_t, t).float()) ** 2  # eq. 14, per element
+    if weight is None:
+        return torch.mean(err)
+    return torch.mean(weight.to(err.device)[t_x] * err.mean(dim=tuple(range(1, err.ndim))))
+
+
 def simple_loss(
     model: EpsModel,
     schedule: NoiseSchedule,
@@ -193,20 +239,18 @@ def simple_loss(
     With ``snr_gamma`` each example is weighted by :func:`min_snr_weight` (Hang et al. 2023)."""
     if snr_gamma is not None:
         check_range(snr_gamma, "snr_gamma", 0.0, math.inf, open_low=True)
-    if t is None:
-        t = torch.randint(0, schedule.T, (x0.shape[0],), generator=generator, device=x0.device if generator is None else generator.device)
-        t = t.to(x0.device)
-    t = check_timesteps(t, schedule.T, x0.shape[0])
+    t = check_timesteps(_draw_t(schedule.T, x0, generator) if t is None else t, schedule.T, x0.shape[0])
     if eps is None:
-        eps = torch.randn(x0.shape, generator=generator, device=x0.device if generator is None else generator.device, dtype=x0.dtype).to(x0.device)
+        eps = _draw_eps(x0, generator)
     check_same_shape(x0, eps, "x0", "eps")
-    x_t = q_sample(schedule, x0, t, eps=eps)
-    eps_hat = model(x_t, t)
-    check_same_shape(eps, eps_hat, "eps", "model output")
-    if snr_gamma is None:
-        return torch.mean((eps - eps_hat.float()) ** 2)
-    per_example = mean_flat((eps - eps_hat.float()) ** 2)
-    return torch.mean(min_snr_weight(schedule, t, snr_gamma) * per_example)
+
+    def eps_theta(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        eps_hat = model(x_t, t)
+        check_same_shape(eps, eps_hat, "eps", "model output")
+        return eps_hat
+
+    weight = None if snr_gamma is None else _min_snr_table(schedule, snr_gamma)
+    return l_simple_unchecked(eps_theta, schedule, x0, t, eps, weight)
 
 
 # loss_fn(model, x0, y, generator) -> scalar loss: the training loop's loss with labels (see train(labels=...)).
@@ -223,11 +267,18 @@ def null_label(model: nn.Module) -> int:
     return null
 
 
-def check_labels(y: torch.Tensor, batch: int, null: int, name: str = "y") -> torch.Tensor:
+def check_labels(y: torch.Tensor, batch: int | None, null: int, name: str = "y") -> torch.Tensor:
+    """``y`` as a LongTensor of class labels in [0, null - 1] and shape (batch,) (any length when ``batch`` is None);
+    ``null`` is the "no label" token of a class-conditional model, one past the last class."""
+    if batch is not None:
+        check_positive_int(batch, "batch", 0)
+    check_positive_int(null, "null", 1)
+    if batch is None and isinstance(y, torch.Tensor) and y.ndim == 1:
+        batch = y.shape[0]
     if not isinstance(y, torch.Tensor) or y.dtype.is_floating_point or y.dtype == torch.bool or y.is_complex():
         raise ValueError(f"{name} must be an integer tensor of labels; got {type(y).__name__} {getattr(y, 'dtype', '')}")
     if y.ndim != 1 or y.shape[0] != batch:
-        raise ValueError(f"{name} must have shape (B,) = ({batch},); got {tuple(y.shape)}")
+        raise ValueError(f"{name} must have shape (B,){f' = ({batch},)' if batch is not None else ''}; got {tuple(y.shape)}")
     if batch and (int(y.min()) < 0 or int(y.max()) >= null):
         raise ValueError(f"{name} must hold class labels in [0, {null - 1}]; got values in [{int(y.min())}, {int(y.max())}]")
     return y.long()
@@ -251,36 +302,36 @@ def conditional_simple_loss(
     null = null_label(model)
     check_range(p_uncond, "p_uncond", 0.0, 1.0)
     y = check_labels(y, x0.shape[0], null)
-    dev = x0.device if generator is None else generator.device
-    if t is None:
-        t = torch.randint(0, schedule.T, (x0.shape[0],), generator=generator, device=dev).to(x0.device)
-    t = check_timesteps(t, schedule.T, x0.shape[0])
+    t = check_timesteps(_draw_t(schedule.T, x0, generator) if t is None else t, schedule.T, x0.shape[0])
     if eps is None:
-        eps = torch.randn(x0.shape, generator=generator, device=dev, dtype=x0.dtype).to(x0.device)
+        eps = _draw_eps(x0, generator)
     check_same_shape(x0, eps, "x0", "eps")
     if drop is None:
-        drop = torch.rand(x0.shape[0], generator=generator, device=dev).to(x0.device) < p_uncond
+        drop = _draw_drop(x0, p_uncond, generator)
     if drop.shape != y.shape or drop.dtype != torch.bool:
         raise ValueError(f"drop must be a bool tensor of shape {tuple(y.shape)}; got {drop.dtype} {tuple(drop.shape)}")
-    y_in = torch.where(drop.to(y.device), torch.full_like(y, null), y.to(x0.device))
-    eps_hat = model(q_sample(schedule, x0, t, eps=eps), t, y_in)
-    check_same_shape(eps, eps_hat, "eps", "model output")
-    return torch.mean((eps - eps_hat.float()) ** 2)
+    y_in = torch.where(drop.to(y.device), torch.full_like(y, null), y.to(x0.device))  # y' of the docstring
+
+    def eps_theta(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        eps_hat = model(x_t, t, y_in)
+        check_same_shape(eps, eps_hat, "eps", "model output")
+        return eps_hat
+
+    return l_simple_unchecked(eps_theta, schedule, x0, t, eps)
 
 
 def conditional_simple_loss_fn(schedule: NoiseSchedule, p_uncond: float, null: int) -> ConditionalLossFn:
     """The hot-loop version of :func:`conditional_simple_loss`: the same draws (t, eps, dropout mask) and arithmetic,
     without the per-call checks, which :func:`diffusion_course.train.train` does once before the loop."""
-    sqrt_ab, sqrt_1m_ab = schedule.sqrt_alpha_bar, schedule.sqrt_one_minus_alpha_bar
+    check_range(p_uncond, "p_uncond", 0.0, 1.0)
+    check_positive_int(null, "null", 1)
 
     def loss_fn(model: nn.Module, x0: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        t = torch.randint(0, schedule.T, (x0.shape[0],), generator=g, device=g.device).to(x0.device)
-        eps = torch.randn(x0.shape, generator=g, device=g.device, dtype=x0.dtype).to(x0.device)
-        drop = (torch.rand(x0.shape[0], generator=g, device=g.device) < p_uncond).to(x0.device)
-        shape = (-1,) + (1,) * (x0.ndim - 1)
-        x_t = sqrt_ab[t].to(x0.dtype).reshape(shape) * x0 + sqrt_1m_ab[t].to(x0.dtype).reshape(shape) * eps
+        t = _draw_t(schedule.T, x0, g)  # Algorithm 1, line 3
+        eps = _draw_eps(x0, g)  # line 4
+        drop = _draw_drop(x0, p_uncond, g)  # label dropout: y' = null with probability p_uncond
         y_in = torch.where(drop, torch.full_like(y, null), y)
-        return torch.mean((eps - model(x_t, t, y_in).float()) ** 2)
+        return l_simple_unchecked(lambda x_t, t: model(x_t, t, y_in), schedule, x0, t, eps)  # the loss inside line 5
 
     return loss_fn
 
@@ -288,23 +339,18 @@ def conditional_simple_loss_fn(schedule: NoiseSchedule, p_uncond: float, null: i
 def simple_loss_fn(schedule: NoiseSchedule, snr_gamma: float | None) -> LossFn:
     """L_simple for the hot loop: the same draws and arithmetic as :func:`losses.simple_loss` (t first, then eps, from
     the loop's generator), without its per-call argument checks, which :func:`train` does once before the loop."""
-    sqrt_ab, sqrt_1m_ab = schedule.sqrt_alpha_bar, schedule.sqrt_one_minus_alpha_bar
-    weight = None if snr_gamma is None else schedule.snr().clamp(max=snr_gamma) / schedule.snr()
+    if snr_gamma is not None:
+        check_range(snr_gamma, "snr_gamma", 0.0, math.inf, open_low=True)
+    weight = None if snr_gamma is None else _min_snr_table(schedule, snr_gamma)
 
     def loss_fn(model: nn.Module, x0: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        t = torch.randint(0, schedule.T, (x0.shape[0],), generator=g, device=g.device).to(x0.device)
-        eps = torch.randn(x0.shape, generator=g, device=g.device, dtype=x0.dtype).to(x0.device)
-        shape = (-1,) + (1,) * (x0.ndim - 1)
-        x_t = sqrt_ab[t].to(x0.dtype).reshape(shape) * x0 + sqrt_1m_ab[t].to(x0.dtype).reshape(shape) * eps
-        err = (eps - model(x_t, t).float()) ** 2
-        if weight is None:
-            return torch.mean(err)
-        return torch.mean(weight[t] * err.mean(dim=tuple(range(1, err.ndim))))
+        t = _draw_t(schedule.T, x0, g)  # Algorithm 1, line 3: t ~ U{1, ..., T} (code 0 .. T-1)
+        eps = _draw_eps(x0, g)  # line 4: eps ~ N(0, I)
+        # the loss inside line 5: ||eps - eps_theta(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t)||^2
+        return l_simple_unchecked(model, schedule, x0, t, eps, weight)
 
     return loss_fn
 
 
 # loss_fn(model, x0, generator) -> scalar loss; the generator is a CPU torch.Generator owned by the loop.
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Generator], torch.Tensor]
-
-

@@ -21,7 +21,6 @@ from .schedules import NoiseSchedule
 __all__ = ["respaced_schedule", "RespacedModel", "ddpm_sample_respaced"]
 
 
-
 def _check_kept(timesteps: torch.Tensor | Sequence[int], T: int) -> torch.Tensor:
     ts = torch.as_tensor(timesteps)
     if ts.ndim != 1 or ts.numel() == 0 or ts.dtype.is_floating_point or ts.dtype == torch.bool:

@@ -17,11 +17,9 @@ from .._internal.noise import model_device, randn, start_noise
 from .._internal.progress import progress_bar
 from .._internal.types import EpsModel
 from .._internal.validate import check_choice, check_positive_int, check_range, check_same_shape, check_timesteps
-from .forward import predict_eps_from_x0, predict_x0_from_eps
-from .posterior import q_posterior
-from .schedules import NoiseSchedule, extract
+from .schedules import NoiseSchedule
 
-__all__ = [
+__all__ = ["ddpm_step_unchecked", "ddim_step_unchecked",
     "ddpm_step",
     "ddim_step",
     "ddpm_sample",
@@ -41,6 +39,22 @@ def _check_clip(clip_x0: float | None) -> None:
         check_range(clip_x0, "clip_x0", 0.0, float("inf"), open_low=True)
 
 
+def _gather(table: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``table[t]`` shaped (B, 1, ..., 1) in x's dtype and device: :func:`extract` without its range check, which reads
+    t back to the host (a wait for the GPU). For the steps below, whose t was checked once by the caller."""
+    return table.to(device=x.device)[t.to(x.device)].to(x.dtype).reshape(x.shape[0], *([1] * (x.ndim - 1)))
+
+
+def _x0_from_eps(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t) (Ho et al. 2020, eq. 15): :func:`predict_x0_from_eps` unchecked."""
+    return (x_t - _gather(schedule.sqrt_one_minus_alpha_bar, t, x_t) * eps) / _gather(schedule.sqrt_alpha_bar, t, x_t)
+
+
+def _eps_from_x0(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+    """eps = (x_t - sqrt(alpha_bar_t) x_0) / sqrt(1 - alpha_bar_t) (eq. 4 solved for eps): :func:`predict_eps_from_x0` unchecked."""
+    return (x_t - _gather(schedule.sqrt_alpha_bar, t, x_t) * x0) / _gather(schedule.sqrt_one_minus_alpha_bar, t, x_t)
+
+
 def ddpm_step(
     schedule: NoiseSchedule,
     x_t: torch.Tensor,
@@ -58,21 +72,32 @@ def ddpm_step(
     2. mu = tilde-mu_t(x0_hat, x_t) (eq. 7; without clipping this equals eq. 11's eps form);
     3. sigma_t^2 = beta_t ("beta") or tilde-beta_t ("posterior"), section 3.2;
     4. add sigma_t z, except at the last step (code t = 0), which returns the mean.
+
+    This checks its arguments, then runs :func:`ddpm_step_unchecked` (the arithmetic), which the sampling loops call directly.
     """
     check_choice(variance, DDPM_VARIANCES, "variance")
     _check_clip(clip_x0)
     t = check_timesteps(t, schedule.T, x_t.shape[0])
-    check_same_shape(x_t, eps_hat, "x_t", "eps_hat")
-    x0_hat = predict_x0_from_eps(schedule, x_t, t, eps_hat)
-    if clip_x0 is not None:
-        x0_hat = x0_hat.clamp(-clip_x0, clip_x0)
-    mean, _, _ = q_posterior(schedule, x0_hat, x_t, t)
-    var_table = schedule.beta if variance == "beta" else schedule.posterior_variance
-    sigma = extract(var_table, t, x_t).sqrt()
     if noise is None:
         noise = randn(x_t.shape, generator, x_t.device, x_t.dtype)
+    return ddpm_step_unchecked(schedule, x_t, t, eps_hat, variance, clip_x0, noise)
+
+
+def ddpm_step_unchecked(
+    schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor, eps_hat: torch.Tensor, variance: str, clip_x0: float | None,
+    noise: torch.Tensor,
+) -> torch.Tensor:
+    """:func:`ddpm_step` without the checks that read values back from the device: t is a checked LongTensor (B,).
+    Shapes are still compared (that costs nothing and stops a model output from silently broadcasting)."""
+    check_same_shape(x_t, eps_hat, "x_t", "eps_hat")
     check_same_shape(x_t, noise, "x_t", "noise")
-    not_last = (t > 0).to(x_t.dtype).reshape(-1, *([1] * (x_t.ndim - 1)))  # no noise on the last step
+    x0_hat = _x0_from_eps(schedule, x_t, t, eps_hat)  # 1.
+    if clip_x0 is not None:
+        x0_hat = x0_hat.clamp(-clip_x0, clip_x0)
+    mean = _gather(schedule.posterior_mean_coef1, t, x_t) * x0_hat + _gather(schedule.posterior_mean_coef2, t, x_t) * x_t  # 2. eq. 7
+    var_table = schedule.beta if variance == "beta" else schedule.posterior_variance  # 3.
+    sigma = _gather(var_table, t, x_t).sqrt()
+    not_last = (t > 0).to(x_t.dtype).reshape(-1, *([1] * (x_t.ndim - 1)))  # 4. no noise on the last step
     return mean + not_last * sigma * noise
 
 
@@ -95,6 +120,8 @@ def ddim_step(
     1. x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps_hat) / sqrt(alpha_bar_t)            ("predicted x_0")
     2. sigma = eta sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) sqrt(1 - alpha_bar_t / alpha_bar_prev)   (eq. 16)
     3. x_prev = sqrt(alpha_bar_prev) x0_hat + sqrt(1 - alpha_bar_prev - sigma^2) eps_hat + sigma z
+
+    This checks its arguments, then runs :func:`ddim_step_unchecked` (the arithmetic), which the sampling loop calls directly.
     """
     check_range(eta, "eta", 0.0, 1.0)
     _check_clip(clip_x0)
@@ -111,27 +138,36 @@ def ddim_step(
     t_prev = check_timesteps(t_prev + 1, schedule.T + 1, B, name="t_prev") - 1  # shape and dtype; t_prev in [-1, T-1]
     if (t_prev.to(t.device) >= t).any():
         raise ValueError("t_prev must be smaller than t (DDIM steps go backwards in time)")
+    if eta > 0 and noise is None:
+        noise = randn(x_t.shape, generator, x_t.device, x_t.dtype)
+    return ddim_step_unchecked(schedule, x_t, t, t_prev, eps_hat, eta, clip_x0, noise)
+
+
+def ddim_step_unchecked(
+    schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor, t_prev: torch.Tensor, eps_hat: torch.Tensor, eta: float,
+    clip_x0: float | None, noise: torch.Tensor | None,
+) -> torch.Tensor:
+    """:func:`ddim_step` without the checks that read values back from the device: t and t_prev are checked
+    LongTensors (B,) with -1 <= t_prev < t, and ``noise`` is given when eta > 0. Shapes are still compared (free)."""
     check_same_shape(x_t, eps_hat, "x_t", "eps_hat")
-    x0_hat = predict_x0_from_eps(schedule, x_t, t, eps_hat)
+    x0_hat = _x0_from_eps(schedule, x_t, t, eps_hat)  # 1.
     if clip_x0 is not None:
         x0_hat = x0_hat.clamp(-clip_x0, clip_x0)
-        eps_hat = predict_eps_from_x0(schedule, x_t, t, x0_hat)  # keep eps consistent with the clipped x0
+        eps_hat = _eps_from_x0(schedule, x_t, t, x0_hat)  # keep eps consistent with the clipped x0
     # 1 - alpha_bar comes from the stored sqrt_one_minus_alpha_bar (derived in float64): formed as 1 - alpha_bar in
     # float32 it keeps only ~4 digits where alpha_bar = 1 - 1e-4, i.e. on the last steps of sampling.
     zero = torch.zeros(1, device=schedule.device)
-    ab_t = extract(schedule.alpha_bar, t, x_t)
-    one_minus_ab_t = extract(schedule.sqrt_one_minus_alpha_bar, t, x_t) ** 2
-    ab_prev = extract(torch.cat([zero + 1, schedule.alpha_bar]), t_prev + 1, x_t)  # index 0 is "t = -1" (clean data)
-    one_minus_ab_prev = extract(torch.cat([zero, schedule.sqrt_one_minus_alpha_bar]), t_prev + 1, x_t) ** 2
+    ab_t = _gather(schedule.alpha_bar, t, x_t)
+    one_minus_ab_t = _gather(schedule.sqrt_one_minus_alpha_bar, t, x_t) ** 2
+    ab_prev = _gather(torch.cat([zero + 1, schedule.alpha_bar]), t_prev + 1, x_t)  # index 0 is "t = -1" (clean data)
+    one_minus_ab_prev = _gather(torch.cat([zero, schedule.sqrt_one_minus_alpha_bar]), t_prev + 1, x_t) ** 2
     # eq. 16 with 1 - alpha_bar_t / alpha_bar_prev = (alpha_bar_prev - alpha_bar_t) / alpha_bar_prev, the difference
     # taken from the table that keeps its digits: 1 - alpha_bar near the data, alpha_bar near pure noise.
     gap = torch.where(ab_prev > 0.5, one_minus_ab_t - one_minus_ab_prev, ab_prev - ab_t)
-    sigma = eta * (one_minus_ab_prev / one_minus_ab_t * gap / ab_prev).clamp(min=0).sqrt()
+    sigma = eta * (one_minus_ab_prev / one_minus_ab_t * gap / ab_prev).clamp(min=0).sqrt()  # 2.
     direction = (one_minus_ab_prev - sigma**2).clamp(min=0).sqrt() * eps_hat
-    x_prev = ab_prev.sqrt() * x0_hat + direction
+    x_prev = ab_prev.sqrt() * x0_hat + direction  # 3.
     if eta > 0:
-        if noise is None:
-            noise = randn(x_t.shape, generator, x_t.device, x_t.dtype)
         check_same_shape(x_t, noise, "x_t", "noise")
         x_prev = x_prev + sigma * noise
     return x_prev
@@ -193,7 +229,7 @@ def ddpm_sample(
         t = torch.full((x.shape[0],), i, dtype=torch.long, device=device)
         eps_hat = model(x, t).float()
         noise = randn(x.shape, generator, device, x.dtype) if i > 0 else torch.zeros_like(x)
-        x = ddpm_step(schedule, x, t, eps_hat, variance=variance, clip_x0=clip_x0, noise=noise)
+        x = ddpm_step_unchecked(schedule, x, t, eps_hat, variance, clip_x0, noise)  # ddpm_step, its checks done once above
         if traj is not None:
             traj.append(x.cpu())
     return (x, torch.stack(traj)) if traj is not None else x
@@ -232,7 +268,7 @@ def ddim_sample(
         t_prev = torch.full((B,), ts[k - 1] if k > 0 else -1, dtype=torch.long, device=device)
         eps_hat = model(x, t).float()
         noise = randn(x.shape, generator, device, x.dtype) if eta > 0 else None
-        x = ddim_step(schedule, x, t, t_prev, eps_hat, eta=eta, clip_x0=clip_x0, noise=noise)
+        x = ddim_step_unchecked(schedule, x, t, t_prev, eps_hat, eta, clip_x0, noise)  # ddim_step, its checks done once above
         if traj is not None:
             traj.append(x.cpu())
     return (x, torch.stack(traj)) if traj is not None else x
@@ -270,15 +306,17 @@ def ddim_invert(
         if k == 0:
             # From clean data (alpha_bar = 1): the model sees the first kept level, the usual approximation.
             eps_hat = model(x, t_next).float()
+            check_same_shape(x, eps_hat, "x_t", "eps_hat")
             x0_hat = x
         else:
             t_cur = torch.full((B,), ts[k - 1], dtype=torch.long, device=device)
             eps_hat = model(x, t_cur).float()
-            x0_hat = predict_x0_from_eps(schedule, x, t_cur, eps_hat)
+            check_same_shape(x, eps_hat, "x_t", "eps_hat")
+            x0_hat = _x0_from_eps(schedule, x, t_cur, eps_hat)
             if clip_x0 is not None:
                 x0_hat = x0_hat.clamp(-clip_x0, clip_x0)
-                eps_hat = predict_eps_from_x0(schedule, x, t_cur, x0_hat)
-        x = extract(schedule.sqrt_alpha_bar, t_next, x) * x0_hat + extract(schedule.sqrt_one_minus_alpha_bar, t_next, x) * eps_hat
+                eps_hat = _eps_from_x0(schedule, x, t_cur, x0_hat)
+        x = _gather(schedule.sqrt_alpha_bar, t_next, x) * x0_hat + _gather(schedule.sqrt_one_minus_alpha_bar, t_next, x) * eps_hat
         if traj is not None:
             traj.append(x.cpu())
     return (x, torch.stack(traj)) if traj is not None else x

@@ -2,28 +2,16 @@
 models seen as ours. Imports maths and the private helpers.
 """
 
-
 from .classifier import ClassifierConfig, MNISTClassifier
 from .diffusers_bridge import DIFFUSERS_BETA_SCHEDULES, DiffusersEps, diffusers_schedule_config, schedule_from_diffusers
 from .embeddings import SinusoidalEmbedding, sinusoidal_embedding
 from .mlp import MLPBlock, MLPConfig, MLPDenoiser
-from .unet import (
-    TIME_CONDITIONINGS,
-    BasicUNet,
-    Downsample,
-    ResBlock,
-    SelfAttention,
-    UNet,
-    UNetConfig,
-    Upsample,
-    conv2d_output_size,
-    conv2d_parameter_count,
-    conv_transpose2d_output_size,
-)
+from .sizes import conv2d_output_size, conv2d_parameter_count, conv_transpose2d_output_size
+from .unet import TIME_CONDITIONINGS, BasicUNet, Downsample, ResBlock, SelfAttention, UNet, UNetConfig, Upsample
 
 __all__ = [
-    "sinusoidal_embedding", "SinusoidalEmbedding", "MLPConfig", "MLPDenoiser", "MLPBlock", "BasicUNet", "UNetConfig", "UNet", "ResBlock",
-    "SelfAttention", "Downsample", "Upsample", "TIME_CONDITIONINGS", "conv2d_output_size", "conv_transpose2d_output_size",
-    "conv2d_parameter_count", "ClassifierConfig", "MNISTClassifier", "DiffusersEps", "DIFFUSERS_BETA_SCHEDULES",
-    "diffusers_schedule_config", "schedule_from_diffusers",
+    "ClassifierConfig", "MNISTClassifier", "DiffusersEps", "DIFFUSERS_BETA_SCHEDULES", "diffusers_schedule_config",
+    "schedule_from_diffusers", "sinusoidal_embedding", "SinusoidalEmbedding", "MLPConfig", "MLPDenoiser", "MLPBlock", "conv2d_output_size",
+    "conv_transpose2d_output_size", "conv2d_parameter_count", "BasicUNet", "UNetConfig", "UNet", "ResBlock", "SelfAttention", "Downsample",
+    "Upsample", "TIME_CONDITIONINGS",
 ]

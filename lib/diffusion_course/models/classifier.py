@@ -59,9 +59,3 @@ class MNISTClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(F.relu(self.features(x)))  # (B, num_classes)
-
-
-
-
-
-

@@ -84,4 +84,3 @@ def schedule_from_diffusers(scheduler: Any) -> NoiseSchedule:
     if not isinstance(betas, torch.Tensor):
         raise ValueError(f"scheduler must have a tensor attribute 'betas' (a diffusers scheduler); got {type(scheduler).__name__}")
     return NoiseSchedule.from_betas(betas.detach().cpu().to(torch.float64))
-

@@ -36,6 +36,8 @@ class MLPBlock(nn.Module):
 
     def __init__(self, hidden: int, time_dim: int) -> None:
         super().__init__()
+        check_positive_int(hidden, "hidden", 1)
+        check_positive_int(time_dim, "time_dim", 1)
         self.fc1 = nn.Linear(hidden, hidden)
         self.time = nn.Linear(time_dim, hidden)
         self.fc2 = nn.Linear(hidden, hidden)

@@ -196,6 +196,7 @@ def quality_report(
         raise ValueError(f"samples must have shape (N, 1, 28, 28); got {tuple(samples.shape)}")
     check_positive_int(floor_repeats, "floor_repeats")
     check_positive_int(min_per_feature, "min_per_feature", 1)
+    check_positive_int(kid_resamples, "kid_resamples", 10)
     n = samples.shape[0]
     if n < 2:
         raise ValueError(f"samples must hold at least 2 images; got {n}")

@@ -6,6 +6,8 @@ import io
 
 import numpy as np
 
+from .._internal.validate import check_positive_int
+
 __all__ = ["show_explorer", "png_bytes"]
 
 
@@ -21,6 +23,7 @@ def png_bytes(grid: np.ndarray, scale: int) -> bytes:
     """An image grid in [0, 1] as PNG bytes, each pixel a scale x scale block (crisp on a projector)."""
     from PIL import Image
 
+    check_positive_int(scale, "scale", 1, 64)
     pixels = (grid * 255).round().astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(pixels).resize((pixels.shape[1] * scale, pixels.shape[0] * scale), Image.NEAREST).save(buf, format="png")

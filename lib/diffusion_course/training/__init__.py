@@ -2,15 +2,14 @@
 weight files with cards, the classifier's training and chapter 10's augmented loss. Never imports scoring or weights.
 """
 
-
 from .augmented import augmented_loss
 from .checkpoints import CheckpointError, architecture_of, atomic_save, load_checkpoint, load_weights, read_card, replace_atomically, save_weights
 from .classifier import accuracy, random_shift, train_classifier
 from .ema import EMA, decay_half_life, ema_decay_at
-from .loop import StepHook, TrainConfig, TrainResult, train
+from .loop import StepHook, TrainConfig, TrainResult, train, training_loop
 
 __all__ = [
-    "TrainConfig", "TrainResult", "train", "StepHook", "EMA", "ema_decay_at", "decay_half_life", "CheckpointError", "atomic_save",
-    "load_checkpoint", "architecture_of", "save_weights", "load_weights", "read_card", "replace_atomically", "random_shift", "accuracy",
-    "train_classifier", "augmented_loss",
+    "augmented_loss", "CheckpointError", "atomic_save", "load_checkpoint", "architecture_of", "save_weights", "load_weights", "read_card",
+    "replace_atomically", "random_shift", "accuracy", "train_classifier", "EMA", "ema_decay_at", "decay_half_life", "TrainConfig",
+    "TrainResult", "train", "training_loop", "StepHook",
 ]

@@ -21,7 +21,7 @@ from ..maths.schedules import NoiseSchedule
 from .checkpoints import CheckpointError, architecture_of, atomic_save, load_checkpoint
 from .ema import EMA
 
-__all__ = ["TrainConfig", "TrainResult", "train", "StepHook"]
+__all__ = ["TrainConfig", "TrainResult", "train", "training_loop", "StepHook"]
 
 # on_step(step, model) after each optimiser step; step counts from 1.
 StepHook = Callable[[int, nn.Module], None]
@@ -46,7 +46,7 @@ class TrainConfig:
     label_dropout: float = 0.1  # with labels: chance each label becomes "no label" (classifier-free guidance; Ho & Salimans 2022)
     lr_multipliers: dict[str, float] | None = None  # parameter-name prefix -> LR multiplier, e.g. {"label_embed": 10.0} lets a
     # part new to a fine-tuned model learn faster than the weights it starts from; None: one LR for all
-    log_every: int = 50  # steps between progress-bar loss updates
+    log_every: int = 50  # steps between reads of the losses from the device: the progress bar's loss and the NaN/inf guard
     seed: int = 0  # seeds the loop's generator: batches, timesteps and noise
     checkpoint_path: str | None = None  # where to write checkpoints; resume from it if present
     checkpoint_every: int = 0  # steps between checkpoints (0: only at the end, when a path is given)
@@ -111,8 +111,6 @@ def _autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | Non
     return torch.bfloat16
 
 
-
-
 def _param_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
     """The optimiser's parameter groups: one per ``config.lr_multipliers`` prefix that names parameters (the longest
     matching prefix wins), and the rest at multiplier 1. A prefix that names no parameter raises ValueError."""
@@ -171,6 +169,10 @@ def train(
     ``on_step(step, model)`` is called after every optimiser step (1-based step count), e.g. to update extra EMAs of
     other decays or to record a weight; it must not change the model.
 
+    NaN/inf guard: the losses and gradient norms are read from the device every ``config.log_every`` steps, before each
+    checkpoint and at the end. A non-finite one stops the run at that read with a FloatingPointError naming its step,
+    and the model is set back to the weights of the last read that found all finite (``on_step`` saw the steps between).
+
     With ``labels`` (N,) the model is class-conditional (chapter 11): each batch takes the labels of its images, and the
     default loss is :func:`guidance.conditional_simple_loss` with ``config.label_dropout``; a custom ``loss_fn`` is then
     called as ``loss_fn(model, x0, y, generator)``.
@@ -218,84 +220,128 @@ def train(
         raise ValueError("snr_gamma applies to the default loss only; weight your own loss_fn instead")
     cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda_devices):
-        return _train(model, data.to(device), config, loss_fn, device, on_step, labels)
+        return training_loop(model, data.to(device), config, loss_fn, device, on_step, labels)
 
 
-def _train(
+def _resume(ckpt: Path, config: TrainConfig, model: nn.Module, opt: torch.optim.Optimizer, ema: EMA | None, gen: torch.Generator,
+            device: torch.device) -> tuple[int, list[float], dict | None]:
+    """Load the checkpoint at ``ckpt`` into the model, optimiser, EMA and both RNGs; return (its step, the losses of
+    the steps before it, the fp16 loss scaler's state or None)."""
+    state = load_checkpoint(ckpt, model)
+    start = int(state["step"])
+    if start > config.steps:
+        raise ValueError(f"checkpoint {ckpt} is at step {start}, beyond config.steps = {config.steps}")
+    _check_resume_config(state.get("config", {}), config, ckpt)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    if ema is not None:
+        if state.get("ema") is None:
+            raise CheckpointError(f"{ckpt} holds no EMA weights but config.ema_decay = {config.ema_decay}")
+        ema.load_state_dict(state["ema"])
+    gen.set_state(state["rng"])
+    if "torch_rng" in state:
+        torch.set_rng_state(state["torch_rng"])
+    if device.type == "cuda" and state.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
+    saved_device = state.get("device")
+    if saved_device is not None and saved_device != device.type:
+        import warnings
+
+        warnings.warn(f"{ckpt} was written on {saved_device} and resumes on {device.type}: the run continues, but not bit for bit "
+                      "(kernels differ between devices)", stacklevel=4)
+    return start, [float(v) for v in state["losses"]], state.get("scaler")
+
+
+def _save(ckpt: Path, step: int, losses: list[float], model: nn.Module, opt: torch.optim.Optimizer, ema: EMA | None, gen: torch.Generator,
+          scaler: torch.amp.GradScaler | None, device: torch.device, config: TrainConfig) -> None:
+    """Write everything an exact resume needs, atomically (a crash mid-write leaves the previous checkpoint)."""
+    atomic_save(
+        {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "ema": ema.state_dict() if ema is not None else None,
+            "rng": gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "step": step,
+            "losses": torch.tensor(losses, dtype=torch.float64),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "device": device.type,
+            "architecture": architecture_of(model),
+            "config": {k: (v if v is not None else "None") for k, v in asdict(config).items()},
+        },
+        ckpt,
+    )
+
+
+class _LossLog:
+    """The NaN/inf guard and the loss history, read from the device in one go. ``float(loss)`` at every step would make
+    the CPU wait for the GPU at every step; instead each step's loss (and gradient norm) stays on the device until
+    :meth:`read`, every ``log_every`` steps, before each checkpoint and at the end. A read that finds every value finite
+    keeps a copy of the weights; one that finds a NaN or inf puts that copy back, so a stopped run leaves finite weights."""
+
+    def __init__(self, model: nn.Module, losses: list[float], step: int) -> None:
+        self.model, self.losses = model, losses  # losses: one float per step read so far, from step 1
+        self.new_losses: list[torch.Tensor] = []  # per step since the last read, still on the device
+        self.new_norms: list[torch.Tensor] = []
+        self._keep_weights(step)
+
+    def _keep_weights(self, step: int) -> None:
+        self.good_step = step  # the weights after this step are finite: a stopped run falls back to them
+        self.good_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def add(self, loss: torch.Tensor, grad_norm: torch.Tensor | None) -> None:
+        self.new_losses.append(loss.detach().reshape(()))
+        if grad_norm is not None:
+            self.new_norms.append(grad_norm.detach().reshape(()))
+
+    def read(self, keep_weights: bool = True) -> tuple[int, str] | None:
+        """Move the new losses into ``losses`` (one read from the device). Return (1-based step, what happened) for the
+        first non-finite loss or gradient norm among them, or None when all are finite."""
+        first = len(self.losses) + 1
+        values = torch.stack(self.new_losses).tolist() if self.new_losses else []
+        norms = torch.stack(self.new_norms).tolist() if self.new_norms else []
+        self.new_losses, self.new_norms = [], []
+        for i, value in enumerate(values):
+            if not math.isfinite(value):
+                return first + i, f"loss became {value}"
+            if i < len(norms) and not math.isfinite(norms[i]):  # a finite loss can still give inf gradients
+                return first + i, f"gradient norm became {norms[i]}"
+        self.losses.extend(values)
+        if keep_weights:
+            self._keep_weights(len(self.losses))
+        return None
+
+    def stop(self, bad_step: int, what: str, read_up_to: int, lr: float, checkpoint: str) -> FloatingPointError:
+        """Put the last finite weights back and say what happened where (the error :func:`train` raises)."""
+        self.model.load_state_dict(self.good_weights)
+        self.model.eval()
+        return FloatingPointError(
+            f"{what} at step {bad_step} (lr {lr:.3g}), found when the losses of steps {self.good_step + 1}-{read_up_to} were read "
+            f"(every log_every steps); training stopped there and the weights were set back to those after step {self.good_step}, "
+            f"which are finite.{checkpoint} Try a lower lr or a grad_clip."
+        )
+
+
+def training_loop(
     model: nn.Module, data: torch.Tensor, config: TrainConfig, loss_fn: LossFn, device: torch.device, on_step: StepHook | None,
     labels: torch.Tensor | None = None,
 ) -> TrainResult:
-    """The loop of :func:`train`, run inside a forked global RNG."""
+    """The loop of :func:`train` (chapter 6 prints it): its arguments already checked, run inside a forked global RNG.
+    Call :func:`train`, which checks the arguments, picks the loss and calls this."""
     gen = torch.Generator().manual_seed(config.seed)  # CPU generator: same stream on every device
     torch.manual_seed(config.seed + 1)  # global RNG (dropout); forked by train(), so the caller's state is kept
     opt = torch.optim.Adam(_param_groups(model, config), lr=config.lr)
     ema = EMA(model, config.ema_decay) if config.ema_decay is not None else None
-    losses: list[float] = []
-    start = 0
-    resumed_scaler = None
     ckpt = Path(config.checkpoint_path) if config.checkpoint_path else None
-    if ckpt is not None and ckpt.exists():
-        state = load_checkpoint(ckpt, model)
-        start = int(state["step"])
-        if start > config.steps:
-            raise ValueError(f"checkpoint {ckpt} is at step {start}, beyond config.steps = {config.steps}")
-        _check_resume_config(state.get("config", {}), config, ckpt)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if ema is not None:
-            if state.get("ema") is None:
-                raise CheckpointError(f"{ckpt} holds no EMA weights but config.ema_decay = {config.ema_decay}")
-            ema.load_state_dict(state["ema"])
-        gen.set_state(state["rng"])
-        if "torch_rng" in state:
-            torch.set_rng_state(state["torch_rng"])
-        if device.type == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"], device)
-        losses = [float(v) for v in state["losses"]]
-        resumed_scaler = state.get("scaler")
-        saved_device = state.get("device")
-        if saved_device is not None and saved_device != device.type:
-            import warnings
-
-            warnings.warn(f"{ckpt} was written on {saved_device} and resumes on {device.type}: the run continues, but not bit for bit "
-                          "(kernels differ between devices)", stacklevel=3)
+    start, losses, resumed_scaler = _resume(ckpt, config, model, opt, ema, gen, device) if ckpt is not None and ckpt.exists() else (0, [], None)
     last_saved = start if ckpt is not None and start > 0 else None
-
-    def save(step: int) -> None:
-        nonlocal last_saved
-        atomic_save(
-            {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "ema": ema.state_dict() if ema is not None else None,
-                "rng": gen.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                "step": step,
-                "losses": torch.tensor(losses, dtype=torch.float64),
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "device": device.type,
-                "architecture": architecture_of(model),
-                "config": {k: (v if v is not None else "None") for k, v in asdict(config).items()},
-            },
-            ckpt,
-        )
-        last_saved = step
-
-    def stop(step: int, what: str) -> FloatingPointError:
-        bar.close()
-        model.eval()
-        where = f" The last good checkpoint is {ckpt} (step {last_saved})." if last_saved is not None else ""
-        return FloatingPointError(
-            f"{what} at step {step + 1} (lr {opt.param_groups[0]['lr']:.3g}); training stopped before the update, so "
-            f"the weights are those after step {step} and still finite.{where} Try a lower lr or a grad_clip."
-        )
-
     amp_dtype = _autocast_dtype(config, device)
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
     if scaler is not None and resumed_scaler is not None:
         scaler.load_state_dict(resumed_scaler)  # the fp16 loss scale and its growth counter: exact resume under fp16
     forward = torch.compile(model) if config.compile else model  # shares the parameters: the optimiser and EMA see the same weights
+    log = _LossLog(model, losses, start)
     model.train()
     t0 = time.perf_counter()
     bar = progress_bar(range(start, config.steps), desc="training", disable=not config.progress, initial=start, total=config.steps)
@@ -309,20 +355,14 @@ def _train(
         if loss.numel() != 1:
             bar.close()
             raise ValueError(f"loss_fn must return a scalar tensor; got shape {tuple(loss.shape)}")
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise stop(step, f"loss became {value}")
         opt.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
         else:
             loss.backward()
-        # The global gradient norm: clipped to grad_clip, and checked (a finite loss can still give inf gradients).
+        # The global gradient norm, clipped to grad_clip; the guard checks it with the loss (see _LossLog).
         norm = nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip if config.grad_clip is not None else float("inf"))
-        if scaler is None and not math.isfinite(float(norm)):
-            opt.zero_grad(set_to_none=True)
-            raise stop(step, f"gradient norm became {float(norm)}")
         if scaler is not None:
             scaler.step(opt)  # skips the step itself when fp16 gradients overflowed
             scaler.update()
@@ -330,17 +370,27 @@ def _train(
             opt.step()
         if ema is not None:
             ema.update(model)
-        losses.append(value)
+        log.add(loss, norm if scaler is None else None)  # no float(loss) here: that would wait for the GPU every step
         if on_step is not None:
             on_step(step + 1, model)
-        if config.progress and (step % config.log_every == 0 or step == config.steps - 1):
-            recent = losses[-config.log_every :]
-            bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
-        if ckpt is not None and config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
-            save(step + 1)
+        save_now = ckpt is not None and config.checkpoint_every and (step + 1) % config.checkpoint_every == 0
+        if save_now or (step + 1) % config.log_every == 0 or step + 1 == config.steps:
+            problem = log.read(keep_weights=step + 1 < config.steps)  # the NaN/inf guard, every log_every steps
+            if problem is not None:
+                bar.close()
+                bad, what = problem
+                lr = config.lr * opt.param_groups[0]["lr_multiplier"] * _lr_factor(bad - 1, config)
+                where = f" The last good checkpoint is {ckpt} (step {last_saved})." if last_saved is not None else ""
+                raise log.stop(bad, what, step + 1, lr, where)
+            if config.progress:
+                recent = losses[-config.log_every :]
+                bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
+        if save_now:
+            _save(ckpt, step + 1, losses, model, opt, ema, gen, scaler, device, config)
+            last_saved = step + 1
     bar.close()
     if ckpt is not None and last_saved != config.steps:
-        save(config.steps)
+        _save(ckpt, config.steps, losses, model, opt, ema, gen, scaler, device, config)
     seconds = time.perf_counter() - t0
     model.eval()
     return TrainResult(losses=losses, seconds=seconds, ema=ema, resumed_from=start, config=asdict(config))

@@ -93,6 +93,7 @@ def train_cond_unet_cmd(args: argparse.Namespace) -> None:
 
 
 def guidance_setting_name(w: float | None) -> str:
+    """The name of a guidance setting in the card: "w3" for w = 3, "uncond" for the null label alone."""
     return "uncond" if w is None else f"w{w:g}"
 
 
