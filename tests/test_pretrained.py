@@ -227,3 +227,41 @@ def test_the_weights_command_lists_every_step_of_make_weights() -> None:
     makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
     used = set(re.findall(r"-m diffusion_course\.weights\.make ([a-z-]+)", makefile))
     assert used and all(cmd in out for cmd in used), (sorted(used), out)
+
+
+def test_collect_writes_kid_and_paired_differences_into_the_cards(tmp_path: Path) -> None:
+    """`collect --what card` on scored parts: each setting keeps its KID interval, the card names the reference set and
+    carries every paired KID difference, and the samples file holds what was scored. The parts are made here from real
+    test digits (cheap stand-ins for samples), with a 2-step U-Net beside the shipped classifier."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from diffusion_course import CARD_SETTINGS, REFERENCE_SET, load_card_samples, quality_report, reference_splits, to_uint8
+    from diffusion_course.weights.make_mnist import PAIRED_COMPARISONS
+    from diffusion_course.weights.provenance import PARTS_DIR
+
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(DATA_DIR / CLASSIFIER_FILE.replace(".safetensors", suffix), tmp_path)
+    main(["train-unet", "--steps", "2", "--checkpoint-every", "1", "--out", str(tmp_path)])
+    parts = tmp_path / PARTS_DIR / "card"
+    parts.mkdir(parents=True)
+    test = reference_splits()[1]
+    for k, st in enumerate(CARD_SETTINGS):
+        x = test[k * 100 : k * 100 + 200]  # overlapping slices: paired sets that differ
+        report = quality_report(x, floor_repeats=2, kid_resamples=20)
+        entry = {"name": st.name, "description": st.describe(), **{a: v for a, v in vars(st).items() if a != "name"}, "seed": 0,
+                 **report.as_dict(), "nearest_train_median": 1.0}
+        (parts / f"{st.name}.json").write_text(json.dumps(entry))
+        save_file({st.name: to_uint8(x).contiguous()}, str(parts / f"{st.name}.safetensors"))
+    main(["collect", "--what", "card", "--out", str(tmp_path)])
+    _, card = load_pretrained_unet("ema", directory=tmp_path)
+    q = card["quality"]
+    assert q["reference"] == REFERENCE_SET
+    assert {label for label, _, _ in PAIRED_COMPARISONS} == set(q["paired_kid_differences"])
+    for d in q["paired_kid_differences"].values():
+        assert d["lo"] <= d["hi"]
+        assert d["separated"] == (d["lo"] > 0 or d["hi"] < 0)
+    for name, r in q["settings"].items():
+        assert r["kid_lo"] <= r["kid_hi"] and r["reference"] == REFERENCE_SET, name
+    torch.testing.assert_close(load_card_samples("ddim50_eta0", directory=tmp_path), test[100:300], atol=1 / 127.5, rtol=0)

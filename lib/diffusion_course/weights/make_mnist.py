@@ -24,7 +24,7 @@ from ..models.classifier import ClassifierConfig
 from ..models.unet import UNet
 from ..scoring.comparisons import CARD_SETTINGS, sample_setting, table_settings
 from ..scoring.distances import nearest_train_distances
-from ..scoring.quality import floor_table, quality_report, reference_splits
+from ..scoring.quality import REFERENCE_SET, compare_paired, floor_table, quality_report, reference_splits
 from ..scoring.reference import CLASSIFIER_FILE, load_classifier
 from ..training.checkpoints import read_card, replace_atomically, save_weights
 from ..training.classifier import accuracy, train_classifier
@@ -145,6 +145,17 @@ def evaluate_cmd(args: argparse.Namespace) -> None:
         print(f"{name}: {report.summary()}; nearest-training-digit median {nn_med:.2f} ({seconds:.0f} s)", flush=True)
 
 
+# The paired differences every card reports (label, a, b): KID(a) - KID(b) with its paired bootstrap interval.
+PAIRED_COMPARISONS = (
+    ("ddim50_eta0 - ddpm1000", "ddim50_eta0", "ddpm1000"),
+    ("ddim50_eta1 - ddim50_eta0", "ddim50_eta1", "ddim50_eta0"),
+    ("noclip - clip, eta 0", "ddim50_eta0_noclip", "ddim50_eta0"),
+    ("noclip - clip, eta 1", "ddim50_eta1_noclip", "ddim50_eta1"),
+    ("raw - ema, eta 0", "raw_ddim50_eta0", "ddim50_eta0"),
+    ("raw - ema, eta 1", "raw_ddim50_eta1", "ddim50_eta1"),
+)
+
+
 def collect_cmd(args: argparse.Namespace) -> None:
     """Merge the scored parts into the U-Net cards (and the shipped samples file), or into the DDIM table file."""
 
@@ -166,21 +177,24 @@ def collect_cmd(args: argparse.Namespace) -> None:
     train_images, test_images = reference_splits()
     test_nn = float(nearest_train_distances(test_images, train_images).median())
     ddpm, ddim = results["ddpm1000"], results["ddim50_eta0"]
-    # ratios compare only at the same n: score the first ddpm["n"] DDIM samples too (same seed, so the same first x_T)
-
-    first = from_uint8(load_file(str(parts / "ddim50_eta0.safetensors"))["ddim50_eta0"][: ddpm["n"]])
-    ddim_same_n = quality_report(first, classifier=load_classifier(directory=out)[0]).as_dict()
+    samples = {n: from_uint8(load_file(str(parts / f"{n}.safetensors"))[n]) for n in wanted}
+    classifier = load_classifier(directory=out)[0]
+    paired = {}  # every setting sampled from the same seeded x_T: differences are paired (scoring.quality.compare_paired)
+    for label, a, b in PAIRED_COMPARISONS:
+        d = compare_paired(samples[a], samples[b], classifier=classifier)
+        paired[label] = {"a": a, "b": b, "kid_a_minus_b": round(d.estimate, 6), "lo": round(d.lo, 6), "hi": round(d.hi, 6),
+                         "separated": d.excludes_zero}
     goals = {
         "ddpm1000_ratio_at_most_1.5": ddpm["ratio"] <= 1.5,
         "ddim50_eta0_ratio_at_most_1.5": ddim["ratio"] <= 1.5,
-        "ddim50_eta0_within_1.2x_of_ddpm1000_at_the_same_n": ddim_same_n["ratio"] <= 1.2 * ddpm["ratio"],
-        "ddim50_eta0_at_the_same_n": {"n": ddpm["n"], "ratio": ddim_same_n["ratio"], "ratio_spread": ddim_same_n["ratio_spread"],
-                                      "ratio_to_ddpm1000": round(ddim_same_n["ratio"] / ddpm["ratio"], 3)},
+        "ddim50_eta0_within_1.2x_of_ddpm1000": ddim["ratio"] <= 1.2 * ddpm["ratio"],
+        "ddim50_eta0_kid_interval_overlaps_ddpm1000": ddim["kid_lo"] <= ddpm["kid_hi"] and ddpm["kid_lo"] <= ddim["kid_hi"],
         "confident_share_at_least_0.9": {n: r["confident_share"] >= 0.9 for n, r in results.items() if r["weights"] == "ema" and r["clip_x0"]},
     }
-    quality = {"headline": "ddpm1000", "settings": results, "floors": floors, "goals": goals,
+    quality = {"headline": "ddpm1000", "reference": REFERENCE_SET, "settings": results, "paired_kid_differences": paired,
+               "floors": floors, "goals": goals,
                "nearest_train_median_of_test_digits": round(test_nn, 4), "command": command}
-    tensors = {n: load_file(str(parts / f"{n}.safetensors"))[n] for n in wanted}
+    tensors = {n: to_uint8(x).contiguous() for n, x in samples.items()}
     replace_atomically(lambda tmp: save_file(tensors, str(tmp), metadata={"what": "uint8 evaluation samples of the card's settings"}),
                         out / SAMPLES_FILE)
     samples_card = {"what": "uint8 evaluation samples of the U-Net card's settings (0..255 = pixel values -1..1); load with load_card_samples",
@@ -196,5 +210,6 @@ def collect_cmd(args: argparse.Namespace) -> None:
         save_weights(model, path, card)
     print(f"{len(results)} settings -> the cards and {out / SAMPLES_FILE}")
     for n, r in results.items():
-        print(f"  {n:20s} ratio {r['ratio']:.2f} +/- {r['ratio_spread']:.2f}  confident {r['confident_share']:.1%}  "
+        print(f"  {n:20s} KID {r['kid']:.4f} [{r['kid_lo']:.4f}, {r['kid_hi']:.4f}]  ratio {r['ratio']:.2f} +/- {r['ratio_spread']:.2f}  "
+              f"confident {r['confident_share']:.1%}  "
               f"nearest-train median {r['nearest_train_median']:.2f} (test digits {test_nn:.2f})  n={r['n']}")
