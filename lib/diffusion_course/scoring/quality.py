@@ -77,10 +77,13 @@ def _outputs(classifier: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor,
 
 
 def kid_features(feats: torch.Tensor, feats_ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both feature sets standardised by the reference's per-feature mean and std: the classifier's raw features reach
-    +/-76 and the cubic kernel of the KID would be ruled by a few of them; standardised, x . y / d is of order 1."""
-    mu, sd = feats_ref.mean(0), feats_ref.std(0).clamp_min(1e-6)
-    return (feats - mu) / sd, (feats_ref - mu) / sd
+    """Both feature sets centred on the reference's mean and divided by one number, the reference's root-mean-square
+    feature (so that |x|^2 / d is 1 on average over the reference): the classifier's raw features reach +/-76, and the
+    cubic kernel of the KID would be ruled by a few of them. One scale for all features keeps the geometry of the
+    feature space (a per-feature scale would blow up a feature that is nearly constant on the reference)."""
+    mu = feats_ref.mean(0)
+    scale = (feats_ref - mu).pow(2).mean().sqrt().clamp_min(1e-12)
+    return (feats - mu) / scale, (feats_ref - mu) / scale
 
 
 FLOOR_DRAWS = 20  # real draws averaged into every floor
