@@ -70,3 +70,19 @@ def gaussian_eps_model():
 def se_bounds():
     """Factory ``(n, var, k=5) -> (tol_mean, tol_var)``: k standard errors of a sample mean and a sample variance."""
     return _standard_error_bounds
+
+
+@pytest.fixture()
+def host_reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Counts every read of a tensor's value by Python (int(t), bool(t), float(t), .item(), .tolist()) while the test
+    runs: on a GPU each one makes the CPU wait for the GPU."""
+    counts = {"reads": 0}
+    for name in ("__bool__", "__int__", "__float__", "__index__", "item", "tolist"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, **kwargs):
+            counts["reads"] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return counts
