@@ -6,8 +6,8 @@ name is looked up in its group on first use, so ``import diffusion_course`` alon
 
 Groups, from the bottom up: a module imports from its own group and from the groups listed before its own, never
 from a later one, and the imports form no cycle (tests/test_layout.py checks both, counting every import, and that
-this map lists exactly the modules on disk). Where the next chapters' code goes: ODE solvers and flow matching in
-``maths`` (pure maths on a model callable), an autoencoder in ``models``, its training in ``training``.
+this map lists exactly the modules on disk). Where the next chapters' code goes: flow matching in ``maths`` beside the
+ODE solvers (pure maths on a model callable), an autoencoder in ``models``, its training in ``training``.
 Module map, one line per module (chapters; what it holds):
 
     _internal                    -        private helpers of the whole package (not for the notebooks); import nothing from it
@@ -15,12 +15,13 @@ Module map, one line per module (chapters; what it holds):
       _internal.types            -        the EpsModel type: model(x_t, t) -> eps_hat
       _internal.noise            -        noise drawn on the generator's device; the samplers' starting x_T
       _internal.progress         -        the one progress bar: plain text (tqdm.std), stored as text in a saved notebook
-    maths                        01-11    tensors in, tensors out: no networks, no files, no data
+    maths                        01-12    tensors in, tensors out: no networks, no files, no data
       maths.schedules            02       beta schedules (linear, cosine, ...), NoiseSchedule (alpha, alpha_bar, posterior coefficients), SNR
       maths.forward              01-02    corrupt, q(x_t | x_{t-1}) (Ho eq. 2), q_sample and add_noise (Ho eq. 4), x0 / eps / v conversions (Ho eq. 15)
       maths.posterior            03       q(x_{t-1} | x_t, x_0): tilde-mu and tilde-beta (Ho eqs. 6-7), the mean from eps_hat (Ho eq. 11)
       maths.losses               03-11    Gaussian KL, discretised decoder (Ho eq. 13), ELBO terms (Ho eq. 5), L_simple (Ho eq. 14) and its conditional form
       maths.samplers             03-08    DDPM step and loop (Ho Algorithm 2), DDIM step and loop (Song eq. 12, sigma(eta) eq. 16), spacings, inversion
+      maths.solvers              12       fast ODE samplers: DPM-Solver++ (1-3M), Heun and Euler with Karras sigmas (Karras Algorithms 1-2), network calls
       maths.respacing            08       DDPM on kept timesteps (Nichol & Dhariwal section 4; the sigma-hat row of Song's Table 1)
       maths.interpolation        08       lerp and slerp between noises x_T
       maths.oracles              03,08    exact noise predictors of Gaussian and finite data (no training)
@@ -110,6 +111,8 @@ _EXPORTS: dict[str, str] = {
     "ddim_sample": "maths", "ddim_timesteps": "maths", "ddim_invert": "maths", "DDIM_SPACINGS": "maths", "DDPM_VARIANCES": "maths",
     "linear_betas": "maths", "cosine_betas": "maths", "quadratic_betas": "maths", "sigmoid_betas": "maths", "make_betas": "maths",
     "SCHEDULE_KINDS": "maths", "NoiseSchedule": "maths", "extract": "maths", "snr": "maths",
+    "dpm_solver_sample": "maths", "heun_sample": "maths", "euler_sample": "maths", "karras_sigmas": "maths", "sigma_grid": "maths",
+    "network_calls": "maths", "EDM_SIGMAS": "maths", "SAMPLER_NAMES": "maths",
     "to_uint8": "data", "from_uint8": "data", "DATA_DIR": "data", "SHIPPED_MARKER": "data", "find_data_dir": "data", "find_shipped": "data",
     "PHOTO_NAMES": "data", "CropSet": "data", "load_photos": "data", "grid_crops": "data", "make_crops": "data", "channel_stats": "data",
     "channel_range": "data", "scale_per_channel": "data", "unscale_per_channel": "data", "to_display": "data", "crop_and_flip": "data",

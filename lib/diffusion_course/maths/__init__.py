@@ -55,6 +55,7 @@ from .samplers import (
     ddpm_step_unchecked,
 )
 from .schedules import SCHEDULE_KINDS, NoiseSchedule, cosine_betas, extract, linear_betas, make_betas, quadratic_betas, sigmoid_betas, snr
+from .solvers import EDM_SIGMAS, SAMPLER_NAMES, dpm_solver_sample, euler_sample, heun_sample, karras_sigmas, network_calls, sigma_grid
 
 __all__ = [
     "x0_prediction_loss", "naive_mix_factors", "naive_sample", "simplified_step", "simplified_sample", "corrupt", "q_step", "q_sample",
@@ -66,5 +67,6 @@ __all__ = [
     "conditional_simple_loss_fn", "simple_loss_fn", "GaussianEps", "ExactDenoiser", "q_posterior", "posterior_mean_from_eps",
     "respaced_schedule", "RespacedModel", "ddpm_sample_respaced", "ddpm_step_unchecked", "ddim_step_unchecked", "ddpm_step", "ddim_step",
     "ddpm_sample", "ddim_sample", "ddim_timesteps", "ddim_invert", "DDIM_SPACINGS", "DDPM_VARIANCES", "linear_betas", "cosine_betas",
-    "quadratic_betas", "sigmoid_betas", "make_betas", "SCHEDULE_KINDS", "NoiseSchedule", "extract", "snr",
+    "quadratic_betas", "sigmoid_betas", "make_betas", "SCHEDULE_KINDS", "NoiseSchedule", "extract", "snr", "dpm_solver_sample",
+    "heun_sample", "euler_sample", "karras_sigmas", "sigma_grid", "network_calls", "EDM_SIGMAS", "SAMPLER_NAMES",
 ]
