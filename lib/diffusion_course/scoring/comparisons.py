@@ -23,6 +23,7 @@ from .._internal.validate import check_choice, check_positive_int, check_range
 from ..maths.respacing import ddpm_sample_respaced
 from ..maths.samplers import DDIM_SPACINGS, ddim_sample, ddpm_sample
 from ..maths.schedules import NoiseSchedule
+from ..maths.solvers import dpm_solver_sample, heun_sample
 
 __all__ = [
     "TableCell",
@@ -181,16 +182,20 @@ class SamplerSetting:
 
     name: str  # key in the card's quality table and in the samples file
     weights: str  # "ema" or "raw"
-    sampler: str  # "ddpm" (Algorithm 2, T steps), "ddim" or "sigma_hat" (ancestral DDPM on kept steps, sigma^2 = beta')
-    steps: int  # model calls per sample
+    sampler: str  # "ddpm" (Algorithm 2, T steps), "ddim", "sigma_hat" (ancestral DDPM on kept steps, sigma^2 = beta'),
+    # "dpm_solver" (DPM-Solver++, multistep) or "heun" (Karras et al. Algorithm 1 on Karras sigmas)
+    steps: int  # the sampler's steps: model calls per sample, except Heun (2 * steps - 1 calls; see `calls`)
     eta: float | None = None  # DDIM only
     spacing: str = "uniform"  # kept timesteps (DDIM, sigma_hat)
     clip_x0: float | None = 1.0
     n: int = 1000  # samples scored
+    order: int | None = None  # DPM-Solver++ only: 1, 2 (2M) or 3 (3M)
 
     def __post_init__(self) -> None:
         check_choice(self.weights, ("ema", "raw"), "weights")
-        check_choice(self.sampler, ("ddpm", "ddim", SIGMA_HAT), "sampler")
+        check_choice(self.sampler, ("ddpm", "ddim", SIGMA_HAT, "dpm_solver", "heun"), "sampler")
+        if self.order is not None:
+            check_positive_int(self.order, "order", 1, 3)
         check_positive_int(self.steps, "steps")
         if self.eta is not None:
             check_range(self.eta, "eta", 0.0, 1.0)
@@ -199,8 +204,17 @@ class SamplerSetting:
             check_range(self.clip_x0, "clip_x0", 0.0, math.inf, open_low=True)
         check_positive_int(self.n, "n")
 
+    @property
+    def calls(self) -> int:
+        """Network calls per sample."""
+        return 2 * self.steps - 1 if self.sampler == "heun" else self.steps
+
     def describe(self) -> str:
         clip = f"x0 clipped to +/-{self.clip_x0:g}" if self.clip_x0 else "no clipping"
+        if self.sampler == "dpm_solver":
+            return f"{self.weights} weights, DPM-Solver++({self.order or 2}M) {self.steps} {self.spacing} steps, {clip}"
+        if self.sampler == "heun":
+            return f"{self.weights} weights, Heun on {self.steps} Karras sigmas ({self.calls} calls), {clip}"
         if self.sampler == "ddpm":
             return f"{self.weights} weights, DDPM {self.steps} steps (sigma^2 = beta), {clip}"
         if self.sampler == SIGMA_HAT:
@@ -218,6 +232,11 @@ CARD_SETTINGS = (
     SamplerSetting("ddim50_eta1_noclip", "ema", "ddim", 50, eta=1.0, clip_x0=None),
     SamplerSetting("raw_ddim50_eta0", "raw", "ddim", 50, eta=0.0),
     SamplerSetting("raw_ddim50_eta1", "raw", "ddim", 50, eta=1.0),
+    # chapter 12: few network calls
+    SamplerSetting("dpm2m_10", "ema", "dpm_solver", 10, spacing="trailing", order=2),
+    SamplerSetting("dpm2m_20", "ema", "dpm_solver", 20, spacing="trailing", order=2),
+    SamplerSetting("heun_10", "ema", "heun", 10),
+    SamplerSetting("ddim20_eta1", "ema", "ddim", 20, eta=1.0),
 )
 
 
@@ -252,5 +271,10 @@ def sample_setting(model: EpsModel, schedule: NoiseSchedule, setting: SamplerSet
     if setting.sampler == SIGMA_HAT:
         return sample_in_batches(ddpm_sample_respaced, setting.n, item_shape, batch_size, seed, steps=setting.steps,
                                  spacing=setting.spacing, variance="beta", progress=progress, **common)
+    if setting.sampler == "dpm_solver":
+        return sample_in_batches(dpm_solver_sample, setting.n, item_shape, batch_size, seed, steps=setting.steps, order=setting.order or 2,
+                                 spacing=setting.spacing, progress=progress, **common)
+    if setting.sampler == "heun":
+        return sample_in_batches(heun_sample, setting.n, item_shape, batch_size, seed, steps=setting.steps, progress=progress, **common)
     return sample_in_batches(ddim_sample, setting.n, item_shape, batch_size, seed, steps=setting.steps, eta=setting.eta,
                              spacing=setting.spacing, progress=progress, **common)

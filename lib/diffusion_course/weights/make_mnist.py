@@ -153,6 +153,10 @@ PAIRED_COMPARISONS = (
     ("noclip - clip, eta 1", "ddim50_eta1_noclip", "ddim50_eta1"),
     ("raw - ema, eta 0", "raw_ddim50_eta0", "ddim50_eta0"),
     ("raw - ema, eta 1", "raw_ddim50_eta1", "ddim50_eta1"),
+    ("dpm2m_20 - ddim50_eta0", "dpm2m_20", "ddim50_eta0"),
+    ("dpm2m_20 - ddpm1000", "dpm2m_20", "ddpm1000"),
+    ("ddim20_eta1 - dpm2m_20", "ddim20_eta1", "dpm2m_20"),
+    ("heun_10 - dpm2m_20", "heun_10", "dpm2m_20"),
 )
 
 
