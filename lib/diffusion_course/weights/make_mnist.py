@@ -134,7 +134,10 @@ def evaluate_cmd(args: argparse.Namespace) -> None:
         t0 = time.perf_counter()
         x = sample_setting(model, schedule, st, seed=args.seed, batch_size=args.batch)
         seconds = time.perf_counter() - t0
+        out_of_range = float(((x < -1) | (x > 1)).float().mean())  # before the uint8 file clips them
+        x = from_uint8(to_uint8(x))  # score exactly what the samples file keeps, so anyone can recompute the card
         report = quality_report(x, classifier=classifier)
+        report.out_of_range = out_of_range
         nn_med = float(nearest_train_distances(x, train_images).median())
         entry = {"name": name, "description": st.describe(), **{k: v for k, v in vars(st).items() if k != "name"}, "seed": args.seed,
                  "sampling_seconds": round(seconds, 1), "sampling_device": device.type, "threads": torch.get_num_threads(),
