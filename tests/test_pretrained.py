@@ -273,7 +273,7 @@ STAGED = DATA_DIR / "staged"  # the next MNIST U-Net, trained and scored, not ye
 def test_the_staged_unet_carries_a_complete_card() -> None:
     """The staged weights load with their card; every card setting was scored on 1,000 samples against the reference
     set, with KID intervals, and the stored KID is what the stored samples score."""
-    from diffusion_course import CARD_SETTINGS, REFERENCE_SET, quality_report
+    from diffusion_course import CARD_SETTINGS, REFERENCE_SET, load_card_samples, quality_report
 
     model, card = load_pretrained_unet("ema", directory=STAGED)
     assert card["training"]["steps"] == 15000 and card["training"]["batch_size"] == 64
