@@ -1,7 +1,7 @@
 """``make weights``' command line (chapters 6-11): ``python -m diffusion_course.weights.make <command>`` with the
 commands train-classifier | floors | train-unet | evaluate | collect (chapters 6-8, :mod:`.make_mnist`),
-train-cond-unet | evaluate-guidance | collect-guidance (chapter 11, :mod:`.make_guidance`) and train-colour
-(chapter 10, :mod:`.colour_study`); ``--help`` for each."""
+train-cond-unet | evaluate-guidance | collect-guidance (chapter 11, :mod:`.make_guidance`), train-colour
+(chapter 10, :mod:`.colour_study`) and train-flow-unet (chapter 13, :mod:`.make_flow`); ``--help`` for each."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import argparse
 from ..data.locations import DATA_DIR
 from ..data.sets import MNIST_SOURCES
 from .colour_study import StudySettings, train_colour_cmd
+from .make_flow import train_flow_unet_cmd
 from .make_guidance import collect_guidance_cmd, evaluate_guidance_cmd, guidance_setting_name, train_cond_unet_cmd
 from .make_mnist import collect_cmd, evaluate_cmd, floors_cmd, train_classifier_cmd, train_unet_cmd
 from .provenance import COMMAND
@@ -106,6 +107,25 @@ def _colour_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=str(DATA_DIR), help="folder for the weights and cards")
 
 
+def _flow_command(sub: argparse._SubParsersAction) -> None:
+    """Chapter 13: the flow-matching U-Net."""
+    p = sub.add_parser("train-flow-unet", help="chapter 13: train the MNIST U-Net with flow matching (resumes from data/checkpoints/)")
+    p.add_argument("--data", choices=MNIST_SOURCES, default="subset",
+                   help="training digits: the shipped subset (default, the same everywhere), torchvision's full set, or full when it can be had")
+    p.add_argument("--steps", type=int, default=15000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--t-sampling", choices=("uniform", "logit_normal"), default="uniform", help="how training draws t")
+    p.add_argument("--logit-mean", type=float, default=0.0)
+    p.add_argument("--logit-std", type=float, default=1.0)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: all cores torch sees)")
+    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(DATA_DIR))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: ``python -m diffusion_course.weights.make <command> [options]`` (``--help`` for each)."""
     parser = argparse.ArgumentParser(prog=COMMAND, description="Produce the shipped weights in data/.")
@@ -113,10 +133,11 @@ def main(argv: list[str] | None = None) -> None:
     _mnist_commands(sub)
     _guidance_commands(sub)
     _colour_command(sub)
+    _flow_command(sub)
     args = parser.parse_args(argv)
     commands = {"train-classifier": train_classifier_cmd, "train-unet": train_unet_cmd, "floors": floors_cmd, "evaluate": evaluate_cmd,
                 "collect": collect_cmd, "train-cond-unet": train_cond_unet_cmd, "evaluate-guidance": evaluate_guidance_cmd,
-                "collect-guidance": collect_guidance_cmd, "train-colour": train_colour_cmd}
+                "collect-guidance": collect_guidance_cmd, "train-colour": train_colour_cmd, "train-flow-unet": train_flow_unet_cmd}
     commands[args.cmd](args)
 
 
