@@ -16,7 +16,7 @@ from .._internal.validate import check_positive_int
 
 __all__ = [
     "sliced_wasserstein", "mmd_rbf", "frechet_distance", "gaussian_frechet_distance", "nearest_train_distances",
-    "polynomial_kernel", "kernel_distance", "KernelDistance", "kernel_distance_interval", "paired_kernel_distance_difference",
+    "polynomial_kernel", "kernel_distance", "KernelDistance", "kernel_distance_interval", "paired_kernel_distance_difference", "paired_mean_difference",
 ]
 
 
@@ -242,3 +242,16 @@ def paired_kernel_distance_difference(feats_a: torch.Tensor, feats_b: torch.Tens
     est = [float(_mmd2_from_counts(k_ss, k_rr, k_sr, ones_s, ones_r)[0]) for k_ss, k_sr in mats]
     boot = [_mmd2_from_counts(k_ss, k_rr, k_sr, c_s, c_r) for k_ss, k_sr in mats]
     return KernelDistance(est[0] - est[1], *_percentiles(boot[0] - boot[1], level))
+
+
+def paired_mean_difference(a: torch.Tensor, b: torch.Tensor, *, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> KernelDistance:
+    """mean(a) - mean(b) for paired per-sample values (e.g. 1.0 where the classifier reads sample i as the digit asked
+    for), with a paired bootstrap interval: each resample draws the same indices i for both. The same (estimate, lo,
+    hi) tuple as the KID differences, so ``.excludes_zero`` reads the same way."""
+    if a.ndim != 1 or a.shape != b.shape or a.shape[0] < 2:
+        raise ValueError(f"a and b must be paired 1-D tensors of one length >= 2; got {tuple(a.shape)} and {tuple(b.shape)}")
+    _check_interval_args(resamples, level)
+    d = (a.double() - b.double()).cpu()
+    g = torch.Generator().manual_seed(seed)
+    boot = (_counts(g, resamples, d.shape[0]) @ d) / d.shape[0]
+    return KernelDistance(float(d.mean()), *_percentiles(boot, level))

@@ -14,13 +14,15 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..data.encoding import to_uint8
+from ..data.encoding import from_uint8, to_uint8
 from ..data.sets import mnist
 from ..maths.guidance import guided_sample
 from ..maths.samplers import ddim_sample
 from ..maths.schedules import NoiseSchedule, make_betas
 from ..models.unet import UNet
+from ..scoring.distances import paired_mean_difference
 from ..scoring.guidance_report import guidance_report
+from ..scoring.quality import CONFIDENT, classifier_outputs, compare_paired
 from ..scoring.reference import load_classifier
 from ..training.checkpoints import CheckpointError, replace_atomically, save_weights
 from ..training.loop import TrainConfig, train
@@ -36,7 +38,10 @@ from .shipped import (
     schedule_from_card,
 )
 
-__all__ = ["train_cond_unet_cmd", "guidance_setting_name", "evaluate_guidance_cmd", "collect_guidance_cmd"]
+__all__ = [
+    "train_cond_unet_cmd", "guidance_setting_name", "evaluate_guidance_cmd", "collect_guidance_cmd", "guidance_paired_differences",
+    "GUIDANCE_PAIRS",
+]
 
 
 def train_cond_unet_cmd(args: argparse.Namespace) -> None:
@@ -177,12 +182,40 @@ def collect_guidance_cmd(args: argparse.Namespace) -> None:
                     "weights": COND_UNET_FILE, "command": f"{COMMAND} collect-guidance"}
     replace_atomically(lambda tmp: tmp.write_text(json.dumps(samples_card, indent=2) + "\n"), path.with_suffix(".json"))
     model, card = load_pretrained_cond_unet(directory=args.out)
-    card["guidance_sweep"] = {"settings": results, "command": f"{COMMAND} evaluate-guidance",
+    paired = guidance_paired_differences({n: from_uint8(load_file(str(parts / f"{n}.safetensors"))[n]) for n in names},
+                                         results["w0"]["per_class"], classifier=load_classifier(directory=args.out)[0])
+    card["guidance_sweep"] = {"settings": results, "paired": paired, "command": f"{COMMAND} evaluate-guidance",
                               "goal_w3_confident_correct_at_least_0.95": results["w3"]["confident_correct_share"] >= 0.95}
     card.pop("architecture", None)
     save_weights(model, Path(args.out) / COND_UNET_FILE, card)
     for n, r in results.items():
         pc = r.get("per_class_ratio")
         asked = f"accuracy {r['accuracy']:.1%}  confident & right {r['confident_correct_share']:.1%}  " if "accuracy" in r else ""
-        print(f"  {n:7s} {asked}pooled ratio {r['pooled']['ratio']:.2f} +/- {r['pooled']['ratio_spread']:.2f}"
+        print(f"  {n:7s} {asked}pooled KID {r['pooled']['kid']:.4f}, ratio {r['pooled']['ratio']:.2f} +/- {r['pooled']['ratio_spread']:.2f}"
               + (f"  per-class ratio {pc['mean']:.2f} (range {pc['min']:.2f}-{pc['max']:.2f})" if pc else ""))
+
+
+# (label, a, b): the guidance sweep's paired comparisons; every setting starts from the same x_T (one seed), sample i asks
+# for the same digit in each, so KID(a) - KID(b) and the difference in "read as the digit asked for, p > 0.9" are paired.
+GUIDANCE_PAIRS = (("w1 - w0", "w1", "w0"), ("w2 - w1", "w2", "w1"), ("w3 - w1", "w3", "w1"), ("w3 - w2", "w3", "w2"),
+                  ("w5 - w3", "w5", "w3"), ("w0 - uncond", "w0", "uncond"))
+
+
+def guidance_paired_differences(samples: dict[str, torch.Tensor], per_class: int, *, classifier: torch.nn.Module) -> dict:
+    """The paired differences of :data:`GUIDANCE_PAIRS` on full sample sets (label order, ``per_class`` of each digit):
+    pooled KID and, where both settings asked for a digit, the confident-and-right share."""
+    labels = torch.arange(10).repeat_interleave(per_class)
+    right = {}
+    for n, x in samples.items():
+        _, p = classifier_outputs(classifier, x)
+        conf, pred = p.max(1)
+        right[n] = ((pred == labels) & (conf > CONFIDENT)).double()
+    out = {}
+    for label, a, b in GUIDANCE_PAIRS:
+        d = compare_paired(samples[a], samples[b], classifier=classifier)
+        row = {"a": a, "b": b, "kid_a_minus_b": [round(v, 6) for v in d], "kid_separated": d.excludes_zero}
+        if "uncond" not in (a, b):
+            s = paired_mean_difference(right[a], right[b])
+            row.update(confident_correct_a_minus_b=[round(v, 4) for v in s], confident_correct_separated=s.excludes_zero)
+        out[label] = row
+    return out
