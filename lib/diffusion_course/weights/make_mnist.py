@@ -142,8 +142,7 @@ def evaluate_cmd(args: argparse.Namespace) -> None:
         entry = {"name": name, "description": st.describe(), **{k: v for k, v in vars(st).items() if k != "name"}, "seed": args.seed,
                  "sampling_seconds": round(seconds, 1), "sampling_device": device.type, "threads": torch.get_num_threads(),
                  **report.as_dict(), "nearest_train_median": round(nn_med, 4)}
-        if args.what == "card":
-            save_file({name: to_uint8(x).contiguous()}, str(parts / f"{name}.safetensors"))
+        save_file({name: to_uint8(x).contiguous()}, str(parts / f"{name}.safetensors"))  # collect pairs settings on these
         (parts / f"{name}.json").write_text(json.dumps(entry, indent=2) + "\n")
         print(f"{name}: {report.summary()}; nearest-training-digit median {nn_med:.2f} ({seconds:.0f} s)", flush=True)
 
