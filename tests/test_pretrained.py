@@ -268,3 +268,55 @@ def test_collect_writes_kid_and_paired_differences_into_the_cards(tmp_path: Path
     for name, r in q["settings"].items():
         assert r["kid_lo"] <= r["kid_hi"] and r["reference"] == REFERENCE_SET, name
     torch.testing.assert_close(load_card_samples("ddim50_eta0", directory=tmp_path), test[70:270], atol=1 / 127.5, rtol=0)
+
+
+def test_collect_pairs_the_cells_of_the_ddim_table(tmp_path: Path) -> None:
+    """`collect --what table`: every cell and every paired difference of `table_pairs` in the table file, the reference
+    named, each interval ordered and "separated" exactly when it excludes 0. Real test digits stand in for samples."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from diffusion_course import REFERENCE_SET, quality_report, reference_splits, table_settings, to_uint8
+    from diffusion_course.weights.make_mnist import table_pairs
+    from diffusion_course.weights.provenance import PARTS_DIR
+    from diffusion_course.weights.shipped import TABLE_FILE
+
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(DATA_DIR / CLASSIFIER_FILE.replace(".safetensors", suffix), tmp_path)
+    parts = tmp_path / PARTS_DIR / "table"
+    parts.mkdir(parents=True)
+    test = reference_splits()[1]
+    settings = table_settings(128)
+    for k, st in enumerate(settings):
+        x = test[torch.arange(k * 30, k * 30 + 128) % len(test)]
+        entry = {"name": st.name, **quality_report(x, floor_repeats=2, kid_resamples=20).as_dict()}
+        (parts / f"{st.name}.json").write_text(json.dumps(entry))
+        save_file({st.name: to_uint8(x).contiguous()}, str(parts / f"{st.name}.safetensors"))
+    main(["collect", "--what", "table", "--table-n", "128", "--out", str(tmp_path)])
+    table = json.loads((tmp_path / TABLE_FILE).read_text())
+    assert table["reference"] == REFERENCE_SET and set(table["cells"]) == {s.name for s in settings}
+    assert {label for label, _, _ in table_pairs()} == set(table["paired_kid_differences"])
+    for d in table["paired_kid_differences"].values():
+        assert d["lo"] <= d["kid_a_minus_b"] <= d["hi"] and d["separated"] == (d["lo"] > 0 or d["hi"] < 0)
+
+
+def test_guidance_pairs_compare_the_same_noises() -> None:
+    """guidance_paired_differences on stand-in "samples" (real test digits in label order): a setting against itself
+    differs by exactly 0 in both scores; one with a tenth of its digits replaced by noise reads worse, separated."""
+    from diffusion_course import shipped_classifier
+    from diffusion_course.data.sets import mnist
+    from diffusion_course.weights.make_guidance import GUIDANCE_PAIRS, guidance_paired_differences
+
+    x, y = mnist("test", source="subset")
+    per = 40
+    good = torch.cat([x[y == c][:per] for c in range(10)])
+    bad = good.clone()
+    bad[::10] = torch.rand_like(bad[::10]) * 2 - 1  # every tenth "sample" is noise
+    samples = {"w0": good, "w1": bad, "w2": good, "w3": good, "w5": good, "uncond": good}
+    out = guidance_paired_differences(samples, per, classifier=shipped_classifier())
+    assert set(out) == {label for label, _, _ in GUIDANCE_PAIRS} and "confident_correct_a_minus_b" not in out["w0 - uncond"]
+    assert out["w3 - w2"]["kid_a_minus_b"] == [0.0, 0.0, 0.0] and out["w3 - w2"]["confident_correct_a_minus_b"] == [0.0, 0.0, 0.0]
+    worse = out["w1 - w0"]
+    assert worse["kid_separated"] and worse["kid_a_minus_b"][1] > 0  # noise raises the KID, beyond its interval
+    assert worse["confident_correct_separated"] and worse["confident_correct_a_minus_b"][2] < 0

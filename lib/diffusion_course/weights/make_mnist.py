@@ -32,7 +32,7 @@ from ..training.loop import TrainConfig, train
 from .provenance import COMMAND, PARTS_DIR, card_provenance, default_device, git_state
 from .shipped import SAMPLES_FILE, SHIPPED_UNET_CONFIG, TABLE_FILE, UNET_EMA_FILE, UNET_RAW_FILE, load_pretrained_unet, schedule_from_card
 
-__all__ = ["train_classifier_cmd", "train_unet_cmd", "floors_cmd", "evaluate_cmd", "collect_cmd"]
+__all__ = ["table_pairs", "train_classifier_cmd", "train_unet_cmd", "floors_cmd", "evaluate_cmd", "collect_cmd"]
 
 
 def train_classifier_cmd(args: argparse.Namespace) -> None:
@@ -162,6 +162,33 @@ PAIRED_COMPARISONS = (
 )
 
 
+def table_pairs() -> tuple[tuple[str, str, str], ...]:
+    """The DDIM table's paired comparisons (label, a, b): each eta against eta = 0 at the same S, sigma-hat against
+    eta = 1, each S against the next smaller one at eta 0 and 1, each spacing against "leading", and no clipping
+    against clipping."""
+    out = []
+    for S in (10, 20, 50):
+        out += [(f"S{S}: eta {e} - eta 0", f"leading_S{S}_eta{e}", f"leading_S{S}_eta0") for e in ("0.2", "0.5", "1")]
+        out.append((f"S{S}: sigma-hat - eta 1", f"leading_S{S}_sigmahat", f"leading_S{S}_eta1"))
+    out.append(("S100: eta 1 - eta 0", "leading_S100_eta1", "leading_S100_eta0"))
+    for e in ("0", "1"):
+        out += [(f"eta {e}: S{b} - S{a}", f"leading_S{b}_eta{e}", f"leading_S{a}_eta{e}") for a, b in ((10, 20), (20, 50), (50, 100))]
+    for S in (10, 50):
+        out += [(f"S{S} eta 0: {sp} - leading", f"{sp}_S{S}_eta0", f"leading_S{S}_eta0") for sp in ("quadratic", "uniform", "trailing")]
+    out += [(f"S10 eta {e}: noclip - clip", f"leading_S10_eta{e}_noclip", f"leading_S10_eta{e}") for e in ("0", "1")]
+    return tuple(out)
+
+
+def _paired(pairs, samples: dict, classifier) -> dict:
+    """Every setting is sampled from the same seeded x_T, so differences are paired (scoring.quality.compare_paired)."""
+    paired = {}
+    for label, a, b in pairs:
+        d = compare_paired(samples[a], samples[b], classifier=classifier)
+        paired[label] = {"a": a, "b": b, "kid_a_minus_b": round(d.estimate, 6), "lo": round(d.lo, 6), "hi": round(d.hi, 6),
+                         "separated": d.excludes_zero}
+    return paired
+
+
 def collect_cmd(args: argparse.Namespace) -> None:
     """Merge the scored parts into the U-Net cards (and the shipped samples file), or into the DDIM table file."""
 
@@ -174,22 +201,21 @@ def collect_cmd(args: argparse.Namespace) -> None:
     results = {n: json.loads((parts / f"{n}.json").read_text()) for n in wanted}
     floors = read_card(out / CLASSIFIER_FILE).get("floors", {})
     command = f"{COMMAND} evaluate --what " + args.what
+    samples = {n: from_uint8(load_file(str(parts / f"{n}.safetensors"))[n]) for n in wanted}
+    classifier = load_classifier(directory=out)[0]
     if args.what == "table":
-        table = {"what": "DDIM steps x eta x spacing grid on the shipped EMA U-Net (chapter 8); ratio = Frechet / floor at the same n",
-                 "command": command, "git_commit": git_state()["git_commit"], "cells": results, "floors": floors}
+        paired = _paired(table_pairs(), samples, classifier)
+        table = {"what": "DDIM steps x eta x spacing grid on the shipped EMA U-Net (chapter 8); ratio = Frechet / floor at the same n; "
+                         "paired = KID(a) - KID(b) on samples from the same x_T, with its paired bootstrap 95% interval",
+                 "command": command, "git_commit": git_state()["git_commit"], "reference": REFERENCE_SET, "cells": results,
+                 "paired_kid_differences": paired, "floors": floors}
         replace_atomically(lambda tmp: tmp.write_text(json.dumps(table, indent=1) + "\n"), out / TABLE_FILE)
         print(f"{len(results)} cells -> {out / TABLE_FILE}")
         return
     train_images, test_images = reference_splits()
     test_nn = float(nearest_train_distances(test_images, train_images).median())
     ddpm, ddim = results["ddpm1000"], results["ddim50_eta0"]
-    samples = {n: from_uint8(load_file(str(parts / f"{n}.safetensors"))[n]) for n in wanted}
-    classifier = load_classifier(directory=out)[0]
-    paired = {}  # every setting sampled from the same seeded x_T: differences are paired (scoring.quality.compare_paired)
-    for label, a, b in PAIRED_COMPARISONS:
-        d = compare_paired(samples[a], samples[b], classifier=classifier)
-        paired[label] = {"a": a, "b": b, "kid_a_minus_b": round(d.estimate, 6), "lo": round(d.lo, 6), "hi": round(d.hi, 6),
-                         "separated": d.excludes_zero}
+    paired = _paired(PAIRED_COMPARISONS, samples, classifier)
     goals = {
         "ddpm1000_ratio_at_most_1.5": ddpm["ratio"] <= 1.5,
         "ddim50_eta0_ratio_at_most_1.5": ddim["ratio"] <= 1.5,
