@@ -360,7 +360,7 @@ COMMANDS = {"weights.make.main", "teaching.student.main", "teaching.slides.main"
 FREE: dict[str, dict[str, str]] = {}
 for _fn, _args in {
     # seeds: any int seeds a generator
-    "seed": ["scoring.distances.kernel_distance_interval", "scoring.distances.paired_kernel_distance_difference", "scoring.quality.compare_paired",
+    "seed": ["scoring.distances.kernel_distance_interval", "scoring.distances.paired_mean_difference", "scoring.distances.paired_kernel_distance_difference", "scoring.quality.compare_paired",
              "training.classifier.train_classifier", "data.sets.toy_2d", "data.sets.swiss_roll", "data.sets.moons", "data.sets.rings",
              "data.sets.gaussian_mixture", "scoring.comparisons.sample_in_batches", "scoring.comparisons.ddim_table", "scoring.comparisons.sample_setting",
              "teaching.guidance_explorer.guided_grid", "scoring.distances.sliced_wasserstein", "scoring.quality.floor_draws", "scoring.quality.frechet_floor",
@@ -502,6 +502,9 @@ BASE: dict[str, Callable[[], tuple[tuple, dict]]] = {
     "models.mlp.MLPBlock": lambda: ((8, 4), {}),
     "scoring.distances.kernel_distance_interval": lambda: ((torch.randn(6, 3), torch.randn(7, 3)), {"resamples": 20}),
     "scoring.distances.paired_kernel_distance_difference": lambda: ((torch.randn(6, 3), torch.randn(6, 3), torch.randn(7, 3)), {"resamples": 20}),
+    "scoring.distances.paired_mean_difference": lambda: ((torch.rand(6), torch.rand(6)), {"resamples": 20}),
+    "weights.make_guidance.guidance_paired_differences": lambda: (({n: IMG28[:10] for n in ("w0", "w1", "w2", "w3", "w5", "uncond")}, 1),
+                                                                  {"classifier": _classifier.MNISTClassifier()}),
     "scoring.quality.compare_paired": lambda: ((IMG28[:4], IMG28[:4]), {"classifier": _classifier.MNISTClassifier(), "reference": IMG28_B, "resamples": 20}),
     "teaching.explorer_display.png_bytes": lambda: ((np.zeros((4, 4, 3)), 2), {}),
     "maths.guidance.guided_sample": lambda: ((_cond_unet(), S, LONG(3, 4)), {"w": 1.0, "item_shape": (1, 8, 8), "steps": 2}),

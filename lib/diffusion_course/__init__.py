@@ -15,13 +15,14 @@ Module map, one line per module (chapters; what it holds):
       _internal.types            -        the EpsModel type: model(x_t, t) -> eps_hat
       _internal.noise            -        noise drawn on the generator's device; the samplers' starting x_T
       _internal.progress         -        the one progress bar: plain text (tqdm.std), stored as text in a saved notebook
-    maths                        01-12    tensors in, tensors out: no networks, no files, no data
+    maths                        01-13    tensors in, tensors out: no networks, no files, no data
       maths.schedules            02       beta schedules (linear, cosine, ...), NoiseSchedule (alpha, alpha_bar, posterior coefficients), SNR
       maths.forward              01-02    corrupt, q(x_t | x_{t-1}) (Ho eq. 2), q_sample and add_noise (Ho eq. 4), x0 / eps / v conversions (Ho eq. 15)
       maths.posterior            03       q(x_{t-1} | x_t, x_0): tilde-mu and tilde-beta (Ho eqs. 6-7), the mean from eps_hat (Ho eq. 11)
       maths.losses               03-11    Gaussian KL, discretised decoder (Ho eq. 13), ELBO terms (Ho eq. 5), L_simple (Ho eq. 14) and its conditional form
       maths.samplers             03-08    DDPM step and loop (Ho Algorithm 2), DDIM step and loop (Song eq. 12, sigma(eta) eq. 16), spacings, inversion
       maths.solvers              12       fast ODE samplers: DPM-Solver++ (1-3M), Heun and Euler with Karras sigmas (Karras Algorithms 1-2), network calls
+      maths.flow                 13       flow matching on the straight path: the loss (Lipman et al. 2023), Euler / Heun sampling, SD3's t-sampling and shift
       maths.respacing            08       DDPM on kept timesteps (Nichol & Dhariwal section 4; the sigma-hat row of Song's Table 1)
       maths.interpolation        08       lerp and slerp between noises x_T
       maths.oracles              03,08    exact noise predictors of Gaussian and finite data (no training)
@@ -32,11 +33,12 @@ Module map, one line per module (chapters; what it holds):
       data.sets                  01-11    2-D sets, 8x8 digits, MNIST and Fashion-MNIST with the offline MNIST fallback
       data.encoding              06-11    images as uint8 and back (the shipped sample files)
       data.photos                10       scikit-learn's photos as crops, per-channel scaling to [-1, 1], random crops and flips
-    models                       01-11    the networks
+    models                       01-13    the networks
       models.embeddings          04       sinusoidal timestep embedding (Vaswani et al. 2017, as used by Ho et al. Appendix B)
       models.mlp                 04       eps_theta(x_t, t) for 2-D points: an MLP with the time embedding
       models.unet                01,05    BasicUNet (chapter 1's x0-predictor) and UNet (Ho Appendix B; scale-shift, attention, labels)
       models.sizes               05       conv / pool / transposed-conv output sizes and a convolution's parameter count
+      models.flow_time           13       FlowTime: a U-Net of integer timesteps called on flow matching's t in [0, 1]
       models.classifier          06       the MNIST classifier network whose features score samples
       models.diffusers_bridge    09       diffusers' models in our loops, their schedules as ours
     training                     01-11    one loop for every model; never imports scoring or weights
@@ -52,10 +54,11 @@ Module map, one line per module (chapters; what it holds):
       scoring.comparisons        06-08    sampler settings of the shipped model's card; the DDIM steps x eta table (Song Table 1)
       scoring.guidance_report    11       guided samples read by the classifier: accuracy, confidence, per-class quality
       scoring.memorisation       10       nearest-training-crop distances of samples beside held-out crops
-    weights                      05-11    the shipped files and the commands that make them
+    weights                      05-13    the shipped files and the commands that make them
       weights.shipped            05-11    loading the shipped U-Nets, samples and tables with their cards (loading only)
       weights.provenance         06-11    the command, commit, device and time written into every card
       weights.make_mnist         06-08    make weights: the classifier, its floors, the MNIST U-Net, its card and the DDIM table
+      weights.make_flow          13       make weights: the flow-matching U-Net
       weights.make_guidance      11       make weights: the conditional U-Net and its guidance sweep
       weights.colour_study       10       make weights: the colour U-Nets and their memorisation study
       weights.make               06-11    the command line of make weights: python -m diffusion_course.weights.make
@@ -97,6 +100,9 @@ __version__ = "0.1.0"
 # Every public name of the groups -> the group that holds it (tests/test_layout.py checks this table against the
 # groups' __all__, so a name added to a group is importable from here).
 _EXPORTS: dict[str, str] = {
+    "flow_matching_loss": "maths", "flow_matching_loss_fn": "maths", "flow_sample": "maths", "flow_sigmas": "maths",
+    "flow_euler_step_unchecked": "maths", "FLOW_METHODS": "maths", "T_SAMPLINGS": "maths", "sample_flow_t": "maths", "shift_sigmas": "maths",
+    "FlowTime": "models", "FLOW_TIME_SCALE": "models", "paired_mean_difference": "scoring",
     "x0_prediction_loss": "maths", "naive_mix_factors": "maths", "naive_sample": "maths", "simplified_step": "maths", "simplified_sample": "maths",
     "corrupt": "maths", "q_step": "maths", "q_sample": "maths", "add_noise": "maths", "q_mean_variance": "maths", "predict_x0_from_eps": "maths",
     "predict_eps_from_x0": "maths", "v_from_x0_eps": "maths", "predict_x0_from_v": "maths", "predict_eps_from_v": "maths",

@@ -1,9 +1,20 @@
 """Pure maths (chapters 1-11): tensors in, tensors out. Noise schedules, the forward process, the posterior, the losses,
-the samplers, respacing, interpolation, exact denoisers, classifier-free guidance and the counter-examples. Imports
+the samplers, the ODE solvers, flow matching, respacing, interpolation, exact denoisers, classifier-free guidance and the counter-examples. Imports
 nothing from the package but the private helpers: no networks, no files, no data.
 """
 
 from .counterexamples import naive_mix_factors, naive_sample, simplified_sample, simplified_step, x0_prediction_loss
+from .flow import (
+    FLOW_METHODS,
+    T_SAMPLINGS,
+    flow_euler_step_unchecked,
+    flow_matching_loss,
+    flow_matching_loss_fn,
+    flow_sample,
+    flow_sigmas,
+    sample_flow_t,
+    shift_sigmas,
+)
 from .forward import (
     add_noise,
     corrupt,
@@ -69,4 +80,6 @@ __all__ = [
     "ddpm_sample", "ddim_sample", "ddim_timesteps", "ddim_invert", "DDIM_SPACINGS", "DDPM_VARIANCES", "linear_betas", "cosine_betas",
     "quadratic_betas", "sigmoid_betas", "make_betas", "SCHEDULE_KINDS", "NoiseSchedule", "extract", "snr", "dpm_solver_sample",
     "heun_sample", "euler_sample", "karras_sigmas", "sigma_grid", "network_calls", "EDM_SIGMAS", "SAMPLER_NAMES",
+    "flow_matching_loss", "flow_matching_loss_fn", "flow_sample", "flow_sigmas", "flow_euler_step_unchecked", "FLOW_METHODS", "T_SAMPLINGS",
+    "sample_flow_t", "shift_sigmas",
 ]

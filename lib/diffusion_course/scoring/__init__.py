@@ -12,6 +12,7 @@ from .distances import (
     mmd_rbf,
     nearest_train_distances,
     paired_kernel_distance_difference,
+    paired_mean_difference,
     polynomial_kernel,
     sliced_wasserstein,
 )
@@ -39,7 +40,7 @@ from .reference import CLASSIFIER_FILE, load_classifier, shipped_classifier
 __all__ = [
     "TableCell", "QualityTable", "ddim_table", "sample_in_batches", "SIGMA_HAT", "SamplerSetting", "CARD_SETTINGS", "table_settings",
     "sample_setting", "sliced_wasserstein", "mmd_rbf", "frechet_distance", "gaussian_frechet_distance", "nearest_train_distances",
-    "polynomial_kernel", "kernel_distance", "KernelDistance", "kernel_distance_interval", "paired_kernel_distance_difference",
+    "polynomial_kernel", "kernel_distance", "KernelDistance", "kernel_distance_interval", "paired_kernel_distance_difference", "paired_mean_difference",
     "guidance_report", "distance_summary", "memorisation_row", "QualityReport", "quality_report", "classifier_outputs", "floor_draws",
     "frechet_floor", "floor_table", "toy_2d_reference_and_floor", "FLOOR_DRAWS", "MIN_SAMPLES_PER_FEATURE", "CONFIDENT", "REFERENCE_SET",
     "reference_splits", "compare_paired", "kid_features", "KID_RESAMPLES", "CLASSIFIER_FILE", "load_classifier", "shipped_classifier",

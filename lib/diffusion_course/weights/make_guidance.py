@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from .._internal.validate import check_positive_int
 from ..data.encoding import from_uint8, to_uint8
 from ..data.sets import mnist
 from ..maths.guidance import guided_sample
@@ -204,7 +205,14 @@ GUIDANCE_PAIRS = (("w1 - w0", "w1", "w0"), ("w2 - w1", "w2", "w1"), ("w3 - w1", 
 def guidance_paired_differences(samples: dict[str, torch.Tensor], per_class: int, *, classifier: torch.nn.Module) -> dict:
     """The paired differences of :data:`GUIDANCE_PAIRS` on full sample sets (label order, ``per_class`` of each digit):
     pooled KID and, where both settings asked for a digit, the confident-and-right share."""
+    check_positive_int(per_class, "per_class", 1)
+    missing = sorted({n for _, a, b in GUIDANCE_PAIRS for n in (a, b)} - set(samples))
+    if missing:
+        raise ValueError(f"samples must hold a sample set for every setting of GUIDANCE_PAIRS; missing {missing}")
     labels = torch.arange(10).repeat_interleave(per_class)
+    bad = {n: tuple(x.shape) for n, x in samples.items() if tuple(x.shape) != (len(labels), 1, 28, 28)}
+    if bad:
+        raise ValueError(f"each sample set must have shape (10 x per_class, 1, 28, 28) = ({len(labels)}, 1, 28, 28); got {bad}")
     right = {}
     for n, x in samples.items():
         _, p = classifier_outputs(classifier, x)
