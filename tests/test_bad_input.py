@@ -360,7 +360,8 @@ COMMANDS = {"weights.make.main", "teaching.student.main", "teaching.slides.main"
 FREE: dict[str, dict[str, str]] = {}
 for _fn, _args in {
     # seeds: any int seeds a generator
-    "seed": ["scoring.distances.kernel_distance_interval", "scoring.distances.paired_mean_difference", "scoring.distances.paired_kernel_distance_difference", "scoring.quality.compare_paired",
+    "seed": ["scoring.distances.kernel_distance_interval",
+             "scoring.distances.paired_mean_difference", "scoring.distances.paired_kernel_distance_difference", "scoring.quality.compare_paired",
              "training.classifier.train_classifier", "data.sets.toy_2d", "data.sets.swiss_roll", "data.sets.moons", "data.sets.rings",
              "data.sets.gaussian_mixture", "scoring.comparisons.sample_in_batches", "scoring.comparisons.ddim_table", "scoring.comparisons.sample_setting",
              "teaching.guidance_explorer.guided_grid", "scoring.distances.sliced_wasserstein", "scoring.quality.floor_draws", "scoring.quality.frechet_floor",
