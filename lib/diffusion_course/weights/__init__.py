@@ -1,4 +1,4 @@
-"""The shipped weights (chapters 5-11): loading them with their cards, and the commands of ``make weights``
+"""The shipped weights (chapters 5-13): loading them with their cards, and the commands of ``make weights``
 (``python -m diffusion_course.weights.make --help``) that train, score and write them.
 """
 
@@ -11,6 +11,9 @@ from .shipped import (
     COLOUR_UNET_FILE,
     COND_SAMPLES_FILE,
     COND_UNET_FILE,
+    FLOW_EMA_FILE,
+    FLOW_RAW_FILE,
+    FLOW_SAMPLES_FILE,
     GUIDANCE_SCALES,
     SAMPLES_FILE,
     SHIPPED_UNET_CONFIG,
@@ -23,6 +26,7 @@ from .shipped import (
     load_ddim_table,
     load_guidance_samples,
     load_pretrained_cond_unet,
+    load_pretrained_flow_unet,
     load_pretrained_unet,
     load_tiny_samples,
     schedule_from_card,
@@ -32,5 +36,6 @@ __all__ = [
     "COLOUR_UNET_FILE", "COLOUR_FIXED_FILE", "COLOUR_TINY_SAMPLES_FILE", "COLOUR_UNET_CONFIG", "TINY_UNET_CONFIG", "load_colour_unet", "load_tiny_samples",
     "UNET_EMA_FILE", "UNET_RAW_FILE", "SHIPPED_UNET_CONFIG", "load_pretrained_unet", "schedule_from_card", "load_card_samples",
     "load_ddim_table", "SAMPLES_FILE", "TABLE_FILE", "COND_UNET_FILE", "COND_SAMPLES_FILE", "GUIDANCE_SCALES", "load_pretrained_cond_unet",
-    "load_guidance_samples", "StudySettings", "memorisation_study", "train_colour_cmd",
+    "load_guidance_samples", "StudySettings", "memorisation_study", "train_colour_cmd", "FLOW_EMA_FILE", "FLOW_RAW_FILE", "FLOW_SAMPLES_FILE",
+    "load_pretrained_flow_unet",
 ]

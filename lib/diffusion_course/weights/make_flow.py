@@ -17,12 +17,9 @@ from ..models.unet import UNet
 from ..training.checkpoints import save_weights
 from ..training.loop import TrainConfig, train
 from .provenance import card_provenance, default_device, git_state
-from .shipped import SHIPPED_UNET_CONFIG
+from .shipped import FLOW_EMA_FILE, FLOW_RAW_FILE, SHIPPED_UNET_CONFIG
 
-__all__ = ["train_flow_unet_cmd", "FLOW_EMA_FILE", "FLOW_RAW_FILE"]
-
-FLOW_EMA_FILE = "mnist_flow_unet_ema.safetensors"
-FLOW_RAW_FILE = "mnist_flow_unet_raw.safetensors"
+__all__ = ["train_flow_unet_cmd"]
 
 
 def train_flow_unet_cmd(args: argparse.Namespace) -> None:

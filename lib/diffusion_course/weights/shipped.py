@@ -1,5 +1,5 @@
-"""Loading the shipped files (chapters 6-9, 11): the MNIST U-Net (EMA and raw, Ho et al. 2020's eps-predictor), the
-class-conditional U-Net of chapter 11, chapter 10's colour U-Nets, and the samples and tables
+"""Loading the shipped files (chapters 6-13): the MNIST U-Net (EMA and raw, Ho et al. 2020's eps-predictor), the
+class-conditional U-Net of chapter 11, chapter 10's colour U-Nets, chapter 13's flow-matching U-Net, and the samples and tables
 measured on them. CPU, no network, nothing trained or written here::
 
     model, card = load_pretrained_unet()          # EMA weights, eval mode
@@ -22,6 +22,7 @@ from .._internal.validate import check_choice
 from ..data.encoding import from_uint8
 from ..data.locations import find_shipped
 from ..maths.schedules import NoiseSchedule, make_betas
+from ..models.flow_time import FLOW_TIME_SCALE, FlowTime
 from ..models.unet import UNet, UNetConfig
 from ..training.checkpoints import CheckpointError, load_weights, read_card
 
@@ -41,6 +42,10 @@ __all__ = ["COLOUR_UNET_FILE", "COLOUR_FIXED_FILE", "COLOUR_TINY_SAMPLES_FILE", 
     "GUIDANCE_SCALES",
     "load_pretrained_cond_unet",
     "load_guidance_samples",
+    "FLOW_EMA_FILE",
+    "FLOW_RAW_FILE",
+    "FLOW_SAMPLES_FILE",
+    "load_pretrained_flow_unet",
 ]
 
 UNET_EMA_FILE = "mnist_unet_ema.safetensors"
@@ -76,6 +81,19 @@ def load_pretrained_unet(which: str = "ema", *, directory: str | Path | None = N
     iterate) in eval mode on the CPU, and its card."""
     check_choice(which, ("ema", "raw"), "which")
     return _load_unet_file(find_shipped(UNET_EMA_FILE if which == "ema" else UNET_RAW_FILE, directory))
+
+
+FLOW_EMA_FILE = "mnist_flow_unet_ema.safetensors"
+FLOW_RAW_FILE = "mnist_flow_unet_raw.safetensors"
+FLOW_SAMPLES_FILE = "mnist_flow_unet_samples.safetensors"
+
+
+def load_pretrained_flow_unet(which: str = "ema", *, directory: str | Path | None = None) -> tuple[FlowTime, dict[str, Any]]:
+    """Chapter 13's velocity predictor v_theta(x_t, t): the U-Net of chapter 6 trained with flow matching, wrapped in
+    :class:`FlowTime` so it is called with t in [0, 1] (0 = data, 1 = noise). Eval mode, CPU, and its card."""
+    check_choice(which, ("ema", "raw"), "which")
+    net, card = _load_unet_file(find_shipped(FLOW_EMA_FILE if which == "ema" else FLOW_RAW_FILE, directory))
+    return FlowTime(net, card.get("path", {}).get("time_scale", FLOW_TIME_SCALE)).eval(), card
 
 
 COND_UNET_FILE = "mnist_cond_unet_ema.safetensors"
