@@ -61,12 +61,14 @@ clean:
 
 # make weights - retrain the shipped weights in data/ (classifier and its floors, MNIST U-Net, then its quality table, shipped
 #                samples and chapter 8's DDIM grid; chapter 10's colour U-Net and its memorisation study; chapter 11's
-#                conditional U-Net, fine-tuned from the MNIST U-Net, and its guidance sweep); uses CUDA when present, else
-#                the CPU (on 2 cores: about 65 min of MNIST training and 50 min of sampling, 17 min for the colour study,
-#                40 min of conditional training and 20 min of guided sampling); pass e.g. UNET_ARGS="--steps 20000"
-#                for a longer GPU run
+#                conditional U-Net, fine-tuned from the MNIST U-Net, and its guidance sweep; chapter 13's flow-matching
+#                U-Net and its card); uses CUDA when present, else the CPU (on 2 cores: about 110 min of MNIST training
+#                on one thread and 50 min of sampling, 17 min for the colour study, 40 min of conditional training and
+#                20 min of guided sampling, 110 min of flow-matching training); pass e.g. UNET_ARGS="--steps 30000"
+#                or FLOW_ARGS="--t-sampling logit_normal" for other runs
 .PHONY: weights
 UNET_ARGS ?=
+FLOW_ARGS ?=
 weights: install
 	$(PY) -m diffusion_course.weights.make train-classifier
 	$(PY) -m diffusion_course.weights.make floors
@@ -79,6 +81,9 @@ weights: install
 	$(PY) -m diffusion_course.weights.make train-cond-unet
 	$(PY) -m diffusion_course.weights.make evaluate-guidance --redo
 	$(PY) -m diffusion_course.weights.make collect-guidance
+	$(PY) -m diffusion_course.weights.make train-flow-unet $(FLOW_ARGS)
+	$(PY) -m diffusion_course.weights.make evaluate-flow --redo
+	$(PY) -m diffusion_course.weights.make collect-flow
 
 # make slides - every chapter as static reveal.js slides, build/slides/NN_name.slides.html, with reveal.js and MathJax
 #               copied from vendor/ into build/slides/assets/: the folder works from file:// with the network unplugged.

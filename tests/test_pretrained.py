@@ -320,3 +320,42 @@ def test_guidance_pairs_compare_the_same_noises() -> None:
     worse = out["w1 - w0"]
     assert worse["kid_separated"] and worse["kid_a_minus_b"][1] > 0  # noise raises the KID, beyond its interval
     assert worse["confident_correct_separated"] and worse["confident_correct_a_minus_b"][2] < 0
+
+
+def test_flow_card_commands_pair_with_the_ddpm_card(tmp_path: Path) -> None:
+    """evaluate-flow on a 2-step flow U-Net writes its part (calls, KID interval, the uint8 samples it scored);
+    collect-flow, on parts planted from real test digits, writes every setting and every paired difference of FLOW_PAIRS
+    into both flow cards, the DDPM card's rows at equal calls beside them, and ships the samples."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from diffusion_course import REFERENCE_SET, load_pretrained_flow_unet, quality_report, reference_splits, to_uint8
+    from diffusion_course.weights.make_flow import FLOW_CARD_SETTINGS, FLOW_PAIRS
+    from diffusion_course.weights.provenance import PARTS_DIR
+    from diffusion_course.weights.shipped import FLOW_SAMPLES_FILE, SAMPLES_FILE
+
+    for name in (CLASSIFIER_FILE, UNET_EMA_FILE, SAMPLES_FILE):
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(DATA_DIR / name.replace(".safetensors", suffix), tmp_path)
+    main(["train-flow-unet", "--steps", "2", "--checkpoint-every", "1", "--out", str(tmp_path)])
+    main(["evaluate-flow", "--only", "flow_heun_10", "--n", "128", "--out", str(tmp_path)])
+    part = json.loads((tmp_path / PARTS_DIR / "flow" / "flow_heun_10.json").read_text())
+    assert part["calls"] == 19 and part["n"] == 128 and part["kid_lo"] <= part["kid"] <= part["kid_hi"]
+    assert load_file(str(tmp_path / PARTS_DIR / "flow" / "flow_heun_10.safetensors"))["flow_heun_10"].shape == (128, 1, 28, 28)
+    test = reference_splits()[1]
+    for k, (name, *_rest) in enumerate(FLOW_CARD_SETTINGS):  # planted parts: overlapping slices of the test digits
+        x = test[torch.arange(k * 50, k * 50 + 1000) % len(test)]
+        entry = {"name": name, "calls": 10 + k, **quality_report(x, floor_repeats=2, kid_resamples=20).as_dict()}
+        (tmp_path / PARTS_DIR / "flow" / f"{name}.json").write_text(json.dumps(entry))
+        save_file({name: to_uint8(x).contiguous()}, str(tmp_path / PARTS_DIR / "flow" / f"{name}.safetensors"))
+    main(["collect-flow", "--out", str(tmp_path)])
+    for which in ("ema", "raw"):
+        _, card = load_pretrained_flow_unet(which, directory=tmp_path)
+        q = card["quality"]
+        assert q["reference"] == REFERENCE_SET and set(q["settings"]) == {s[0] for s in FLOW_CARD_SETTINGS}
+        assert set(q["paired_kid_differences"]) == {label for label, _, _ in FLOW_PAIRS}
+        for d in q["paired_kid_differences"].values():
+            assert d["lo"] <= d["kid_a_minus_b"] <= d["hi"] and d["separated"] == (d["lo"] > 0 or d["hi"] < 0)
+        assert set(q["ddpm_unet_at_equal_calls"]) == {"dpm2m_10", "dpm2m_20", "heun_10", "ddim50_eta0"}
+    assert set(load_file(str(tmp_path / FLOW_SAMPLES_FILE))) == {s[0] for s in FLOW_CARD_SETTINGS}

@@ -150,6 +150,7 @@ _EXPORTS: dict[str, str] = {
     "load_card_samples": "weights", "load_ddim_table": "weights", "SAMPLES_FILE": "weights", "TABLE_FILE": "weights", "COND_UNET_FILE": "weights",
     "COND_SAMPLES_FILE": "weights", "GUIDANCE_SCALES": "weights", "load_pretrained_cond_unet": "weights", "load_guidance_samples": "weights",
     "FLOW_EMA_FILE": "weights", "FLOW_RAW_FILE": "weights", "FLOW_SAMPLES_FILE": "weights", "load_pretrained_flow_unet": "weights",
+    "load_flow_samples": "weights",
     "StudySettings": "weights", "memorisation_study": "weights", "train_colour_cmd": "weights",
     "PROFILES": "teaching", "active_profile": "teaching", "pick": "teaching", "device": "teaching", "describe": "teaching", "image_grid": "teaching",
     "show_images": "teaching", "scatter_2d": "teaching", "plot_trajectories": "teaching", "animate_points": "teaching", "animate_images": "teaching",

@@ -26,6 +26,7 @@ from .shipped import (
     load_ddim_table,
     load_guidance_samples,
     load_pretrained_cond_unet,
+    load_flow_samples,
     load_pretrained_flow_unet,
     load_pretrained_unet,
     load_tiny_samples,
@@ -37,5 +38,5 @@ __all__ = [
     "UNET_EMA_FILE", "UNET_RAW_FILE", "SHIPPED_UNET_CONFIG", "load_pretrained_unet", "schedule_from_card", "load_card_samples",
     "load_ddim_table", "SAMPLES_FILE", "TABLE_FILE", "COND_UNET_FILE", "COND_SAMPLES_FILE", "GUIDANCE_SCALES", "load_pretrained_cond_unet",
     "load_guidance_samples", "StudySettings", "memorisation_study", "train_colour_cmd", "FLOW_EMA_FILE", "FLOW_RAW_FILE", "FLOW_SAMPLES_FILE",
-    "load_pretrained_flow_unet",
+    "load_pretrained_flow_unet", "load_flow_samples",
 ]

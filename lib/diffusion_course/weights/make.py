@@ -1,7 +1,8 @@
 """``make weights``' command line (chapters 6-11): ``python -m diffusion_course.weights.make <command>`` with the
 commands train-classifier | floors | train-unet | evaluate | collect (chapters 6-8, :mod:`.make_mnist`),
 train-cond-unet | evaluate-guidance | collect-guidance (chapter 11, :mod:`.make_guidance`), train-colour
-(chapter 10, :mod:`.colour_study`) and train-flow-unet (chapter 13, :mod:`.make_flow`); ``--help`` for each."""
+(chapter 10, :mod:`.colour_study`) and train-flow-unet | evaluate-flow | collect-flow
+(chapter 13, :mod:`.make_flow`); ``--help`` for each."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import argparse
 from ..data.locations import DATA_DIR
 from ..data.sets import MNIST_SOURCES
 from .colour_study import StudySettings, train_colour_cmd
-from .make_flow import train_flow_unet_cmd
+from .make_flow import collect_flow_cmd, evaluate_flow_cmd, train_flow_unet_cmd
 from .make_guidance import collect_guidance_cmd, evaluate_guidance_cmd, guidance_setting_name, train_cond_unet_cmd
 from .make_mnist import collect_cmd, evaluate_cmd, floors_cmd, train_classifier_cmd, train_unet_cmd
 from .provenance import COMMAND
@@ -124,6 +125,16 @@ def _flow_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(DATA_DIR))
+    p = sub.add_parser("evaluate-flow", help="chapter 13: sample and score the flow U-Net at each setting of its card (one part file each)")
+    p.add_argument("--only", nargs="+", help="setting names (default: all)")
+    p.add_argument("--batch", type=int, default=250)
+    p.add_argument("--n", type=int, default=1000, help="samples per setting (the card: 1,000, paired with the DDPM U-Net's card)")
+    p.add_argument("--seed", type=int, default=0, help="x_T seed: 0 pairs the samples with the DDPM U-Net's card")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--redo", action="store_true")
+    p.add_argument("--out", default=str(DATA_DIR))
+    p = sub.add_parser("collect-flow", help="chapter 13: merge the flow settings into the flow cards, paired with the DDPM U-Net's")
+    p.add_argument("--out", default=str(DATA_DIR))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -137,7 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     commands = {"train-classifier": train_classifier_cmd, "train-unet": train_unet_cmd, "floors": floors_cmd, "evaluate": evaluate_cmd,
                 "collect": collect_cmd, "train-cond-unet": train_cond_unet_cmd, "evaluate-guidance": evaluate_guidance_cmd,
-                "collect-guidance": collect_guidance_cmd, "train-colour": train_colour_cmd, "train-flow-unet": train_flow_unet_cmd}
+                "collect-guidance": collect_guidance_cmd, "train-colour": train_colour_cmd, "train-flow-unet": train_flow_unet_cmd,
+                "evaluate-flow": evaluate_flow_cmd, "collect-flow": collect_flow_cmd}
     commands[args.cmd](args)
 
 

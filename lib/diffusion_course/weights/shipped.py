@@ -46,6 +46,7 @@ __all__ = ["COLOUR_UNET_FILE", "COLOUR_FIXED_FILE", "COLOUR_TINY_SAMPLES_FILE", 
     "FLOW_RAW_FILE",
     "FLOW_SAMPLES_FILE",
     "load_pretrained_flow_unet",
+    "load_flow_samples",
 ]
 
 UNET_EMA_FILE = "mnist_unet_ema.safetensors"
@@ -94,6 +95,17 @@ def load_pretrained_flow_unet(which: str = "ema", *, directory: str | Path | Non
     check_choice(which, ("ema", "raw"), "which")
     net, card = _load_unet_file(find_shipped(FLOW_EMA_FILE if which == "ema" else FLOW_RAW_FILE, directory))
     return FlowTime(net, card.get("path", {}).get("time_scale", FLOW_TIME_SCALE)).eval(), card
+
+
+def load_flow_samples(name: str, *, directory: str | Path | None = None) -> torch.Tensor:
+    """The flow card's evaluation samples of one setting (e.g. "flow_euler_20", see ``card["quality"]["settings"]``) as
+    floats in [-1, 1], (n, 1, 28, 28), from the same x_T as the DDPM card's samples (:func:`load_card_samples`)."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(find_shipped(FLOW_SAMPLES_FILE, directory)))
+    if name not in tensors:
+        raise ValueError(f"name must be one of {sorted(tensors)}; got {name!r}")
+    return from_uint8(tensors[name])
 
 
 COND_UNET_FILE = "mnist_cond_unet_ema.safetensors"
