@@ -299,8 +299,11 @@ import pkgutil  # noqa: E402
 import types  # noqa: E402
 
 import diffusion_course  # noqa: E402
+from diffusion_course.data.locations import find_shipped  # noqa: E402
+from diffusion_course.maths import flow_oracles as _flow_oracles  # noqa: E402
 from diffusion_course.models import classifier as _classifier  # noqa: E402
 from diffusion_course.models.unet import UNet, UNetConfig  # noqa: E402
+from diffusion_course.weights.shipped import FLOW_SAMPLES_FILE  # noqa: E402
 
 _SCALAR = {"int", "float", "str"}
 _ALLOWED_TOKENS = {"int", "float", "str", "None", "torch.Tensor", "Tensor", "bool"}
@@ -367,7 +370,7 @@ for _fn, _args in {
              "teaching.guidance_explorer.guided_grid", "scoring.distances.sliced_wasserstein", "scoring.quality.floor_draws", "scoring.quality.frechet_floor",
              "scoring.quality.quality_report", "scoring.quality.floor_table", "training.loop.TrainConfig", "weights.colour_study.StudySettings",
              "teaching.beta_explorer.BetaExplorer", "teaching.guidance_explorer.GuidanceExplorer", "teaching.ddim_explorer.ddim_view",
-             "teaching.ddim_explorer.DDIMExplorer"],
+             "teaching.ddim_explorer.DDIMExplorer", "teaching.solver_explorer.solver_view", "teaching.solver_explorer.SolverExplorer"],
     "sample_seed": ["weights.colour_study.StudySettings"],
     # free text: titles, axis labels, display names, file-system locations
     "title": ["teaching.viz.show_images", "teaching.viz.scatter_2d", "teaching.viz.plot_trajectories", "teaching.viz.animate_points",
@@ -396,6 +399,10 @@ REPORTED: dict[tuple[str, str], Callable[[object], str]] = {
     ("teaching.beta_explorer.BetaExplorer", "beta_1"): lambda explorer: explorer.state.error,
     ("teaching.beta_explorer.BetaExplorer", "beta_T"): lambda explorer: explorer.state.error,
 }
+
+# Functions whose argument is checked against the contents of a shipped file (the names it holds): without the file
+# there is nothing to check against.
+CHECKED_AGAINST_A_FILE = {"weights.shipped.load_flow_samples": FLOW_SAMPLES_FILE}
 
 BAD: dict[tuple[str, str], object] = {
     ("maths.samplers.ddim_step", "t_prev"): T,  # -1 is allowed (the last step)
@@ -471,6 +478,30 @@ BASE: dict[str, Callable[[], tuple[tuple, dict]]] = {
     "scoring.distances.nearest_train_distances": lambda: ((IMG, IMG), {}),
     "maths.oracles.GaussianEps": lambda: ((S, torch.zeros(2), 1.0), {}),
     "maths.oracles.ExactDenoiser": lambda: ((S, torch.zeros(3, 2)), {}),
+    # flow matching (chapter 13)
+    "maths.flow.check_flow_time": lambda: ((0.5, X), {}),
+    "maths.flow.sample_flow_t": lambda: ((4,), {"t_sampling": "logit_normal"}),
+    "maths.flow.flow_matching_loss": lambda: ((ZERO, X), {"t_sampling": "logit_normal"}),
+    "maths.flow.flow_matching_loss_fn": lambda: ((), {"t_sampling": "logit_normal"}),
+    "maths.flow.shift_sigmas": lambda: ((torch.linspace(1.0, 0.0, 5), 3.0), {}),
+    "maths.flow.flow_sigmas": lambda: ((5,), {"shift": 3.0}),
+    "maths.flow.flow_sample": lambda: ((ZERO, (4, 2)), {"steps": 3, "method": "heun", "shift": 3.0}),
+    "maths.flow_oracles.ExactVelocity": lambda: ((torch.zeros(3, 2),), {"s": 0.5}),
+    "maths.flow_oracles.ExactVelocity.x0_hat": lambda: ((_flow_oracles.ExactVelocity(torch.zeros(3, 2)), X, 0.5), {}),
+    "maths.flow_oracles.GaussianVelocity": lambda: ((torch.zeros(2), 1.0), {}),
+    "maths.flow_oracles.GaussianVelocity.x0_hat": lambda: ((_flow_oracles.GaussianVelocity(torch.zeros(2), 1.0), X, 0.5), {}),
+    "maths.flow_oracles.gaussian_flow_point": lambda: ((X, 0.5, torch.zeros(2), 1.0), {}),
+    "maths.flow_oracles.gaussian_flow_endpoint": lambda: ((X, torch.zeros(2), 1.0), {}),
+    "maths.flow_oracles.gaussian_flow_loss_minimum": lambda: ((1.0,), {"t_sampling": "logit_normal"}),
+    "maths.flow_paths.flow_x0_eps_from_v": lambda: ((X, X, 0.5), {}),
+    "maths.flow_paths.flow_v_from_x0": lambda: ((X, X, 0.5), {}),
+    "maths.flow_paths.flow_v_from_eps": lambda: ((X, X, 0.5), {}),
+    "maths.flow_paths.ddpm_to_flow_time": lambda: ((S, 1), {}),
+    "maths.flow_paths.flow_to_ddpm_time": lambda: ((S, 0.5), {}),
+    "maths.flow_paths.flow_to_ddpm_scale": lambda: ((0.5,), {}),
+    "models.flow_time.FlowTime": lambda: ((_image_unet(),), {}),
+    "weights.shipped.load_pretrained_flow_unet": lambda: (("ema",), {}),
+    "weights.shipped.load_flow_samples": lambda: (("flow_euler_20",), {}),
     # models
     "models.embeddings.sinusoidal_embedding": lambda: ((LONG(1, 2), 8), {}),
     "models.embeddings.SinusoidalEmbedding": lambda: ((8,), {}),
@@ -563,6 +594,9 @@ BASE: dict[str, Callable[[], tuple[tuple, dict]]] = {
     "teaching.guidance_explorer.GuidanceExplorer": lambda: ((_cond_unet(), S), {"steps": 2, "n": 2}),
     "teaching.ddim_explorer.ddim_view": lambda: ((ZERO, S), {"steps": 2, "n": 2, "item_shape": (2,)}),
     "teaching.ddim_explorer.DDIMExplorer": lambda: ((_image_unet(), S), {"steps": 2, "n": 4}),
+    "teaching.solver_explorer.solver_view": lambda: ((ZERO, S), {"calls": 2, "n": 2, "item_shape": (2,)}),
+    "teaching.solver_explorer.SolverExplorer": lambda: ((_image_unet(), S), {"calls": 2, "max_calls": 3, "n": 2}),
+    "teaching.solver_explorer.steps_for_calls": lambda: (("heun", 3), {}),
 }
 
 
@@ -627,7 +661,7 @@ def test_the_valid_calls_are_valid(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_value_names_the_argument_and_its_range(fn_name: str, arg: str, monkeypatch: pytest.MonkeyPatch) -> None:
     if fn_name not in BASE:
         pytest.fail(f"no valid call for {fn_name} in BASE")
-    if fn_name.startswith(("teaching.beta_explorer.", "teaching.ddim_explorer.", "teaching.guidance_explorer.")):
+    if fn_name.startswith(("teaching.beta_explorer.", "teaching.ddim_explorer.", "teaching.guidance_explorer.", "teaching.solver_explorer.")):
         pytest.importorskip("ipywidgets")
     monkeypatch.setenv("COURSE_PROFILE", "smoke")
     fn = PUBLIC[fn_name]
@@ -636,6 +670,11 @@ def test_bad_value_names_the_argument_and_its_range(fn_name: str, arg: str, monk
     bound = sig.bind_partial(*args, **kwargs)
     bad = _bad_value(fn_name, arg, sig.parameters[arg])
     bound.arguments[arg] = bad
+    if fn_name in CHECKED_AGAINST_A_FILE:
+        try:
+            find_shipped(CHECKED_AGAINST_A_FILE[fn_name])
+        except FileNotFoundError:
+            pytest.skip(f"{fn_name} checks {arg} against {CHECKED_AGAINST_A_FILE[fn_name]}, which is not shipped here")
     if (fn_name, arg) in REPORTED:
         message = REPORTED[(fn_name, arg)](fn(*bound.args, **bound.kwargs)) or ""
     else:

@@ -13,6 +13,7 @@ Module map, one line per module (chapters; what it holds):
     _internal                    -        private helpers of the whole package (not for the notebooks); import nothing from it
       _internal.validate         -        argument checks: every error names the argument and its allowed range
       _internal.types            -        the EpsModel type: model(x_t, t) -> eps_hat
+      _internal.devices          -        the one device rule: COURSE_DEVICE, else CUDA, MPS, CPU; float64 stays on the CPU
       _internal.noise            -        noise drawn on the generator's device; the samplers' starting x_T
       _internal.progress         -        the one progress bar: plain text (tqdm.std), stored as text in a saved notebook
     maths                        01-13    tensors in, tensors out: no networks, no files, no data
@@ -23,6 +24,8 @@ Module map, one line per module (chapters; what it holds):
       maths.samplers             03-08    DDPM step and loop (Ho Algorithm 2), DDIM step and loop (Song eq. 12, sigma(eta) eq. 16), spacings, inversion
       maths.solvers              12       fast ODE samplers: DPM-Solver++ (1-3M), Heun and Euler with Karras sigmas (Karras Algorithms 1-2), network calls
       maths.flow                 13       flow matching on the straight path: the loss (Lipman et al. 2023), Euler / Heun sampling, SD3's t-sampling and shift
+      maths.flow_oracles         13       exact velocities of the straight path: a finite data set (ExactDenoiser's twin), Gaussian data, its loss minimum
+      maths.flow_paths           13       v / x0 / eps on the straight path; DDPM <-> flow time and scale; an eps-model as a velocity and back
       maths.respacing            08       DDPM on kept timesteps (Nichol & Dhariwal section 4; the sigma-hat row of Song's Table 1)
       maths.interpolation        08       lerp and slerp between noises x_T
       maths.oracles              03,08    exact noise predictors of Gaussian and finite data (no training)
@@ -71,6 +74,7 @@ Module map, one line per module (chapters; what it holds):
       teaching.beta_explorer_figure 02    the beta_t explorer's figure: panels drawn from the state, partial redraws
       teaching.ddim_explorer     08       the DDIM explorer
       teaching.guidance_explorer 11       the guidance explorer and the grid it shows
+      teaching.solver_explorer   12       the fast-solver explorer: DDIM, DPM-Solver++(2M), Heun or Euler at a chosen number of network calls
       teaching.slide_rule        all      the slide type of every notebook cell (RISE / reveal.js) and tagging the files with it
       teaching.slides_export     all      the offline reveal.js export: widget snapshots, vendored assets, no remote references
       teaching.slides            all      the slides' command line: tag | export (make slides, make tidy)
@@ -81,6 +85,7 @@ Module map, one line per module (chapters; what it holds):
       teaching.exercises.channel_scaling 10  per-channel scaling to [-1, 1] and back
       teaching.exercises.ddim_step 08     one DDIM step (Song eq. 12)
       teaching.exercises.ddim_timesteps 08  the kept timesteps of a DDIM sampler
+      teaching.exercises.dpm_solver_step 12  one DPM-Solver++(2M) update (Lu Algorithm 2)
       teaching.exercises.ema_update 07    one EMA update
       teaching.exercises.guidance 11      classifier-free guidance (Ho & Salimans eq. 6)
       teaching.exercises.posterior_mean 03  the mean of q(x_{t-1} | x_t, x_0) (Ho eq. 7)
@@ -102,6 +107,10 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "flow_matching_loss": "maths", "flow_matching_loss_fn": "maths", "flow_sample": "maths", "flow_sigmas": "maths",
     "flow_euler_step_unchecked": "maths", "FLOW_METHODS": "maths", "T_SAMPLINGS": "maths", "sample_flow_t": "maths", "shift_sigmas": "maths",
+    "check_flow_time": "maths", "ExactVelocity": "maths", "GaussianVelocity": "maths", "gaussian_flow_endpoint": "maths", "gaussian_flow_point": "maths",
+    "gaussian_flow_loss_minimum": "maths", "flow_x0_eps_from_v": "maths", "flow_v_from_x0_eps": "maths", "flow_v_from_x0": "maths",
+    "flow_v_from_eps": "maths", "ddpm_to_flow_time": "maths", "flow_to_ddpm_time": "maths", "flow_to_ddpm_scale": "maths",
+    "EpsAsVelocity": "maths", "VelocityAsEps": "maths",
     "FlowTime": "models", "FLOW_TIME_SCALE": "models", "paired_mean_difference": "scoring",
     "x0_prediction_loss": "maths", "naive_mix_factors": "maths", "naive_sample": "maths", "simplified_step": "maths", "simplified_sample": "maths",
     "corrupt": "maths", "q_step": "maths", "q_sample": "maths", "add_noise": "maths", "q_mean_variance": "maths", "predict_x0_from_eps": "maths",
@@ -162,6 +171,8 @@ _EXPORTS: dict[str, str] = {
     "check_posterior_mean": "teaching", "check_reverse_step": "teaching", "check_ddim_step": "teaching", "check_channel_scaling": "teaching",
     "check_guidance": "teaching", "check_ema_update": "teaching", "check_ddim_timesteps": "teaching", "check_training_step": "teaching",
     "check_sampling_loop": "teaching", "check_resblock": "teaching",
+    "SOLVER_LABELS": "teaching", "SolverExplorer": "teaching", "solver_explorer": "teaching", "solver_view": "teaching",
+    "steps_for_calls": "teaching", "check_dpm_solver_step": "teaching",
 }
 
 __all__ = ["__version__", *_EXPORTS]

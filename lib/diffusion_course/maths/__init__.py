@@ -1,12 +1,13 @@
-"""Pure maths (chapters 1-11): tensors in, tensors out. Noise schedules, the forward process, the posterior, the losses,
-the samplers, the ODE solvers, flow matching, respacing, interpolation, exact denoisers, classifier-free guidance and the counter-examples. Imports
-nothing from the package but the private helpers: no networks, no files, no data.
+"""Pure maths (chapters 1-13): tensors in, tensors out. Noise schedules, the forward process, the posterior, the losses,
+the samplers, the ODE solvers, flow matching (with its exact velocities and its bridge to DDPM), respacing, interpolation,
+exact denoisers, classifier-free guidance and the counter-examples. Imports nothing from the package but the private helpers: no networks, no files, no data.
 """
 
 from .counterexamples import naive_mix_factors, naive_sample, simplified_sample, simplified_step, x0_prediction_loss
 from .flow import (
     FLOW_METHODS,
     T_SAMPLINGS,
+    check_flow_time,
     flow_euler_step_unchecked,
     flow_matching_loss,
     flow_matching_loss_fn,
@@ -14,6 +15,18 @@ from .flow import (
     flow_sigmas,
     sample_flow_t,
     shift_sigmas,
+)
+from .flow_oracles import ExactVelocity, GaussianVelocity, gaussian_flow_endpoint, gaussian_flow_loss_minimum, gaussian_flow_point
+from .flow_paths import (
+    EpsAsVelocity,
+    VelocityAsEps,
+    ddpm_to_flow_time,
+    flow_to_ddpm_scale,
+    flow_to_ddpm_time,
+    flow_v_from_eps,
+    flow_v_from_x0,
+    flow_v_from_x0_eps,
+    flow_x0_eps_from_v,
 )
 from .forward import (
     add_noise,
@@ -81,5 +94,7 @@ __all__ = [
     "quadratic_betas", "sigmoid_betas", "make_betas", "SCHEDULE_KINDS", "NoiseSchedule", "extract", "snr", "dpm_solver_sample",
     "heun_sample", "euler_sample", "karras_sigmas", "sigma_grid", "network_calls", "EDM_SIGMAS", "SAMPLER_NAMES",
     "flow_matching_loss", "flow_matching_loss_fn", "flow_sample", "flow_sigmas", "flow_euler_step_unchecked", "FLOW_METHODS", "T_SAMPLINGS",
-    "sample_flow_t", "shift_sigmas",
+    "sample_flow_t", "shift_sigmas", "check_flow_time", "ExactVelocity", "GaussianVelocity", "gaussian_flow_endpoint", "gaussian_flow_point",
+    "gaussian_flow_loss_minimum", "flow_x0_eps_from_v", "flow_v_from_x0_eps", "flow_v_from_x0", "flow_v_from_eps", "ddpm_to_flow_time",
+    "flow_to_ddpm_time", "flow_to_ddpm_scale", "EpsAsVelocity", "VelocityAsEps",
 ]

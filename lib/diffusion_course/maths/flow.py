@@ -8,7 +8,9 @@ one (x0, eps) pair is d x_t / dt = eps - x0 =: v, and the network v_theta(x_t, t
 
 Sampling integrates d x / dt = v_theta(x, t) from t = 1 (noise) down to t = 0 (data). The network is called as
 ``model(x_t, t)`` with t a float tensor of shape (B,) in [0, 1]; a network that wants another time scale rescales
-inside its wrapper (:class:`diffusion_course.models.FlowTime`).
+inside its wrapper (:class:`diffusion_course.models.FlowTime`). The exact velocities of known data are in
+:mod:`~diffusion_course.maths.flow_oracles`; the bridge to the DDPM path (conversions, either model in the other's
+sampler) is in :mod:`~diffusion_course.maths.flow_paths`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from .._internal.validate import check_choice, check_positive_int, check_range
 
 __all__ = [
     "flow_matching_loss", "flow_matching_loss_fn", "flow_sample", "flow_sigmas", "flow_euler_step_unchecked", "FLOW_METHODS",
-    "T_SAMPLINGS", "sample_flow_t", "shift_sigmas",
+    "T_SAMPLINGS", "sample_flow_t", "shift_sigmas", "check_flow_time",
 ]
 
 FLOW_METHODS = ("euler", "heun")  # flow_sample's integrators
@@ -33,6 +35,24 @@ T_SAMPLINGS = ("uniform", "logit_normal")  # how the loss draws t: U[0, 1], or S
 
 # A velocity model as the sampler and the loss call it: model(x_t, t) -> v_hat, t a float tensor (B,) in [0, 1].
 VelocityModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def check_flow_time(t: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    """Flow times for the batch ``x`` (B, ...): a float tensor (B,) with values in [0, 1] (0 = data, 1 = noise). A
+    Python float or a 0-d tensor is one time for the whole batch; anything else raises a ValueError naming t."""
+    B = x.shape[0]
+    if isinstance(t, (int, float)) and not isinstance(t, bool):
+        t = torch.full((B,), float(t), dtype=x.dtype if torch.is_floating_point(x) else torch.float32, device=x.device)
+    if not isinstance(t, torch.Tensor) or not torch.is_floating_point(t):
+        raise ValueError(f"t must be a float or a float tensor of shape (B,) = ({B},) with values in [0, 1]; got {type(t).__name__} "
+                         f"{getattr(t, 'dtype', '')}")
+    if t.ndim == 0:
+        t = t.expand(B)
+    if t.shape != (B,):
+        raise ValueError(f"t must have shape ({B},) (one time per example); got {tuple(t.shape)}")
+    if B and not bool(((t >= 0) & (t <= 1)).all()):
+        raise ValueError(f"t must lie in [0, 1] (0 = data, 1 = noise); got values in [{float(t.min()):.4g}, {float(t.max()):.4g}]")
+    return t
 
 
 def _check_t_sampling(t_sampling: str, logit_mean: float, logit_std: float) -> None:
@@ -72,18 +92,16 @@ def flow_matching_loss(
 ) -> torch.Tensor:
     """The conditional flow-matching loss L_FM (module docstring) on a batch x0 (B, ...): a scalar tensor.
 
-    ``t`` (B,) in [0, 1] and ``eps`` (like x0) may be given (for checks); otherwise t is drawn by ``t_sampling`` and
-    eps ~ N(0, I), both from ``generator``, t first."""
+    ``t`` (B,) in [0, 1] (or one float for the batch) and ``eps`` (like x0) may be given (for checks); otherwise t is
+    drawn by ``t_sampling`` and eps ~ N(0, I), both from ``generator``, t first. Its minimum over models, for Gaussian
+    data, is :func:`~diffusion_course.maths.flow_oracles.gaussian_flow_loss_minimum`."""
     if x0.ndim < 2:
         raise ValueError(f"x0 must have shape (B, ...) with at least 2 dims; got {tuple(x0.shape)}")
     if t is None:
         t = sample_flow_t(x0.shape[0], t_sampling=t_sampling, logit_mean=logit_mean, logit_std=logit_std, generator=generator, device=x0.device)
     else:
         _check_t_sampling(t_sampling, logit_mean, logit_std)
-        if t.shape != (x0.shape[0],):
-            raise ValueError(f"t must have shape ({x0.shape[0]},) (one time per example); got {tuple(t.shape)}")
-        if not torch.is_floating_point(t) or float(t.min()) < 0 or float(t.max()) > 1:
-            raise ValueError("t must be a float tensor with values in [0, 1] (0 = data, 1 = noise)")
+        t = check_flow_time(t, x0)
     if eps is None:
         eps = randn(x0.shape, generator, x0.device, x0.dtype)
     elif eps.shape != x0.shape:
@@ -113,7 +131,11 @@ def shift_sigmas(sigmas: torch.Tensor, shift: float) -> torch.Tensor:
 
 
 def flow_sigmas(steps: int, *, shift: float = 1.0) -> torch.Tensor:
-    """The time grid of :func:`flow_sample`: steps + 1 times from 1 down to 0, evenly spaced, then shifted."""
+    """The time grid of :func:`flow_sample`: steps + 1 times from 1 down to 0, evenly spaced, then shifted.
+
+    diffusers' ``FlowMatchEulerDiscreteScheduler(shift=shift)`` steps on this grid after
+    ``set_timesteps(sigmas=flow_sigmas(steps)[:-1])`` (the unshifted grid without its final 0: diffusers shifts it and
+    appends the 0 itself); its default grid, ``set_timesteps(steps)``, ends at 1 / num_train_timesteps before the 0."""
     check_positive_int(steps, "steps", 1)
     return shift_sigmas(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64), shift)
 

@@ -42,7 +42,8 @@ def _check_clip(clip_x0: float | None) -> None:
 
 def _host_tables(schedule: NoiseSchedule) -> tuple[np.ndarray, np.ndarray]:
     """alpha_t and sigma_t for t = 0..T-1 as float64 arrays on the host (one read of the tables per call)."""
-    return schedule.sqrt_alpha_bar.detach().double().cpu().numpy(), schedule.sqrt_one_minus_alpha_bar.detach().double().cpu().numpy()
+    # to the host first, then float64: MPS has no float64, so .double() on the device would fail there
+    return schedule.sqrt_alpha_bar.detach().cpu().double().numpy(), schedule.sqrt_one_minus_alpha_bar.detach().cpu().double().numpy()
 
 
 def _full(B: int, t: int, device: torch.device) -> torch.Tensor:

@@ -11,6 +11,7 @@ from .exercises import (
     check_channel_scaling,
     check_ddim_step,
     check_ddim_timesteps,
+    check_dpm_solver_step,
     check_ema_update,
     check_guidance,
     check_posterior_mean,
@@ -22,6 +23,7 @@ from .exercises import (
 )
 from .guidance_explorer import W_RANGE, GuidanceExplorer, guidance_explorer, guided_grid
 from .profiles import PROFILES, active_profile, describe, device, pick
+from .solver_explorer import SOLVER_LABELS, SolverExplorer, solver_explorer, solver_view, steps_for_calls
 from .viz import (
     animate_images,
     animate_points,
@@ -43,4 +45,5 @@ __all__ = [
     "DDIMExplorer", "ddim_explorer", "ddim_view", "W_RANGE", "GuidanceExplorer", "guidance_explorer", "guided_grid", "CheckResult",
     "check_q_sample", "check_posterior_mean", "check_reverse_step", "check_ddim_step", "check_channel_scaling", "check_guidance",
     "check_ema_update", "check_ddim_timesteps", "check_training_step", "check_sampling_loop", "check_resblock",
+    "SOLVER_LABELS", "SolverExplorer", "solver_explorer", "solver_view", "steps_for_calls", "check_dpm_solver_step",
 ]

@@ -7,6 +7,8 @@ from typing import TypeVar
 
 import torch
 
+from .._internal.devices import pick_device
+
 __all__ = ["PROFILES", "active_profile", "pick", "device", "describe"]
 
 PROFILES = ("smoke", "cpu", "gpu")
@@ -32,12 +34,16 @@ def pick(*, smoke: V, cpu: V, gpu: V, name: str | None = None) -> V:
 
 
 def device() -> torch.device:
-    """The compute device for the active profile: CUDA under "gpu" when present, else the CPU."""
-    return torch.device("cuda" if active_profile() == "gpu" and torch.cuda.is_available() else "cpu")
+    """The compute device for the active profile: COURSE_DEVICE when set (cpu | cuda | cuda:N | mps, e.g. ``mps`` on an
+    Apple-silicon Mac); otherwise under "gpu" the first of CUDA, MPS, CPU that is present, and the CPU under "cpu" and
+    "smoke" (whose sizes are chosen for it)."""
+    if os.environ.get("COURSE_DEVICE", "").strip() or active_profile() == "gpu":
+        return pick_device()
+    return torch.device("cpu")
 
 
 def describe() -> str:
     """One line naming the profile, the device and the torch version."""
     dev = device()
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    name = {"cuda": lambda: torch.cuda.get_device_name(dev), "mps": lambda: "Apple MPS"}.get(dev.type, lambda: f"CPU, {torch.get_num_threads()} threads")()
     return f"profile {active_profile()!r} on {dev.type} ({name}), torch {torch.__version__}"

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._internal.devices import pick_device
 from .._internal.validate import check_positive_int, check_range
 from ..data.photos import PHOTO_NAMES, channel_range, dense_reference, make_crops, scale_per_channel
 from ..maths.losses import LossFn
@@ -156,7 +157,7 @@ def train_colour_cmd(args: argparse.Namespace) -> None:
     from safetensors.torch import save_file
 
     torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
+    device = torch.device("cpu") if args.cpu else pick_device()
     repo = git_state()
     s = StudySettings(size=args.size, downscale=args.downscale, milestones=tuple(int(v) for v in args.milestones.split(",")),
                       batch_size=args.batch_size, samples=args.samples, base_channels=args.base_channels, tiny=not args.no_tiny,

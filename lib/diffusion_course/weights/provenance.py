@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from .._internal.devices import pick_device
+
 __all__ = ["git_state", "COMMAND", "PARTS_DIR", "card_provenance", "default_device"]
 
 
@@ -51,4 +53,5 @@ def card_provenance(seconds: float, device: torch.device, repo: dict[str, Any]) 
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """Where ``make weights`` trains and samples: :func:`pick_device` (COURSE_DEVICE, else CUDA, MPS, CPU)."""
+    return pick_device()
