@@ -141,6 +141,8 @@ def test_stub_error_shape_in_place_and_nonlinear():
         return x.copy_(out)
 
     assert ex.check_dpm_solver_step(in_place, quiet=True).mistakes == ("in_place",)
+    nonfinite = ex.check_dpm_solver_step(lambda s, x, t, tp, m0, tl, m1: x / 0, quiet=True)
+    assert nonfinite.mistakes == ("nonfinite",) and "NaN or inf" in nonfinite.message
     clipped = ex.check_dpm_solver_step(lambda s, x, t, tp, m0, tl, m1: right(s, x, t, tp, m0.clamp(-0.5, 0.5), tl, m1), quiet=True)
     assert clipped.status == "wrong" and "not a fixed multiple" in clipped.message
 

@@ -166,6 +166,11 @@ def collect_flow_cmd(args: argparse.Namespace) -> None:
     tensors = {n: to_uint8(x).contiguous() for n, x in samples.items()}
     replace_atomically(lambda tmp: save_file(tensors, str(tmp), metadata={"what": "uint8 evaluation samples of the flow card"}),
                        out / FLOW_SAMPLES_FILE)
+    samples_card = {"what": "uint8 evaluation samples of the flow U-Net card's settings (0..255 = pixel values -1..1); load with "
+                            "load_flow_samples; x_T from the same seeded batches as the DDPM card's samples",
+                    "settings": {n: {k: results[n].get(k) for k in ("method", "steps", "shift", "calls", "n", "seed")} for n in names},
+                    "weights": FLOW_EMA_FILE, "command": f"{COMMAND} evaluate-flow"}
+    replace_atomically(lambda tmp: tmp.write_text(json.dumps(samples_card, indent=2) + "\n"), (out / FLOW_SAMPLES_FILE).with_suffix(".json"))
     for which, fname in (("ema", FLOW_EMA_FILE), ("raw", FLOW_RAW_FILE)):
         model, card = load_pretrained_flow_unet(which, directory=out)
         card["quality"] = quality

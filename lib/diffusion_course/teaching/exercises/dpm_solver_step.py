@@ -197,7 +197,7 @@ def check_dpm_solver_step(fn: Callable, *, quiet: bool = False) -> CheckResult:
                 lines, found = _diagnosis(fn)
                 return done("wrong", "\n".join([f"{name}: your output contains NaN or inf (on: {at}). A division by h = 0 or by "
                                                 "r = 0 (two equal timesteps), or the log of a negative number, are the usual causes."]
-                                               + lines), found or ("nonfinite",), n)
+                                               + (lines if found else [])), found or ("nonfinite",), n)
             if not _close(got, want, scale).all():
                 idx, ev, gv = _first_difference(got, want, scale)
                 lines, found = _diagnosis(fn)
