@@ -13,10 +13,15 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
 .PHONY: install lab test unit browser notebooks run lint clean student
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -e '.[test]'
+	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[test]'
 	@touch $(STAMP)
+
+# make constraints - write the versions installed in .venv as the tested set (after a deliberate upgrade and a green make test)
+.PHONY: constraints
+constraints:
+	$(PY) tools/write_constraints.py
 
 install: $(STAMP)
 

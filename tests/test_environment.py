@@ -52,7 +52,8 @@ def _environment_pip_list(text: str) -> list[str]:
 def _environment_requirements() -> list[str]:
     entries = _environment_pip_list((ROOT / "environment.yml").read_text())
     assert "-e ." in entries, "environment.yml should install the course package itself (-e .)"
-    return [_normalise(e) for e in entries if e != "-e ."]
+    assert "-c constraints.txt" in entries, "environment.yml should install the tested versions (-c constraints.txt)"
+    return [_normalise(e) for e in entries if e not in ("-e .", "-c constraints.txt")]
 
 
 def test_hand_parser_agrees_with_yaml() -> None:
@@ -68,6 +69,58 @@ def test_pyproject_and_environment_yml_list_the_same_requirements() -> None:
     assert len(py) == len(set(py)), "duplicate requirement in pyproject.toml"
     assert len(env) == len(set(env)), "duplicate requirement in environment.yml"
     assert set(py) == set(env), f"only in pyproject: {sorted(set(py) - set(env))}; only in environment.yml: {sorted(set(env) - set(py))}"
+
+
+def _constraints() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version and re.fullmatch(r"[0-9][0-9A-Za-z.+!-]*", version), f"constraints.txt pins exact versions only: {line!r}"
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return pins
+
+
+def test_constraints_pin_every_requirement_inside_its_range() -> None:
+    """constraints.txt (what make installs) pins each requirement of pyproject.toml at one version inside the range
+    pyproject.toml allows, and torch and torchvision are a matching pair (torchvision 0.(m + 15) ships with torch 2.m)."""
+    from packaging.requirements import Requirement
+
+    pins = _constraints()
+    for req in map(Requirement, _pyproject_requirements()):
+        if req.marker is not None and not req.marker.evaluate():
+            continue  # e.g. tomli on Python < 3.11
+        name = re.sub(r"[-_.]+", "-", req.name).lower()
+        assert name in pins, f"constraints.txt has no pin for {req.name}"
+        assert req.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} lies outside pyproject's {req}"
+    torch_minor = int(pins["torch"].split(".")[1])
+    assert pins["torchvision"].split(".")[:2] == ["0", str(torch_minor + 15)], (pins["torch"], pins["torchvision"])
+
+
+def test_make_installs_the_tested_set() -> None:
+    """make install (and so make test and CI) installs with -c constraints.txt, and reinstalls when it changes."""
+    text = (ROOT / "Makefile").read_text()
+    install = [ln for ln in text.splitlines() if "pip install" in ln and "-e '.[test]'" in ln]
+    assert install and all("-c constraints.txt" in ln for ln in install), install
+    assert re.search(r"^\$\(STAMP\): .*constraints\.txt", text, re.M), "the install stamp must depend on constraints.txt"
+
+
+def test_the_installed_versions_are_the_tested_set() -> None:
+    """Where this test runs from the project's own install (make test), every pinned package that is installed has
+    its pinned version: the run tests what constraints.txt promises."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = _constraints()
+    wrong = {}
+    for name in ("torch", "torchvision", "numpy", "diffusers", "mlxtend", "scipy", "scikit-learn", "matplotlib", "safetensors"):
+        try:
+            have = version(name)
+        except PackageNotFoundError:
+            continue
+        if have != pins[name]:
+            wrong[name] = (have, pins[name])
+    assert not wrong, f"installed vs constraints.txt: {wrong} (run make install, or make constraints after a tested upgrade)"
 
 
 def test_test_extra_has_the_test_tools() -> None:
