@@ -11,7 +11,7 @@ PROFILE ?= cpu
 LAB_ARGS ?=
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: install lab test unit browser notebooks run lint clean student
+.PHONY: install lab test check unit browser notebooks run lint clean student
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,15 +28,23 @@ install: $(STAMP)
 lab: install
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
 
+# Tests run one torch thread per process: on a 2-core machine that is busy with other work, two threads per process
+# collapse (a 35 s test took 14 minutes beside a training run), while one thread loses little on a quiet machine.
+TEST_THREADS ?= 1
+
 unit: install
-	$(PY) -m pytest -q tests
+	OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -q tests
+
+# make check - the maintainer's fast loop: lint, then every unit test not marked slow (conftest.py says which are)
+check: lint
+	OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -q -x -m "not slow" tests
 
 # make browser - only the real-browser test (JupyterLab + headless Chromium; `make unit` already includes it)
 browser: install
 	$(PY) -m pytest -q -s tests/test_browser.py
 
 notebooks: install
-	COURSE_PROFILE=smoke MPLBACKEND=agg $(PY) -m pytest -q --nbval-lax --nbval-current-env notebooks/
+	OMP_NUM_THREADS=$(TEST_THREADS) COURSE_PROFILE=smoke MPLBACKEND=agg $(PY) -m pytest -q --nbval-lax --nbval-current-env notebooks/
 
 test: lint unit notebooks
 
