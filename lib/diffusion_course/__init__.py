@@ -87,6 +87,7 @@ Module map, one line per module (chapters; what it holds):
       teaching.exercises.ddim_timesteps 08  the kept timesteps of a DDIM sampler
       teaching.exercises.dpm_solver_step 12  one DPM-Solver++(2M) update (Lu Algorithm 2)
       teaching.exercises.ema_update 07    one EMA update
+      teaching.exercises.flow_loss 13     the flow-matching loss on the straight path (Lipman et al. 2023), target eps - x0
       teaching.exercises.guidance 11      classifier-free guidance (Ho & Salimans eq. 6)
       teaching.exercises.posterior_mean 03  the mean of q(x_{t-1} | x_t, x_0) (Ho eq. 7)
       teaching.exercises.q_sample 02      q_sample (Ho eq. 4)
@@ -172,7 +173,7 @@ _EXPORTS: dict[str, str] = {
     "check_guidance": "teaching", "check_ema_update": "teaching", "check_ddim_timesteps": "teaching", "check_training_step": "teaching",
     "check_sampling_loop": "teaching", "check_resblock": "teaching",
     "SOLVER_LABELS": "teaching", "SolverExplorer": "teaching", "solver_explorer": "teaching", "solver_view": "teaching",
-    "steps_for_calls": "teaching", "check_dpm_solver_step": "teaching",
+    "steps_for_calls": "teaching", "check_dpm_solver_step": "teaching", "check_flow_matching_loss": "teaching",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -29,6 +29,8 @@ check_ema_update      fn(shadow, model, decay, num_updates)            the in-pl
 check_ddim_timesteps  fn(T, S, spacing)                                the kept timesteps, for four spacings (chapter 8)
 check_dpm_solver_step fn(schedule, x_t, t, t_prev, x0_hat, t_last,      x_{t_prev}, one DPM-Solver++(2M) update (Lu et al. 2022,
                          x0_hat_last)                                  Algorithm 2; chapter 12)
+check_flow_matching_loss fn(model, x0, generator)                      the flow-matching loss on x_t = (1 - t) x0 + t eps, target
+                                                                       eps - x0 (Lipman et al. 2023; chapter 13)
 ====================  ===============================================  ==================================================
 
 Each checker returns a :class:`CheckResult`, true when the function is correct.
@@ -36,7 +38,8 @@ Each checker returns a :class:`CheckResult`, true when the function is correct.
 Layout: ``_engine`` holds the probes, the comparison and the diagnosis shared by the linear exercises; each exercise has
 its own module (``q_sample`` chapter 2, ``posterior_mean`` and ``reverse_step`` chapter 3, ``training_step`` and
 ``sampling_loop`` chapter 4, ``resblock`` chapter 5, ``ema_update`` chapter 7, ``ddim_step`` and ``ddim_timesteps``
-chapter 8, ``channel_scaling`` chapter 10, ``guidance`` chapter 11, ``dpm_solver_step`` chapter 12), and this package re-exports every ``check_*``.
+chapter 8, ``channel_scaling`` chapter 10, ``guidance`` chapter 11, ``dpm_solver_step`` chapter 12, ``flow_loss`` chapter 13), and this
+package re-exports every ``check_*``.
 The last five compare against the lib with checks of their own (a reference run on a seeded generator, then a catalogue
 of known slips), as ``channel_scaling`` and ``guidance`` do.
 """
@@ -47,6 +50,7 @@ from .ddim_step import check_ddim_step
 from .ddim_timesteps import check_ddim_timesteps
 from .dpm_solver_step import check_dpm_solver_step
 from .ema_update import check_ema_update
+from .flow_loss import check_flow_matching_loss
 from .guidance import check_guidance
 from .posterior_mean import check_posterior_mean
 from .q_sample import check_q_sample
@@ -60,3 +64,4 @@ __all__ = ["CheckResult", "check_q_sample", "check_posterior_mean", "check_rever
 __all__ += ["check_ema_update", "check_ddim_timesteps"]
 __all__ += ["check_training_step", "check_sampling_loop", "check_resblock"]
 __all__ += ["check_dpm_solver_step"]
+__all__ += ["check_flow_matching_loss"]
