@@ -90,6 +90,8 @@ weights: install
 	$(PY) -m diffusion_course.weights.make collect --what card
 	$(PY) -m diffusion_course.weights.make evaluate --what table --redo
 	$(PY) -m diffusion_course.weights.make collect --what table
+	$(PY) -m diffusion_course.weights.make evaluate --what calls --redo
+	$(PY) -m diffusion_course.weights.make collect --what calls
 	OMP_NUM_THREADS=1 $(PY) -m diffusion_course.weights.make train-colour
 	$(PY) -m diffusion_course.weights.make train-cond-unet
 	$(PY) -m diffusion_course.weights.make evaluate-guidance --redo

@@ -563,6 +563,7 @@ BASE: dict[str, Callable[[], tuple[tuple, dict]]] = {
                                                         "sigma_hat": False, "n_samples": 4, "batch_size": 2, "progress": False}),
     "scoring.comparisons.SamplerSetting": lambda: (("x", "ema", "ddim", 5), {"eta": 0.0}),
     "scoring.comparisons.table_settings": lambda: ((), {}),
+    "scoring.comparisons.calls_settings": lambda: ((), {}),
     "scoring.comparisons.sample_setting": lambda: ((ZERO, S, _setting()), {"batch_size": 2, "item_shape": (2,), "progress": False}),
     "models.diffusers_bridge.diffusers_schedule_config": lambda: (("linear",), {}),
     "teaching.profiles.pick": lambda: ((), {"smoke": 1, "cpu": 2, "gpu": 3}),

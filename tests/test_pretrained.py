@@ -270,33 +270,36 @@ def test_collect_writes_kid_and_paired_differences_into_the_cards(tmp_path: Path
     torch.testing.assert_close(load_card_samples("ddim50_eta0", directory=tmp_path), test[70:270], atol=1 / 127.5, rtol=0)
 
 
-def test_collect_pairs_the_cells_of_the_ddim_table(tmp_path: Path) -> None:
-    """`collect --what table`: every cell and every paired difference of `table_pairs` in the table file, the reference
-    named, each interval ordered and "separated" exactly when it excludes 0. Real test digits stand in for samples."""
+@pytest.mark.parametrize("what", ["table", "calls"])
+def test_collect_pairs_the_cells_of_the_ddim_and_calls_tables(tmp_path: Path, what: str) -> None:
+    """`collect --what table|calls`: every cell and every paired difference of `table_pairs` / `calls_pairs` in the
+    table file, the reference named, each interval ordered and "separated" exactly when it excludes 0. Real test digits
+    stand in for samples."""
     import shutil
 
     from safetensors.torch import save_file
 
-    from diffusion_course import REFERENCE_SET, quality_report, reference_splits, table_settings, to_uint8
-    from diffusion_course.weights.make_mnist import table_pairs
+    from diffusion_course import REFERENCE_SET, calls_settings, quality_report, reference_splits, table_settings, to_uint8
+    from diffusion_course.weights.make_mnist import calls_pairs, table_pairs
     from diffusion_course.weights.provenance import PARTS_DIR
-    from diffusion_course.weights.shipped import TABLE_FILE
+    from diffusion_course.weights.shipped import CALLS_TABLE_FILE, TABLE_FILE
 
+    settings_of, pairs, file = {"table": (table_settings, table_pairs, TABLE_FILE), "calls": (calls_settings, calls_pairs, CALLS_TABLE_FILE)}[what]
     for suffix in (".safetensors", ".json"):
         shutil.copy(DATA_DIR / CLASSIFIER_FILE.replace(".safetensors", suffix), tmp_path)
-    parts = tmp_path / PARTS_DIR / "table"
+    parts = tmp_path / PARTS_DIR / what
     parts.mkdir(parents=True)
     test = reference_splits()[1]
-    settings = table_settings(128)
+    settings = settings_of(128)
     for k, st in enumerate(settings):
-        x = test[torch.arange(k * 30, k * 30 + 128) % len(test)]
+        x = test[torch.arange(k * 20, k * 20 + 128) % len(test)]
         entry = {"name": st.name, **quality_report(x, floor_repeats=2, kid_resamples=20).as_dict()}
         (parts / f"{st.name}.json").write_text(json.dumps(entry))
         save_file({st.name: to_uint8(x).contiguous()}, str(parts / f"{st.name}.safetensors"))
-    main(["collect", "--what", "table", "--table-n", "128", "--out", str(tmp_path)])
-    table = json.loads((tmp_path / TABLE_FILE).read_text())
+    main(["collect", "--what", what, "--table-n", "128", "--out", str(tmp_path)])
+    table = json.loads((tmp_path / file).read_text())
     assert table["reference"] == REFERENCE_SET and set(table["cells"]) == {s.name for s in settings}
-    assert {label for label, _, _ in table_pairs()} == set(table["paired_kid_differences"])
+    assert {label for label, _, _ in pairs()} == set(table["paired_kid_differences"])
     for d in table["paired_kid_differences"].values():
         assert d["lo"] <= d["kid_a_minus_b"] <= d["hi"] and d["separated"] == (d["lo"] > 0 or d["hi"] < 0)
 

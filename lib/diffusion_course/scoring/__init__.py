@@ -2,7 +2,21 @@
 data, sampler comparisons, the guidance report and the memorisation measure. Imports data, models, maths, training.
 """
 
-from .comparisons import CARD_SETTINGS, SIGMA_HAT, QualityTable, SamplerSetting, TableCell, ddim_table, sample_in_batches, sample_setting, table_settings
+from .comparisons import (
+    CALLS_BUDGETS,
+    CALLS_SAMPLERS,
+    CARD_SETTINGS,
+    HEUN_CHURN,
+    SIGMA_HAT,
+    QualityTable,
+    SamplerSetting,
+    TableCell,
+    calls_settings,
+    ddim_table,
+    sample_in_batches,
+    sample_setting,
+    table_settings,
+)
 from .distances import (
     KernelDistance,
     frechet_distance,
@@ -39,6 +53,7 @@ from .reference import CLASSIFIER_FILE, load_classifier, shipped_classifier
 
 __all__ = [
     "TableCell", "QualityTable", "ddim_table", "sample_in_batches", "SIGMA_HAT", "SamplerSetting", "CARD_SETTINGS", "table_settings",
+    "calls_settings", "CALLS_BUDGETS", "CALLS_SAMPLERS", "HEUN_CHURN",
     "sample_setting", "sliced_wasserstein", "mmd_rbf", "frechet_distance", "gaussian_frechet_distance", "nearest_train_distances",
     "polynomial_kernel", "kernel_distance", "KernelDistance", "kernel_distance_interval", "paired_kernel_distance_difference", "paired_mean_difference",
     "guidance_report", "distance_summary", "memorisation_row", "QualityReport", "quality_report", "classifier_outputs", "floor_draws",

@@ -32,7 +32,7 @@ __all__ = [
     "sample_in_batches",
     "SIGMA_HAT",
     "SamplerSetting",
-    "CARD_SETTINGS",
+    "CARD_SETTINGS", "calls_settings", "CALLS_BUDGETS", "CALLS_SAMPLERS", "HEUN_CHURN",
     "table_settings",
     "sample_setting",
 ]
@@ -190,6 +190,7 @@ class SamplerSetting:
     clip_x0: float | None = 1.0
     n: int = 1000  # samples scored
     order: int | None = None  # DPM-Solver++ only: 1, 2 (2M) or 3 (3M)
+    s_churn: float = 0.0  # Heun only: Karras et al.'s Algorithm 2 churn (0: the deterministic Algorithm 1)
 
     def __post_init__(self) -> None:
         check_choice(self.weights, ("ema", "raw"), "weights")
@@ -203,6 +204,7 @@ class SamplerSetting:
         if self.clip_x0 is not None:
             check_range(self.clip_x0, "clip_x0", 0.0, math.inf, open_low=True)
         check_positive_int(self.n, "n")
+        check_range(self.s_churn, "s_churn", 0.0, math.inf)
 
     @property
     def calls(self) -> int:
@@ -214,7 +216,8 @@ class SamplerSetting:
         if self.sampler == "dpm_solver":
             return f"{self.weights} weights, DPM-Solver++({self.order or 2}M) {self.steps} {self.spacing} steps, {clip}"
         if self.sampler == "heun":
-            return f"{self.weights} weights, Heun on {self.steps} Karras sigmas ({self.calls} calls), {clip}"
+            churn = f", churn S_churn = {self.s_churn:g}" if self.s_churn else ""
+            return f"{self.weights} weights, Heun on {self.steps} Karras sigmas ({self.calls} calls){churn}, {clip}"
         if self.sampler == "ddpm":
             return f"{self.weights} weights, DDPM {self.steps} steps (sigma^2 = beta), {clip}"
         if self.sampler == SIGMA_HAT:
@@ -238,6 +241,26 @@ CARD_SETTINGS = (
     SamplerSetting("heun_10", "ema", "heun", 10),
     SamplerSetting("ddim20_eta1", "ema", "ddim", 20, eta=1.0),
 )
+
+
+CALLS_BUDGETS = (5, 8, 10, 15, 20, 50)  # chapter 12's quality-against-calls table: network calls per sample
+CALLS_SAMPLERS = ("ddim_eta0", "ddim_eta1", "dpm2m", "dpm3m", "heun", "heun_churn")
+HEUN_CHURN = 10.0  # S_churn of the table's stochastic Heun rows (Karras et al. 2022, Algorithm 2; gamma = min(S_churn / N, sqrt(2) - 1))
+
+
+def calls_settings(n: int = 1000) -> tuple[SamplerSetting, ...]:
+    """Chapter 12's quality-against-network-calls table: for each budget of :data:`CALLS_BUDGETS` calls, DDIM with
+    eta = 0 and eta = 1 (uniform timesteps), DPM-Solver++(2M) and (3M) (trailing timesteps) and Heun on Karras sigmas,
+    deterministic and with churn (the most levels whose 2N - 1 calls fit), all x0-clipped, all from the same x_T."""
+    check_positive_int(n, "n", 2)
+    out = []
+    for c in CALLS_BUDGETS:
+        out += [SamplerSetting(f"ddim_eta0_c{c}", "ema", "ddim", c, eta=0.0, n=n), SamplerSetting(f"ddim_eta1_c{c}", "ema", "ddim", c, eta=1.0, n=n),
+                SamplerSetting(f"dpm2m_c{c}", "ema", "dpm_solver", c, spacing="trailing", order=2, n=n),
+                SamplerSetting(f"dpm3m_c{c}", "ema", "dpm_solver", c, spacing="trailing", order=3, n=n),
+                SamplerSetting(f"heun_c{c}", "ema", "heun", (c + 1) // 2, n=n),
+                SamplerSetting(f"heun_churn_c{c}", "ema", "heun", (c + 1) // 2, s_churn=HEUN_CHURN, n=n)]
+    return tuple(out)
 
 
 def table_settings(n: int = 1000) -> tuple[SamplerSetting, ...]:
@@ -275,6 +298,7 @@ def sample_setting(model: EpsModel, schedule: NoiseSchedule, setting: SamplerSet
         return sample_in_batches(dpm_solver_sample, setting.n, item_shape, batch_size, seed, steps=setting.steps, order=setting.order or 2,
                                  spacing=setting.spacing, progress=progress, **common)
     if setting.sampler == "heun":
-        return sample_in_batches(heun_sample, setting.n, item_shape, batch_size, seed, steps=setting.steps, progress=progress, **common)
+        return sample_in_batches(heun_sample, setting.n, item_shape, batch_size, seed, steps=setting.steps, s_churn=setting.s_churn,
+                                 progress=progress, **common)
     return sample_in_batches(ddim_sample, setting.n, item_shape, batch_size, seed, steps=setting.steps, eta=setting.eta,
                              spacing=setting.spacing, progress=progress, **common)

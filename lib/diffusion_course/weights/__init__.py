@@ -5,6 +5,7 @@
 
 from .colour_study import StudySettings, memorisation_study, train_colour_cmd
 from .shipped import (
+    CALLS_TABLE_FILE,
     COLOUR_FIXED_FILE,
     COLOUR_TINY_SAMPLES_FILE,
     COLOUR_UNET_CONFIG,
@@ -21,6 +22,7 @@ from .shipped import (
     TINY_UNET_CONFIG,
     UNET_EMA_FILE,
     UNET_RAW_FILE,
+    load_calls_table,
     load_card_samples,
     load_colour_unet,
     load_ddim_table,
@@ -38,5 +40,5 @@ __all__ = [
     "UNET_EMA_FILE", "UNET_RAW_FILE", "SHIPPED_UNET_CONFIG", "load_pretrained_unet", "schedule_from_card", "load_card_samples",
     "load_ddim_table", "SAMPLES_FILE", "TABLE_FILE", "COND_UNET_FILE", "COND_SAMPLES_FILE", "GUIDANCE_SCALES", "load_pretrained_cond_unet",
     "load_guidance_samples", "StudySettings", "memorisation_study", "train_colour_cmd", "FLOW_EMA_FILE", "FLOW_RAW_FILE", "FLOW_SAMPLES_FILE",
-    "load_pretrained_flow_unet", "load_flow_samples",
+    "load_pretrained_flow_unet", "load_flow_samples", "CALLS_TABLE_FILE", "load_calls_table",
 ]

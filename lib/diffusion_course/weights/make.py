@@ -47,8 +47,9 @@ def _mnist_commands(sub: argparse._SubParsersAction) -> None:
     for name, text in (("evaluate", "sample and score the shipped U-Nets, one part file per setting (run several at once with --only)"),
                        ("collect", "merge the scored parts into the cards and the samples file (or the DDIM table)")):
         p = sub.add_parser(name, help=text)
-        p.add_argument("--what", choices=("card", "table"), default="card")
-        p.add_argument("--table-n", type=int, default=1000, help="samples per cell of the DDIM table")
+        p.add_argument("--what", choices=("card", "table", "calls"), default="card",
+                       help="the U-Net card, chapter 8's steps x eta table, or chapter 12's quality-against-calls table")
+        p.add_argument("--table-n", type=int, default=1000, help="samples per cell of the DDIM and calls tables")
         p.add_argument("--out", default=str(DATA_DIR))
         if name == "evaluate":
             p.add_argument("--only", nargs="+", help="setting names (default: all of --what)")

@@ -22,7 +22,7 @@ from ..data.sets import mnist
 from ..maths.schedules import NoiseSchedule, make_betas
 from ..models.classifier import ClassifierConfig
 from ..models.unet import UNet
-from ..scoring.comparisons import CARD_SETTINGS, sample_setting, table_settings
+from ..scoring.comparisons import CALLS_BUDGETS, CALLS_SAMPLERS, CARD_SETTINGS, calls_settings, sample_setting, table_settings
 from ..scoring.distances import nearest_train_distances
 from ..scoring.quality import REFERENCE_SET, compare_paired, floor_table, quality_report, reference_splits
 from ..scoring.reference import CLASSIFIER_FILE, load_classifier
@@ -30,9 +30,9 @@ from ..training.checkpoints import read_card, replace_atomically, save_weights
 from ..training.classifier import accuracy, train_classifier
 from ..training.loop import TrainConfig, train
 from .provenance import COMMAND, PARTS_DIR, card_provenance, default_device, git_state
-from .shipped import SAMPLES_FILE, SHIPPED_UNET_CONFIG, TABLE_FILE, UNET_EMA_FILE, UNET_RAW_FILE, load_pretrained_unet, schedule_from_card
+from .shipped import CALLS_TABLE_FILE, SAMPLES_FILE, SHIPPED_UNET_CONFIG, TABLE_FILE, UNET_EMA_FILE, UNET_RAW_FILE, load_pretrained_unet, schedule_from_card
 
-__all__ = ["table_pairs", "train_classifier_cmd", "train_unet_cmd", "floors_cmd", "evaluate_cmd", "collect_cmd"]
+__all__ = ["calls_pairs", "table_pairs", "train_classifier_cmd", "train_unet_cmd", "floors_cmd", "evaluate_cmd", "collect_cmd"]
 
 
 def train_classifier_cmd(args: argparse.Namespace) -> None:
@@ -112,7 +112,7 @@ def evaluate_cmd(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = default_device()
-    settings = {s.name: s for s in (CARD_SETTINGS if args.what == "card" else table_settings(args.table_n))}
+    settings = {s.name: s for s in _settings_of(args)}
     names = args.only or list(settings)
     unknown = [n for n in names if n not in settings]
     if unknown:
@@ -179,6 +179,21 @@ def table_pairs() -> tuple[tuple[str, str, str], ...]:
     return tuple(out)
 
 
+def _settings_of(args: argparse.Namespace) -> tuple:
+    return {"card": lambda: CARD_SETTINGS, "table": lambda: table_settings(args.table_n), "calls": lambda: calls_settings(args.table_n)}[args.what]()
+
+
+def calls_pairs() -> tuple[tuple[str, str, str], ...]:
+    """The calls table's paired comparisons (label, a, b): at each budget, every sampler against DPM-Solver++(2M), and
+    each stochastic sampler against its deterministic twin; and 2M at each budget against 2M at the next smaller one."""
+    out = []
+    for c in CALLS_BUDGETS:
+        out += [(f"c{c}: {s} - dpm2m", f"{s}_c{c}", f"dpm2m_c{c}") for s in CALLS_SAMPLERS if s != "dpm2m"]
+        out += [(f"c{c}: ddim_eta1 - ddim_eta0", f"ddim_eta1_c{c}", f"ddim_eta0_c{c}"), (f"c{c}: heun_churn - heun", f"heun_churn_c{c}", f"heun_c{c}")]
+    out += [(f"dpm2m: c{b} - c{a}", f"dpm2m_c{b}", f"dpm2m_c{a}") for a, b in zip(CALLS_BUDGETS, CALLS_BUDGETS[1:], strict=False)]
+    return tuple(out)
+
+
 def _paired(pairs, samples: dict, classifier) -> dict:
     """Every setting is sampled from the same seeded x_T, so differences are paired (scoring.quality.compare_paired)."""
     paired = {}
@@ -194,7 +209,7 @@ def collect_cmd(args: argparse.Namespace) -> None:
 
     out = Path(args.out)
     parts = out / PARTS_DIR / args.what
-    wanted = [s.name for s in (CARD_SETTINGS if args.what == "card" else table_settings(args.table_n))]
+    wanted = [s.name for s in _settings_of(args)]
     missing = [n for n in wanted if not (parts / f"{n}.json").exists()]
     if missing:
         raise SystemExit(f"not scored yet: {', '.join(missing)} (run `evaluate --what {args.what} --only ...` for them)")
@@ -203,6 +218,14 @@ def collect_cmd(args: argparse.Namespace) -> None:
     command = f"{COMMAND} evaluate --what " + args.what
     samples = {n: from_uint8(load_file(str(parts / f"{n}.safetensors"))[n]) for n in wanted}
     classifier = load_classifier(directory=out)[0]
+    if args.what == "calls":
+        table = {"what": "chapter 12's quality against network calls on the shipped EMA U-Net: each sampler at each budget, all from the "
+                         "same x_T; paired = KID(a) - KID(b) with its paired bootstrap 95% interval",
+                 "command": command, "git_commit": git_state()["git_commit"], "reference": REFERENCE_SET, "budgets": list(CALLS_BUDGETS),
+                 "samplers": list(CALLS_SAMPLERS), "cells": results, "paired_kid_differences": _paired(calls_pairs(), samples, classifier)}
+        replace_atomically(lambda tmp: tmp.write_text(json.dumps(table, indent=1) + "\n"), out / CALLS_TABLE_FILE)
+        print(f"{len(results)} cells -> {out / CALLS_TABLE_FILE}")
+        return
     if args.what == "table":
         paired = _paired(table_pairs(), samples, classifier)
         table = {"what": "DDIM steps x eta x spacing grid on the shipped EMA U-Net (chapter 8); ratio = Frechet / floor at the same n; "

@@ -47,6 +47,8 @@ __all__ = ["COLOUR_UNET_FILE", "COLOUR_FIXED_FILE", "COLOUR_TINY_SAMPLES_FILE", 
     "FLOW_SAMPLES_FILE",
     "load_pretrained_flow_unet",
     "load_flow_samples",
+    "CALLS_TABLE_FILE",
+    "load_calls_table",
 ]
 
 UNET_EMA_FILE = "mnist_unet_ema.safetensors"
@@ -146,6 +148,15 @@ def load_card_samples(name: str, *, directory: str | Path | None = None) -> torc
     if name not in tensors:
         raise ValueError(f"name must be one of {sorted(tensors)}; got {name!r}")
     return from_uint8(tensors[name])
+
+
+CALLS_TABLE_FILE = "mnist_unet_calls_table.json"
+
+
+def load_calls_table(*, directory: str | Path | None = None) -> dict[str, Any]:
+    """Chapter 12's quality-against-network-calls table on the shipped EMA U-Net (``evaluate --what calls``): every
+    sampler of ``CALLS_SAMPLERS`` at every budget of ``CALLS_BUDGETS``, with paired KID differences."""
+    return json.loads(find_shipped(CALLS_TABLE_FILE, directory).read_text())
 
 
 def load_ddim_table(*, directory: str | Path | None = None) -> dict[str, Any]:
