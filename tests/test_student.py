@@ -12,7 +12,7 @@ import pytest
 from diffusion_course.teaching.student import BEGIN, END, make_student_edition, strip_solutions, student_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
-EXERCISE_CHAPTERS = ("02", "03", "04", "05", "07", "08", "10", "11", "12")
+EXERCISE_CHAPTERS = ("02", "03", "04", "05", "07", "08", "10", "11", "12", "13")
 
 
 def test_indented_solutions_become_a_stub_and_top_level_ones_go():
