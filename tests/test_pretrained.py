@@ -362,3 +362,24 @@ def test_flow_card_commands_pair_with_the_ddpm_card(tmp_path: Path) -> None:
             assert d["lo"] <= d["kid_a_minus_b"] <= d["hi"] and d["separated"] == (d["lo"] > 0 or d["hi"] < 0)
         assert set(q["ddpm_unet_at_equal_calls"]) == {"dpm2m_10", "dpm2m_20", "heun_10", "ddim50_eta0"}
     assert set(load_file(str(tmp_path / FLOW_SAMPLES_FILE))) == {s[0] for s in FLOW_CARD_SETTINGS}
+
+
+def test_the_flow_unet_card_holds_its_quality_table() -> None:
+    """The shipped flow-matching U-Net loads as FlowTime(UNet) with its card: every flow setting scored on 1,000
+    samples against the reference set with KID intervals, paired against the DDPM card at equal calls, and the stored
+    KID is what the shipped samples score."""
+    from diffusion_course import REFERENCE_SET, FlowTime, load_flow_samples, load_pretrained_flow_unet, quality_report
+    from diffusion_course.weights.make_flow import FLOW_CARD_SETTINGS, FLOW_PAIRS
+
+    model, card = load_pretrained_flow_unet()
+    assert isinstance(model, FlowTime) and not model.training
+    assert PROVENANCE <= set(card) and card["parameters"] == sum(p.numel() for p in model.parameters())
+    q = card["quality"]
+    assert q["reference"] == REFERENCE_SET and set(q["settings"]) == {s[0] for s in FLOW_CARD_SETTINGS}
+    assert set(q["paired_kid_differences"]) == {label for label, _, _ in FLOW_PAIRS}
+    for name, r in q["settings"].items():
+        assert r["n"] == 1000 and r["kid_lo"] <= r["kid"] <= r["kid_hi"], name
+    x = load_flow_samples("flow_euler_10")
+    assert x.shape == (1000, 1, 28, 28)
+    again = quality_report(x, seed=0)
+    assert again.kid == pytest.approx(q["settings"]["flow_euler_10"]["kid"], abs=1e-6)
