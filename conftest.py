@@ -22,7 +22,8 @@ def pytest_collection_modifyitems(items):
 SLOW_FILES = {"test_browser.py", "test_lab.py", "test_student.py", "test_slides.py", "test_widgets.py"}
 SLOW_TESTS = {
     "test_unet_samples_read_as_digits", "test_the_documented_command_runs", "test_collect_writes_kid_and_paired_differences_into_the_cards",
-    "test_collect_pairs_the_cells_of_the_ddim_and_calls_tables", "test_flow_card_commands_pair_with_the_ddpm_card", "test_guidance_pairs_compare_the_same_noises",
+    "test_collect_pairs_the_cells_of_the_ddim_and_calls_tables", "test_flow_card_commands_pair_with_the_ddpm_card",
+    "test_guidance_pairs_compare_the_same_noises",
 }
 
 
