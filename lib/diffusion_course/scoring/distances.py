@@ -32,8 +32,8 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, *, n_projections: int =
     g = torch.Generator().manual_seed(seed)
     dirs = torch.randn(a.shape[1], n_projections, generator=g, dtype=torch.float64)
     dirs = dirs / dirs.norm(dim=0, keepdim=True)
-    pa = torch.sort(a.cpu().double() @ dirs, dim=0).values
-    pb = torch.sort(b.cpu().double() @ dirs, dim=0).values
+    pa = torch.sort(a.double().cpu() @ dirs, dim=0).values
+    pb = torch.sort(b.double().cpu() @ dirs, dim=0).values
     if pa.shape[0] != pb.shape[0]:
         q = torch.linspace(0, 1, max(pa.shape[0], pb.shape[0]), dtype=torch.float64)
         pa = torch.quantile(pa, q, dim=0)
@@ -45,7 +45,7 @@ def mmd_rbf(a: torch.Tensor, b: torch.Tensor, *, bandwidths: tuple[float, ...] =
     """Unbiased squared maximum mean discrepancy with a sum of RBF kernels (Gretton et al. 2012, eq. 3)."""
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"a and b must have shapes (N, D) and (M, D) with the same D; got {tuple(a.shape)} and {tuple(b.shape)}")
-    a, b = a.cpu().double(), b.cpu().double()
+    a, b = a.double().cpu(), b.double().cpu()
 
     def k(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         d2 = torch.cdist(x, y) ** 2
@@ -147,7 +147,7 @@ def polynomial_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """k(a_i, b_j) = (a_i . b_j / d + 1)^3 for feature sets (N, d) and (M, d), in float64: an (N, M) matrix."""
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"a and b must have shapes (N, D) and (M, D) with the same D; got {tuple(a.shape)} and {tuple(b.shape)}")
-    a, b = a.cpu().double(), b.cpu().double()
+    a, b = a.double().cpu(), b.double().cpu()
     return (a @ b.T / a.shape[1] + 1.0) ** 3
 
 
