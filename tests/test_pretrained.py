@@ -383,3 +383,16 @@ def test_the_flow_unet_card_holds_its_quality_table() -> None:
     assert x.shape == (1000, 1, 28, 28)
     again = quality_report(x, seed=0)
     assert again.kid == pytest.approx(q["settings"]["flow_euler_10"]["kid"], abs=1e-6)
+
+
+def test_the_shipped_calls_table_covers_every_sampler_and_budget() -> None:
+    """Chapter 12's quality-against-calls table: every setting of calls_settings on 1,000 samples against the reference
+    set, with the paired differences of calls_pairs, each interval ordered."""
+    from diffusion_course import REFERENCE_SET, calls_settings, load_calls_table
+    from diffusion_course.weights.make_mnist import calls_pairs
+
+    t = load_calls_table()
+    assert t["reference"] == REFERENCE_SET and set(t["cells"]) == {s.name for s in calls_settings()}
+    assert all(c["n"] == 1000 and c["kid_lo"] <= c["kid"] <= c["kid_hi"] for c in t["cells"].values())
+    assert set(t["paired_kid_differences"]) == {label for label, _, _ in calls_pairs()}
+    assert all(d["lo"] <= d["kid_a_minus_b"] <= d["hi"] for d in t["paired_kid_differences"].values())
