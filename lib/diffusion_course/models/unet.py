@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._internal.validate import check_choice, check_positive_int, check_range
+from .cross_attention import CrossAttentionBlock, LabelTokens
 from .embeddings import SinusoidalEmbedding
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "Downsample",
     "Upsample",
     "TIME_CONDITIONINGS",
+    "LABEL_CONDITIONINGS",
 ]
 
 
@@ -79,6 +81,7 @@ class BasicUNet(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------------
 
 TIME_CONDITIONINGS = ("add", "scale_shift")
+LABEL_CONDITIONINGS = ("add", "cross_attention")
 
 
 @dataclass(kw_only=True)
@@ -100,6 +103,10 @@ class UNetConfig:
     time_conditioning: str = "add"  # "add": h + W temb (Ho et al.); "scale_shift": GroupNorm(h)(1 + s) + b (AdaGN)
     dropout: float = 0.1  # dropout inside each residual block (paper: 0.1 on CIFAR-10)
     num_classes: int | None = None  # class-conditional (chapter 11): labels 0..num_classes-1 plus a "no label" token
+    label_conditioning: str = "add"  # "add": label embedding added to the time embedding (chapter 11); "cross_attention":
+    # the label becomes context_tokens tokens that the attention levels and the middle attend to (Stable Diffusion's way, chapter 15)
+    context_tokens: int = 4  # cross_attention: tokens per label
+    context_dim: int = 64  # cross_attention: width of each token
 
     def __post_init__(self) -> None:
         self.channel_mults = tuple(self.channel_mults)
@@ -128,6 +135,11 @@ class UNetConfig:
         check_range(self.dropout, "dropout", 0.0, 1.0, open_high=True)
         if self.num_classes is not None:
             check_positive_int(self.num_classes, "num_classes")
+        check_choice(self.label_conditioning, LABEL_CONDITIONINGS, "label_conditioning")
+        check_positive_int(self.context_tokens, "context_tokens")
+        check_positive_int(self.context_dim, "context_dim")
+        if self.label_conditioning == "cross_attention" and self.num_classes is None:
+            raise ValueError("label_conditioning='cross_attention' needs num_classes (the labels are what it attends to); got num_classes=None")
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -221,15 +233,18 @@ class SelfAttention(nn.Module):
 
 
 class ResAttnBlock(nn.Module):
-    """One stage of a U-Net level: a residual block, followed by self-attention at the levels that have it."""
+    """One stage of a U-Net level: a residual block, followed by self-attention at the levels that have it and, in a
+    cross-attention U-Net, by attention to the context tokens there too."""
 
-    def __init__(self, res: ResBlock, attn: SelfAttention | None) -> None:
+    def __init__(self, res: ResBlock, attn: SelfAttention | None, cross: CrossAttentionBlock | None = None) -> None:
         super().__init__()
         self.res = res
         self.attn = attn if attn is not None else nn.Identity()
+        self.cross = cross
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
-        return self.attn(self.res(x, temb))
+    def forward(self, x: torch.Tensor, temb: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.attn(self.res(x, temb))
+        return self.cross(h, context) if self.cross is not None else h
 
 
 class Downsample(nn.Module):
@@ -282,10 +297,20 @@ class UNet(nn.Module):
         def attn(ch: int, level: int) -> SelfAttention | None:
             return SelfAttention(ch, groups=groups, num_heads=c.num_heads) if level in c.attention_levels else None
 
+        self.cross_attention = c.num_classes is not None and c.label_conditioning == "cross_attention"
+
+        def cross(ch: int, level: int) -> CrossAttentionBlock | None:
+            if self.cross_attention and level in c.attention_levels:
+                return CrossAttentionBlock(ch, c.context_dim, groups=groups, heads=c.num_heads)
+            return None
+
         self.time_embed = nn.Sequential(
             SinusoidalEmbedding(c.base_channels), nn.Linear(c.base_channels, temb_dim), nn.SiLU(), nn.Linear(temb_dim, temb_dim)
         )
-        if c.num_classes is not None:
+        if self.cross_attention:
+            # one token sequence per class plus the "no label" one; the zero-initialised attention outputs start unconditional
+            self.label_tokens = LabelTokens(c.num_classes, c.context_tokens, c.context_dim)
+        elif c.num_classes is not None:
             # one row per class plus the "no label" token; zero at the start, so the model starts unconditional
             self.label_embed = nn.Embedding(c.num_classes + 1, temb_dim)
             nn.init.zeros_(self.label_embed.weight)
@@ -297,7 +322,7 @@ class UNet(nn.Module):
         ch = widths[0]
         for level, w in enumerate(widths):
             for _ in range(c.num_res_blocks):
-                self.down.append(ResAttnBlock(res(ch, w), attn(w, level)))
+                self.down.append(ResAttnBlock(res(ch, w), attn(w, level), cross(w, level)))
                 ch = w
                 skip_widths.append(ch)
             if level < len(widths) - 1:
@@ -306,13 +331,14 @@ class UNet(nn.Module):
 
         self.mid1 = res(ch, ch)
         self.mid_attn = SelfAttention(ch, groups=groups, num_heads=c.num_heads) if c.mid_attention else nn.Identity()
+        self.mid_cross = CrossAttentionBlock(ch, c.context_dim, groups=groups, heads=c.num_heads) if self.cross_attention else None
         self.mid2 = res(ch, ch)
 
         self.up = nn.ModuleList()
         for level in reversed(range(len(widths))):
             w = widths[level]
             for _ in range(c.num_res_blocks + 1):
-                self.up.append(ResAttnBlock(res(ch + skip_widths.pop(), w), attn(w, level)))
+                self.up.append(ResAttnBlock(res(ch + skip_widths.pop(), w), attn(w, level), cross(w, level)))
                 ch = w
             if level > 0:
                 self.up.append(Upsample(ch))
@@ -372,18 +398,24 @@ class UNet(nn.Module):
         t = self._check_inputs(x, t)
         y = self.check_labels(y, x.shape[0], x.device)
         temb = self.time_embed(t.to(x.device))  # (B, temb_dim)
-        if y is not None:
+        context = None
+        if y is not None and self.cross_attention:
+            context = self.label_tokens(y)  # (B, context_tokens, context_dim): what the attention levels read
+        elif y is not None:
             temb = temb + self.label_embed(y)  # (B, temb_dim): time and class in one conditioning vector
         # channels_last: oneDNN's CPU convolutions are up to 10x faster on it for narrow layers (the result is the same)
         h = self.conv_in(x).contiguous(memory_format=torch.channels_last)  # (B, widths[0], H, W)
         skips = [h]
         for layer in self.down:
-            h = layer(h) if isinstance(layer, Downsample) else layer(h, temb)  # (B, width, H / 2^level, W / 2^level)
+            h = layer(h) if isinstance(layer, Downsample) else layer(h, temb, context)  # (B, width, H / 2^level, W / 2^level)
             skips.append(h)
-        h = self.mid2(self.mid_attn(self.mid1(h, temb)), temb)  # (B, widths[-1], H / 2^(L-1), W / 2^(L-1))
+        h = self.mid_attn(self.mid1(h, temb))
+        if self.mid_cross is not None:
+            h = self.mid_cross(h, context)
+        h = self.mid2(h, temb)  # (B, widths[-1], H / 2^(L-1), W / 2^(L-1))
         for layer in self.up:
             if isinstance(layer, Upsample):
                 h = layer(h)  # (B, width, 2 H', 2 W')
             else:
-                h = layer(torch.cat([h, skips.pop()], dim=1), temb)  # concat the skip of the same resolution
+                h = layer(torch.cat([h, skips.pop()], dim=1), temb, context)  # concat the skip of the same resolution
         return self.conv_out(F.silu(self.norm_out(h))).contiguous()  # (B, out_channels, H, W)

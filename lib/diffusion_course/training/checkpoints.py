@@ -43,6 +43,11 @@ def architecture_of(model: nn.Module) -> dict[str, Any]:
     }
 
 
+def _has_defaults(cls: type) -> bool:
+    """Whether every field of the dataclass ``cls`` has a default (so ``cls()`` builds one)."""
+    return all(f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING for f in dataclasses.fields(cls))
+
+
 def _check_architecture(model: nn.Module, saved: dict[str, Any], path: Path) -> None:
     """Raise CheckpointError unless ``saved`` (from :func:`architecture_of`) describes a model like ``model``."""
     mine = architecture_of(model)
@@ -68,6 +73,10 @@ def _check_architecture(model: nn.Module, saved: dict[str, Any], path: Path) -> 
     # Same shapes can still mean another network (e.g. another number of attention heads): compare the configs too.
     a, b = saved.get("config"), mine["config"]
     if isinstance(a, dict) and isinstance(b, dict):
+        # a field the saved config lacks was added to the class later: the file matches while the model keeps its default
+        config = getattr(model, "config", None)
+        defaults = _config_dict(type(config)()) if dataclasses.is_dataclass(config) and _has_defaults(type(config)) else {}
+        a = {**{k: v for k, v in defaults.items() if k not in a and b.get(k) == v}, **a}
         differ = [k for k in sorted(set(a) | set(b)) if k not in _NOT_ARCHITECTURE and a.get(k) != b.get(k)]
         if differ:
             pairs = ", ".join(f"{k}: saved {a.get(k)!r}, model {b.get(k)!r}" for k in differ)

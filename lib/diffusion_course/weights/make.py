@@ -2,7 +2,8 @@
 commands train-classifier | floors | train-unet | evaluate | collect (chapters 6-8, :mod:`.make_mnist`),
 train-cond-unet | evaluate-guidance | collect-guidance (chapter 11, :mod:`.make_guidance`), train-colour
 (chapter 10, :mod:`.colour_study`) and train-flow-unet | evaluate-flow | collect-flow
-(chapter 13, :mod:`.make_flow`); ``--help`` for each."""
+(chapter 13, :mod:`.make_flow`) and train-autoencoder | train-latent-unet (chapter 15, :mod:`.make_latent`);
+``--help`` for each."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from ..data.locations import DATA_DIR
 from ..data.sets import MNIST_SOURCES
 from .colour_study import StudySettings, train_colour_cmd
 from .make_flow import collect_flow_cmd, evaluate_flow_cmd, train_flow_unet_cmd
+from .make_latent import train_autoencoder_cmd, train_latent_unet_cmd
 from .make_guidance import collect_guidance_cmd, evaluate_guidance_cmd, guidance_setting_name, train_cond_unet_cmd
 from .make_mnist import collect_cmd, evaluate_cmd, floors_cmd, train_classifier_cmd, train_unet_cmd
 from .provenance import COMMAND
@@ -138,6 +140,33 @@ def _flow_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=str(DATA_DIR))
 
 
+def _latent_commands(sub: argparse._SubParsersAction) -> None:
+    """Chapter 15: the autoencoder and the latent U-Net."""
+    p = sub.add_parser("train-autoencoder", help="chapter 15: train the KL-autoencoder 28x28 -> 4x7x7 and measure its latent scale factor")
+    p.add_argument("--data", choices=MNIST_SOURCES, default="subset", help="training digits (default: the shipped subset)")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--kl-weight", type=float, default=1e-3, help="weight of KL(q(z|x) || N(0, I)) beside the summed squared error")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: all cores torch sees)")
+    p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(DATA_DIR))
+    p = sub.add_parser("train-latent-unet", help="chapter 15: train the label-conditional U-Net on the autoencoder's latents (resumes)")
+    p.add_argument("--data", choices=MNIST_SOURCES, default="subset", help="training digits (default: the shipped subset)")
+    p.add_argument("--steps", type=int, default=25000, help="optimiser steps (with the autoencoder, about the pixel U-Net's 107 min on one thread)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=500)
+    p.add_argument("--label-dropout", type=float, default=0.1, help="chance a label becomes 'no label' (classifier-free guidance)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: all cores torch sees)")
+    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(DATA_DIR))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: ``python -m diffusion_course.weights.make <command> [options]`` (``--help`` for each)."""
     parser = argparse.ArgumentParser(prog=COMMAND, description="Produce the shipped weights in data/.")
@@ -146,11 +175,13 @@ def main(argv: list[str] | None = None) -> None:
     _guidance_commands(sub)
     _colour_command(sub)
     _flow_command(sub)
+    _latent_commands(sub)
     args = parser.parse_args(argv)
     commands = {"train-classifier": train_classifier_cmd, "train-unet": train_unet_cmd, "floors": floors_cmd, "evaluate": evaluate_cmd,
                 "collect": collect_cmd, "train-cond-unet": train_cond_unet_cmd, "evaluate-guidance": evaluate_guidance_cmd,
                 "collect-guidance": collect_guidance_cmd, "train-colour": train_colour_cmd, "train-flow-unet": train_flow_unet_cmd,
-                "evaluate-flow": evaluate_flow_cmd, "collect-flow": collect_flow_cmd}
+                "evaluate-flow": evaluate_flow_cmd, "collect-flow": collect_flow_cmd,
+                "train-autoencoder": train_autoencoder_cmd, "train-latent-unet": train_latent_unet_cmd}
     commands[args.cmd](args)
 
 

@@ -22,6 +22,7 @@ from .._internal.validate import check_choice
 from ..data.encoding import from_uint8
 from ..data.locations import find_shipped
 from ..maths.schedules import NoiseSchedule, make_betas
+from ..models.autoencoder import AutoencoderConfig, KLAutoencoder
 from ..models.flow_time import FLOW_TIME_SCALE, FlowTime
 from ..models.unet import UNet, UNetConfig
 from ..training.checkpoints import CheckpointError, load_weights, read_card
@@ -49,6 +50,13 @@ __all__ = ["COLOUR_UNET_FILE", "COLOUR_FIXED_FILE", "COLOUR_TINY_SAMPLES_FILE", 
     "load_flow_samples",
     "CALLS_TABLE_FILE",
     "load_calls_table",
+    "AUTOENCODER_FILE",
+    "AUTOENCODER_CONFIG",
+    "LATENT_UNET_FILE",
+    "LATENT_UNET_RAW_FILE",
+    "LATENT_UNET_CONFIG",
+    "load_pretrained_autoencoder",
+    "load_pretrained_latent_unet",
 ]
 
 UNET_EMA_FILE = "mnist_unet_ema.safetensors"
@@ -108,6 +116,35 @@ def load_flow_samples(name: str, *, directory: str | Path | None = None) -> torc
     if name not in tensors:
         raise ValueError(f"name must be one of {sorted(tensors)}; got {name!r}")
     return from_uint8(tensors[name])
+
+
+AUTOENCODER_FILE = "mnist_autoencoder.safetensors"
+LATENT_UNET_FILE = "mnist_latent_unet_ema.safetensors"
+LATENT_UNET_RAW_FILE = "mnist_latent_unet_raw.safetensors"
+# Chapter 15's two stages: 28x28 -> 4x7x7 (f = 4, 4 channels: 196 numbers for 784 pixels), and a one-level U-Net on the
+# 7x7 latent (no halving: 7 is odd) with self- and cross-attention in every block, labels as 4 tokens of width 64
+AUTOENCODER_CONFIG = AutoencoderConfig(in_channels=1, latent_channels=4, widths=(16, 32, 64), blocks=1, norm_groups=8)
+LATENT_UNET_CONFIG = UNetConfig(
+    in_channels=4, base_channels=64, channel_mults=(1,), num_res_blocks=2, attention_levels=(0,), norm_groups=8,
+    time_conditioning="scale_shift", dropout=0.0, num_classes=10, label_conditioning="cross_attention", context_tokens=4, context_dim=64,
+)
+
+
+def load_pretrained_autoencoder(*, directory: str | Path | None = None) -> tuple[KLAutoencoder, dict[str, Any]]:
+    """Chapter 15's KL-autoencoder (eval mode, CPU) and its card, whose ``latent_scale_factor`` rescales its latents."""
+    path = find_shipped(AUTOENCODER_FILE, directory)
+    card = read_card(path)
+    if "autoencoder_config" not in card:
+        raise CheckpointError(f"{path.with_suffix('.json')} is missing or holds no 'autoencoder_config'; run `make weights` to produce both")
+    model = KLAutoencoder(AutoencoderConfig(**card["autoencoder_config"]))
+    load_weights(model, path)
+    return model.eval(), card
+
+
+def load_pretrained_latent_unet(which: str = "ema", *, directory: str | Path | None = None) -> tuple[UNet, dict[str, Any]]:
+    """Chapter 15's latent noise predictor eps_theta(z_t, t, y) (labels by cross-attention; eval mode, CPU) and its card."""
+    check_choice(which, ("ema", "raw"), "which")
+    return _load_unet_file(find_shipped(LATENT_UNET_FILE if which == "ema" else LATENT_UNET_RAW_FILE, directory))
 
 
 COND_UNET_FILE = "mnist_cond_unet_ema.safetensors"
