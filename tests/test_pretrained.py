@@ -323,6 +323,10 @@ def test_guidance_pairs_compare_the_same_noises() -> None:
     worse = out["w1 - w0"]
     assert worse["kid_separated"] and worse["kid_a_minus_b"][1] > 0  # noise raises the KID, beyond its interval
     assert worse["confident_correct_separated"] and worse["confident_correct_a_minus_b"][2] < 0
+    same = out["w3 - w2"]["per_class_kid_a_minus_b"]
+    assert len(same) == 10 and all(e == [0.0, 0.0, 0.0] for e in same)
+    assert all(lo <= est <= hi for est, lo, hi in worse["per_class_kid_a_minus_b"])
+    assert sum(est > 0 for est, _, _ in worse["per_class_kid_a_minus_b"]) >= 8  # noise in every digit's samples raises its KID
 
 
 def test_flow_card_commands_pair_with_the_ddpm_card(tmp_path: Path) -> None:

@@ -204,7 +204,8 @@ GUIDANCE_PAIRS = (("w1 - w0", "w1", "w0"), ("w2 - w1", "w2", "w1"), ("w3 - w1", 
 
 def guidance_paired_differences(samples: dict[str, torch.Tensor], per_class: int, *, classifier: torch.nn.Module) -> dict:
     """The paired differences of :data:`GUIDANCE_PAIRS` on full sample sets (label order, ``per_class`` of each digit):
-    pooled KID and, where both settings asked for a digit, the confident-and-right share."""
+    pooled KID and, where both settings asked for a digit, the confident-and-right share and each digit's own KID
+    (its samples against the reference's test digits of that digit, [estimate, lo, hi] per digit)."""
     check_positive_int(per_class, "per_class", 1)
     missing = sorted({n for _, a, b in GUIDANCE_PAIRS for n in (a, b)} - set(samples))
     if missing:
@@ -218,6 +219,7 @@ def guidance_paired_differences(samples: dict[str, torch.Tensor], per_class: int
         _, p = classifier_outputs(classifier, x)
         conf, pred = p.max(1)
         right[n] = ((pred == labels) & (conf > CONFIDENT)).double()
+    x_te, y_te = mnist("test", source="subset")  # each digit's KID is taken against the reference's test digits of that digit
     out = {}
     for label, a, b in GUIDANCE_PAIRS:
         d = compare_paired(samples[a], samples[b], classifier=classifier)
@@ -225,5 +227,8 @@ def guidance_paired_differences(samples: dict[str, torch.Tensor], per_class: int
         if "uncond" not in (a, b):
             s = paired_mean_difference(right[a], right[b])
             row.update(confident_correct_a_minus_b=[round(v, 4) for v in s], confident_correct_separated=s.excludes_zero)
+            each = [compare_paired(samples[a][labels == c], samples[b][labels == c], classifier=classifier, reference=x_te[y_te == c])
+                    for c in range(10)]
+            row["per_class_kid_a_minus_b"] = [[round(v, 6) for v in e] for e in each]  # digit c: [estimate, lo, hi]
         out[label] = row
     return out
