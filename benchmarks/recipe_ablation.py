@@ -5,6 +5,12 @@ shipped classifier's features, at n samples, DDIM-50 with eta = 0 and eta = 1, x
 
     python benchmarks/recipe_ablation.py --rows base cosine --threads 1     # one process per core: run two at once
     python benchmarks/recipe_ablation.py --collect                          # the table of every row measured so far
+    python benchmarks/recipe_ablation.py --rows base cosine lr_4e-3 min_snr_5 --images 38400 --n 1000 --tag settle
+    python benchmarks/recipe_ablation.py --settle --tag settle              # each row against base: paired KID intervals
+
+With ``--tag`` a row's JSON is ``<row>.<tag>.json`` and its samples go to build/recipe_samples/ (uint8, not committed):
+every row samples from the same seeded x_T (and, at eta = 1, the same step noise), so ``--settle`` compares each row
+with the baseline by the paired bootstrap interval of the KID difference (chapter 6's yardstick).
 
 Each row writes benchmarks/results/recipe_ablation/<row>.json. Rows are short (minutes, not the hour of the shipped
 run): they rank what speeds up the *start* of training, which is what a learner's budget buys. The step count of a
@@ -49,7 +55,10 @@ ROWS = {
 EXTRA_EMA = (0.99, 0.995)  # scored in the base row beside its 0.999
 
 
-def run_row(name: str, budget: float, n: int, seed: int, images_budget: int = 0) -> dict:
+SAMPLES = RESULTS.parents[1] / "build" / "recipe_samples"
+
+
+def run_row(name: str, budget: float, n: int, seed: int, images_budget: int = 0, tag: str = "") -> dict:
     spec = {**BASE, **ROWS[name]}
     from diffusion_course.data.sets import mnist
 
@@ -94,6 +103,13 @@ def run_row(name: str, budget: float, n: int, seed: int, images_budget: int = 0)
             st = SamplerSetting(f"{label} eta{eta:g}", "ema", "ddim", 50, eta=eta, n=n)
             samples = sample_setting(net.eval(), schedule, st, seed=seed, progress=False)
             r = quality_report(samples, classifier=classifier)
+            if tag and label == f"ema {spec['ema_decay']}":
+                from safetensors.torch import save_file
+
+                from diffusion_course.data.encoding import to_uint8
+
+                SAMPLES.mkdir(parents=True, exist_ok=True)
+                save_file({"samples": to_uint8(samples).contiguous()}, str(SAMPLES / f"{name}.{tag}.eta{eta:g}.safetensors"))
             scores[f"{label}, DDIM-50 eta={eta:g}"] = r.as_dict()
             print(f"{name:10s} {label:10s} eta={eta:g}: {r.summary()}", flush=True)
     return {"row": name, "change": ROWS[name] or "baseline", "spec": spec, "budget_seconds": None if images_budget else budget,
@@ -104,7 +120,7 @@ def run_row(name: str, budget: float, n: int, seed: int, images_budget: int = 0)
 
 
 def collect() -> str:
-    rows = [json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))]
+    rows = [json.loads(p.read_text()) for p in sorted(OUT.glob("*.json")) if p.name.count(".") == 1]  # untagged rows
     order = {k: i for i, k in enumerate(ROWS)}
     rows.sort(key=lambda r: order.get(r["row"], 99))
     lines = ["| row | change | steps × batch | final loss | η = 0: Fréchet ÷ floor | η = 0: confident | η = 1: Fréchet ÷ floor | η = 1: confident |",
@@ -124,6 +140,36 @@ def collect() -> str:
     return "\n".join(lines)
 
 
+def settle(tag: str, resamples: int = 1000) -> str:
+    """Every tagged row against the tagged baseline: KID(row) - KID(base) on the same x_T, paired bootstrap 95% interval."""
+    from safetensors.torch import load_file
+
+    from diffusion_course.data.encoding import from_uint8
+    from diffusion_course.scoring.quality import compare_paired
+
+    classifier, _ = load_classifier()
+    rows = {p.name.split(".")[0]: json.loads(p.read_text()) for p in sorted(OUT.glob(f"*.{tag}.json"))}
+    if "base" not in rows:
+        raise SystemExit(f"no baseline row tagged {tag!r} in {OUT}")
+    lines = ["| row | change | steps × batch | η = 0: KID [95%] | η = 0: row − base [95%] | η = 1: KID [95%] | η = 1: row − base [95%] |",
+             "|---|---|---|---|---|---|---|"]
+    load = lambda row, eta: from_uint8(load_file(str(SAMPLES / f"{row}.{tag}.eta{eta}.safetensors"))["samples"])  # noqa: E731
+    for name in sorted(rows, key=lambda k: list(ROWS).index(k)):
+        r = rows[name]
+        d = r["spec"]["ema_decay"]
+        cells = [f"| {name} | {'baseline' if r['change'] == 'baseline' else ', '.join(f'{k} = {v}' for k, v in r['change'].items())} | "
+                 f"{r['steps']} × {r['spec']['batch_size']} |"]
+        for eta in (0, 1):
+            s = r["scores"][f"ema {d}, DDIM-50 eta={eta}"]
+            diff = "—"
+            if name != "base":
+                k = compare_paired(load(name, eta), load("base", eta), classifier=classifier, resamples=resamples)
+                diff = f"{k.estimate:+.4f} [{k.lo:+.4f}, {k.hi:+.4f}] {'separated' if k.excludes_zero else 'not separated'}"
+            cells.append(f" {s['kid']:.4f} [{s['kid_lo']:.4f}, {s['kid_hi']:.4f}] | {diff} |")
+        lines.append("".join(cells))
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", nargs="+", choices=list(ROWS), default=[])
@@ -133,15 +179,19 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--collect", action="store_true")
+    p.add_argument("--tag", default="", help="name this set of rows (<row>.<tag>.json) and keep its samples for --settle")
+    p.add_argument("--settle", action="store_true", help="paired KID differences of the tagged rows against the tagged base row")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     OUT.mkdir(parents=True, exist_ok=True)
     for name in args.rows:
         t0 = time.perf_counter()
-        res = run_row(name, args.budget, args.n, args.seed, args.images)
+        res = run_row(name, args.budget, args.n, args.seed, args.images, args.tag)
         res["row_seconds"] = round(time.perf_counter() - t0, 1)
-        (OUT / f"{name}.json").write_text(json.dumps(res, indent=1) + "\n")
-    if args.collect or not args.rows:
+        (OUT / (f"{name}.{args.tag}.json" if args.tag else f"{name}.json")).write_text(json.dumps(res, indent=1) + "\n")
+    if args.settle:
+        print(settle(args.tag))
+    elif args.collect or not args.rows:
         print(collect())
 
 
