@@ -363,7 +363,7 @@ COMMANDS = {"weights.make.main", "teaching.student.main", "teaching.slides.main"
 FREE: dict[str, dict[str, str]] = {}
 for _fn, _args in {
     # seeds: any int seeds a generator
-    "seed": ["scoring.distances.kernel_distance_interval",
+    "seed": ["scoring.distances.kernel_distance_interval", "training.noisy_classifier.train_noisy_classifier",
              "scoring.distances.paired_mean_difference", "scoring.distances.paired_kernel_distance_difference", "scoring.quality.compare_paired",
              "training.classifier.train_classifier", "data.sets.toy_2d", "data.sets.swiss_roll", "data.sets.moons", "data.sets.rings",
              "data.sets.gaussian_mixture", "scoring.comparisons.sample_in_batches", "scoring.comparisons.ddim_table", "scoring.comparisons.sample_setting",
@@ -418,6 +418,12 @@ IMG28_B = torch.rand(130, 1, 28, 28, generator=_G) * 2 - 1
 def _cond_unet() -> UNet:
     return UNet(UNetConfig(in_channels=1, base_channels=8, channel_mults=(1,), num_res_blocks=1, attention_levels=(), mid_attention=False,
                            norm_groups=4, num_classes=10)).eval()
+
+
+def _tiny_ae():
+    from diffusion_course.models.autoencoder import AutoencoderConfig, KLAutoencoder
+
+    return KLAutoencoder(AutoencoderConfig(widths=(8, 8, 16), norm_groups=4)).eval()
 
 
 def _image_unet() -> UNet:
@@ -500,13 +506,24 @@ BASE: dict[str, Callable[[], tuple[tuple, dict]]] = {
     "maths.flow_paths.flow_to_ddpm_time": lambda: ((S, 0.5), {}),
     "maths.flow_paths.flow_to_ddpm_scale": lambda: ((0.5,), {}),
     "models.flow_time.FlowTime": lambda: ((_image_unet(),), {}),
+    "models.autoencoder.AutoencoderConfig": lambda: ((), {"widths": (8, 8, 16), "norm_groups": 4}),
+    "models.autoencoder.autoencoder_loss": lambda: ((_tiny_ae(), IMG28[:2]), {"kl_weight": 1e-3}),
+    "models.autoencoder.autoencoder_loss_fn": lambda: ((1e-3,), {}),
+    "models.cross_attention.CrossAttention": lambda: ((8, 6), {"heads": 2, "head_dim": 4}),
+    "models.cross_attention.CrossAttentionBlock": lambda: ((8, 6), {"groups": 4, "heads": 2}),
+    "models.cross_attention.LabelTokens": lambda: ((10, 3, 8), {}),
+    "models.latent.decode_latents": lambda: ((_tiny_ae(), torch.zeros(2, 4, 7, 7), 0.5), {}),
+    "models.latent.latent_sample": lambda: ((COND_ZERO, S, (2, 4, 7, 7)), {"autoencoder": _tiny_ae(), "scale_factor": 0.5, "y": LONG(1, 2),
+                                                                      "w": 1.0, "steps": 3, "eta": 0.5}),
+    "weights.make_latent.encode_posterior": lambda: ((_tiny_ae(), IMG28[:2]), {"batch": 2}),
+    "weights.make_latent.latent_loss_fn": lambda: ((S, 0.5, 0.1, 10), {}),
     "weights.shipped.load_pretrained_flow_unet": lambda: (("ema",), {}),
     "weights.shipped.load_flow_samples": lambda: (("flow_euler_20",), {}),
     # models
     "models.embeddings.sinusoidal_embedding": lambda: ((LONG(1, 2), 8), {}),
     "models.embeddings.SinusoidalEmbedding": lambda: ((8,), {}),
     "models.mlp.MLPConfig": lambda: ((), {}),
-    "models.unet.BasicUNet": lambda: ((), {}),
+    "models.basic_unet.BasicUNet": lambda: ((), {}),
     "models.sizes.conv2d_output_size": lambda: ((28, 3), {}),
     "models.sizes.conv_transpose2d_output_size": lambda: ((14, 4), {"stride": 2, "padding": 1}),
     "models.sizes.conv2d_parameter_count": lambda: ((4, 8, 3), {}),
@@ -523,6 +540,9 @@ BASE: dict[str, Callable[[], tuple[tuple, dict]]] = {
     "training.ema.decay_half_life": lambda: ((0.99,), {}),
     "training.ema.EMA": lambda: ((_mlp(),), {}),
     "training.loop.TrainConfig": lambda: ((), {}),
+    "training.distributed.BatchSplit": lambda: ((0, 2), {}),  # rank 0 of 2; the constructor joins nothing
+    "training.distributed.BatchSplit.same_start": lambda: ((_split(), 0), {}),
+    "training.distributed.batch_split": lambda: ((_mlp(), 8), {}),  # one process: the identity split
     # guidance
     "maths.losses.conditional_simple_loss": lambda: ((_cond_unet(), S, torch.zeros(2, 1, 8, 8), LONG(1, 2)), {}),
     "maths.guidance.guided_eps": lambda: ((_cond_unet(), torch.zeros(2, 1, 8, 8), LONG(1, 2), LONG(3, 4)), {"w": 1.0}),
@@ -598,7 +618,41 @@ BASE: dict[str, Callable[[], tuple[tuple, dict]]] = {
     "teaching.solver_explorer.solver_view": lambda: ((ZERO, S), {"calls": 2, "n": 2, "item_shape": (2,)}),
     "teaching.solver_explorer.SolverExplorer": lambda: ((_image_unet(), S), {"calls": 2, "max_calls": 3, "n": 2}),
     "teaching.solver_explorer.steps_for_calls": lambda: (("heun", 3), {}),
+    # editing and classifier guidance (chapter 14)
+    "maths.editing.sdedit": lambda: ((ZERO, S, X), {"t0": 5, "steps": 3, "clip_x0": 1.0}),
+    "maths.editing.renoise": lambda: ((S, X, 1, 5), {}),
+    "maths.editing.inpaint_step": lambda: ((S, X, 1, EPS, X, torch.ones(4, 2)), {"clip_x0": 1.0}),
+    "maths.editing.repaint_schedule": lambda: ((10, 2, 3), {}),
+    "maths.editing.inpaint_calls": lambda: ((10, 2, 3), {}),
+    "maths.editing.inpaint": lambda: ((ZERO, S, X, torch.ones(4, 2)), {"steps": 5, "resample": 2, "jump": 2, "clip_x0": 1.0}),
+    "maths.classifier_guidance.classifier_log_prob_grad": lambda: ((_mixture_classifier(), X, 1, 0), {}),
+    "maths.classifier_guidance.classifier_guided_eps": lambda: ((ZERO, _mixture_classifier(), S, X, 1, 0, 1.0), {}),
+    "maths.classifier_guidance.ClassifierGuidedModel": lambda: ((ZERO, _mixture_classifier(), S, 0, 1.0), {}),
+    "maths.classifier_guidance.classifier_guided_sample": lambda: ((ZERO, _mixture_classifier(), S, (4, 2)), {"y": 0, "scale": 1.0, "steps": 2}),
+    "maths.classifier_guidance.ExactMixtureClassifier": lambda: ((S, torch.zeros(3, 2)), {"s": 0.5}),
+    "models.noisy_classifier.NoisyClassifierConfig": lambda: ((), {}),
+    "training.noisy_classifier.train_noisy_classifier": lambda: ((_noisy_classifier(), IMG28[:8], torch.zeros(8, dtype=torch.long), S),
+                                                                 {"steps": 1, "batch_size": 4, "progress": False}),
+    "training.noisy_classifier.noisy_accuracy_by_t": lambda: ((_noisy_classifier(), IMG28[:4], torch.zeros(4, dtype=torch.long), S, [0, 5]), {}),
 }
+
+
+def _mixture_classifier():
+    from diffusion_course.maths.classifier_guidance import ExactMixtureClassifier
+
+    return ExactMixtureClassifier(S, torch.randn(3, 2, generator=torch.Generator().manual_seed(0)))
+
+
+def _noisy_classifier():
+    from diffusion_course.models.noisy_classifier import NoisyClassifier, NoisyClassifierConfig
+
+    return NoisyClassifier(NoisyClassifierConfig(width=2, time_dim=4, T=T))
+
+
+def _split():
+    from diffusion_course.training.distributed import BatchSplit
+
+    return BatchSplit(0, 1)  # one process: its methods check their arguments and do nothing else
 
 
 def _setting():

@@ -176,6 +176,6 @@ def test_make_test_runs_unit_tests_and_nbval_under_smoke() -> None:
     recipe = _recipe_closure(targets, "test")
     nbval = [line for line in recipe if "--nbval" in line]
     assert nbval, f"make test runs no nbval command: {recipe}"
-    assert all("COURSE_PROFILE=smoke" in line for line in nbval)
+    assert all("COURSE_PROFILE=smoke" in line or "COURSE_SIZES=smoke" in line for line in nbval), "every nbval pass runs at the smoke sizes"
     assert any("notebooks" in line for line in nbval)
     assert any(re.search(r"pytest.*\btests\b", line) for line in recipe), "make test should also run the unit tests"

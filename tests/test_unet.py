@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from diffusion_course.maths.schedules import NoiseSchedule
+from diffusion_course.models.basic_unet import BasicUNet
 from diffusion_course.models.sizes import conv2d_output_size, conv2d_parameter_count, conv_transpose2d_output_size
-from diffusion_course.models.unet import BasicUNet, ResBlock, SelfAttention, UNet, UNetConfig
+from diffusion_course.models.unet import ResBlock, SelfAttention, UNet, UNetConfig
 from diffusion_course.training.loop import TrainConfig, train
 
 SMALL = dict(base_channels=8, norm_groups=4, num_res_blocks=1, dropout=0.0)

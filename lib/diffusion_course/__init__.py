@@ -30,6 +30,8 @@ Module map, one line per module (chapters; what it holds):
       maths.interpolation        08       lerp and slerp between noises x_T
       maths.oracles              03,08    exact noise predictors of Gaussian and finite data (no training)
       maths.guidance             11       classifier-free guidance (Ho & Salimans eq. 6): the guided eps, GuidedModel, guided sampling
+      maths.editing              14       SDEdit (Meng et al. 2022), inpainting by replacement with RePaint's resampling and jumps (Lugmayr et al. 2022)
+      maths.classifier_guidance  14       classifier guidance (Dhariwal & Nichol Algorithm 2): grad log p(y | x_t), the guided eps and sampler, a Bayes oracle
       maths.counterexamples      01,04    chapter 1's x0-predicting warm-up and naive sampler; chapter 4's wrong reverse step that collapses
     data                         01-11    every data set offline, and where the shipped files live
       data.locations             01-11    the data folder (DIFFUSION_COURSE_DATA, the source tree, an installed copy); finding a shipped file
@@ -39,10 +41,15 @@ Module map, one line per module (chapters; what it holds):
     models                       01-13    the networks
       models.embeddings          04       sinusoidal timestep embedding (Vaswani et al. 2017, as used by Ho et al. Appendix B)
       models.mlp                 04       eps_theta(x_t, t) for 2-D points: an MLP with the time embedding
-      models.unet                01,05    BasicUNet (chapter 1's x0-predictor) and UNet (Ho Appendix B; scale-shift, attention, labels)
+      models.basic_unet          01       BasicUNet: chapter 1's x0-predictor, no time input
+      models.unet                05-15    UNet (Ho Appendix B; scale-shift, attention, labels added or by cross-attention)
       models.sizes               05       conv / pool / transposed-conv output sizes and a convolution's parameter count
       models.flow_time           13       FlowTime: a U-Net of integer timesteps called on flow matching's t in [0, 1]
+      models.autoencoder         15       KLAutoencoder (28x28 -> 4x7x7), its Gaussian KL and loss: latent diffusion's first stage
+      models.cross_attention     15       cross-attention to context tokens with diffusers' parameter names; labels as tokens
+      models.latent              15       latent_sample: DDIM (with guidance) in the latent, then decode
       models.classifier          06       the MNIST classifier network whose features score samples
+      models.noisy_classifier    14       p(y | x_t, t): a classifier of noised digits with the time embedding; a clean classifier called as (x_t, t)
       models.diffusers_bridge    09       diffusers' models in our loops, their schedules as ours
     training                     01-11    one loop for every model; never imports scoring or weights
       training.loop              01-11    the loop (Ho Algorithm 1): clipping, EMA, LR schedule, checkpoints, exact resume, labels, NaN guard
@@ -50,6 +57,8 @@ Module map, one line per module (chapters; what it holds):
       training.checkpoints       04-11    atomic training checkpoints (resume); safetensors weights with a JSON card
       training.classifier        06       training the MNIST classifier (shifted digits) and its accuracy
       training.augmented         10       the augmented loss: fresh random crops and flips of whole photo regions every batch
+      training.noisy_classifier  14       training the noisy classifier (uniform t, q(x_t | x_0)) and any classifier's accuracy by t
+      training.distributed       06-11    the loop on several processes (torchrun; gloo / NCCL): each its rows of a batch, gradients summed, files on rank 0
     scoring                      04-11    how good samples are, measured against real data
       scoring.distances          04-10    distances between sample sets: sliced Wasserstein, MMD, Frechet (FID's formula), nearest-neighbour
       scoring.reference          06-11    the yardstick's classifier, loaded from its shipped file
@@ -63,6 +72,7 @@ Module map, one line per module (chapters; what it holds):
       weights.make_mnist         06-08    make weights: the classifier, its floors, the MNIST U-Net, its card and the DDIM table
       weights.make_flow          13       make weights: the flow-matching U-Net
       weights.make_guidance      11       make weights: the conditional U-Net and its guidance sweep
+      weights.make_latent        15       make weights: the autoencoder, its latent scale factor and the latent U-Net
       weights.colour_study       10       make weights: the colour U-Nets and their memorisation study
       weights.make               06-11    the command line of make weights: python -m diffusion_course.weights.make
     teaching                     00-11    the notebooks' helpers
@@ -89,6 +99,7 @@ Module map, one line per module (chapters; what it holds):
       teaching.exercises.ema_update 07    one EMA update
       teaching.exercises.flow_loss 13     the flow-matching loss on the straight path (Lipman et al. 2023), target eps - x0
       teaching.exercises.guidance 11      classifier-free guidance (Ho & Salimans eq. 6)
+      teaching.exercises.inpaint_step 14  one replacement-inpainting step (Lugmayr et al. eq. 8a-8c)
       teaching.exercises.posterior_mean 03  the mean of q(x_{t-1} | x_t, x_0) (Ho eq. 7)
       teaching.exercises.q_sample 02      q_sample (Ho eq. 4)
       teaching.exercises.resblock 05      a time-conditioned residual block's forward pass
@@ -112,7 +123,16 @@ _EXPORTS: dict[str, str] = {
     "gaussian_flow_loss_minimum": "maths", "flow_x0_eps_from_v": "maths", "flow_v_from_x0_eps": "maths", "flow_v_from_x0": "maths",
     "flow_v_from_eps": "maths", "ddpm_to_flow_time": "maths", "flow_to_ddpm_time": "maths", "flow_to_ddpm_scale": "maths",
     "EpsAsVelocity": "maths", "VelocityAsEps": "maths",
-    "FlowTime": "models", "FLOW_TIME_SCALE": "models", "paired_mean_difference": "scoring",
+    "FlowTime": "models", "FLOW_TIME_SCALE": "models", "AutoencoderConfig": "models", "KLAutoencoder": "models", "autoencoder_loss": "models",
+    "autoencoder_loss_fn": "models", "gaussian_kl": "models", "CrossAttention": "models", "CrossAttentionBlock": "models", "LabelTokens": "models",
+    "LABEL_CONDITIONINGS": "models", "latent_sample": "models", "decode_latents": "models",
+    "AUTOENCODER_FILE": "weights", "AUTOENCODER_CONFIG": "weights", "LATENT_UNET_FILE": "weights", "LATENT_UNET_RAW_FILE": "weights",
+    "LATENT_UNET_CONFIG": "weights", "load_pretrained_autoencoder": "weights", "load_pretrained_latent_unet": "weights",
+    "encode_posterior": "weights", "latent_scale_factor": "weights", "latent_loss_fn": "weights", "paired_mean_difference": "scoring",
+    "EDIT_SAMPLERS": "maths", "SDEDIT_SPACINGS": "maths", "sdedit": "maths", "renoise": "maths", "inpaint_step": "maths",
+    "repaint_schedule": "maths", "inpaint_calls": "maths", "inpaint": "maths", "classifier_log_prob_grad": "maths",
+    "classifier_guided_eps": "maths", "ClassifierGuidedModel": "maths", "classifier_guided_sample": "maths", "ExactMixtureClassifier": "maths",
+    "NoisyClassifierConfig": "models", "NoisyClassifier": "models", "TimeIgnoring": "models",
     "x0_prediction_loss": "maths", "naive_mix_factors": "maths", "naive_sample": "maths", "simplified_step": "maths", "simplified_sample": "maths",
     "corrupt": "maths", "q_step": "maths", "q_sample": "maths", "add_noise": "maths", "q_mean_variance": "maths", "predict_x0_from_eps": "maths",
     "predict_eps_from_x0": "maths", "v_from_x0_eps": "maths", "predict_x0_from_v": "maths", "predict_eps_from_v": "maths",
@@ -144,6 +164,9 @@ _EXPORTS: dict[str, str] = {
     "random_shift": "training", "accuracy": "training", "train_classifier": "training", "EMA": "training", "ema_decay_at": "training",
     "decay_half_life": "training", "TrainConfig": "training", "TrainResult": "training", "train": "training", "training_loop": "training",
     "StepHook": "training",
+    "init_distributed": "training", "is_main_process": "training", "process_rank": "training", "process_count": "training",
+    "main_process_first": "training", "BatchSplit": "training", "batch_split": "training", "ShardedModel": "training",
+    "train_noisy_classifier": "training", "noisy_accuracy_by_t": "training",
     "TableCell": "scoring", "QualityTable": "scoring", "ddim_table": "scoring", "sample_in_batches": "scoring", "SIGMA_HAT": "scoring",
     "SamplerSetting": "scoring", "CARD_SETTINGS": "scoring", "table_settings": "scoring", "sample_setting": "scoring",
     "calls_settings": "scoring", "CALLS_BUDGETS": "scoring", "CALLS_SAMPLERS": "scoring", "HEUN_CHURN": "scoring",
@@ -163,7 +186,8 @@ _EXPORTS: dict[str, str] = {
     "FLOW_EMA_FILE": "weights", "FLOW_RAW_FILE": "weights", "FLOW_SAMPLES_FILE": "weights", "load_pretrained_flow_unet": "weights",
     "load_flow_samples": "weights", "CALLS_TABLE_FILE": "weights", "load_calls_table": "weights",
     "StudySettings": "weights", "memorisation_study": "weights", "train_colour_cmd": "weights",
-    "PROFILES": "teaching", "active_profile": "teaching", "pick": "teaching", "device": "teaching", "describe": "teaching", "image_grid": "teaching",
+    "PROFILES": "teaching", "active_profile": "teaching", "active_sizes": "teaching",
+    "pick": "teaching", "device": "teaching", "describe": "teaching", "image_grid": "teaching",
     "show_images": "teaching", "scatter_2d": "teaching", "plot_trajectories": "teaching", "animate_points": "teaching", "animate_images": "teaching",
     "plot_curve": "teaching", "show_image_rows": "teaching", "scatter_panels": "teaching", "plot_heatmap": "teaching",
     "generative_models_schematic": "teaching", "BetaExplorer": "teaching", "beta_explorer": "teaching", "beta_explorer_state": "teaching",
@@ -175,6 +199,7 @@ _EXPORTS: dict[str, str] = {
     "check_sampling_loop": "teaching", "check_resblock": "teaching",
     "SOLVER_LABELS": "teaching", "SolverExplorer": "teaching", "solver_explorer": "teaching", "solver_view": "teaching",
     "steps_for_calls": "teaching", "check_dpm_solver_step": "teaching", "check_flow_matching_loss": "teaching",
+    "check_inpaint_step": "teaching",
 }
 
 __all__ = ["__version__", *_EXPORTS]

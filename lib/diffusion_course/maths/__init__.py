@@ -1,9 +1,12 @@
-"""Pure maths (chapters 1-13): tensors in, tensors out. Noise schedules, the forward process, the posterior, the losses,
+"""Pure maths (chapters 1-14): tensors in, tensors out. Noise schedules, the forward process, the posterior, the losses,
 the samplers, the ODE solvers, flow matching (with its exact velocities and its bridge to DDPM), respacing, interpolation,
-exact denoisers, classifier-free guidance and the counter-examples. Imports nothing from the package but the private helpers: no networks, no files, no data.
+exact denoisers, classifier-free guidance, editing (SDEdit, inpainting), classifier guidance and the counter-examples.
+Imports nothing from the package but the private helpers: no networks, no files, no data.
 """
 
+from .classifier_guidance import ClassifierGuidedModel, ExactMixtureClassifier, classifier_guided_eps, classifier_guided_sample, classifier_log_prob_grad
 from .counterexamples import naive_mix_factors, naive_sample, simplified_sample, simplified_step, x0_prediction_loss
+from .editing import EDIT_SAMPLERS, SDEDIT_SPACINGS, inpaint, inpaint_calls, inpaint_step, renoise, repaint_schedule, sdedit
 from .flow import (
     FLOW_METHODS,
     T_SAMPLINGS,
@@ -97,4 +100,6 @@ __all__ = [
     "sample_flow_t", "shift_sigmas", "check_flow_time", "ExactVelocity", "GaussianVelocity", "gaussian_flow_endpoint", "gaussian_flow_point",
     "gaussian_flow_loss_minimum", "flow_x0_eps_from_v", "flow_v_from_x0_eps", "flow_v_from_x0", "flow_v_from_eps", "ddpm_to_flow_time",
     "flow_to_ddpm_time", "flow_to_ddpm_scale", "EpsAsVelocity", "VelocityAsEps",
+    "EDIT_SAMPLERS", "SDEDIT_SPACINGS", "sdedit", "renoise", "inpaint_step", "repaint_schedule", "inpaint_calls", "inpaint",
+    "classifier_log_prob_grad", "classifier_guided_eps", "ClassifierGuidedModel", "classifier_guided_sample", "ExactMixtureClassifier",
 ]

@@ -15,6 +15,7 @@ from .exercises import (
     check_ema_update,
     check_flow_matching_loss,
     check_guidance,
+    check_inpaint_step,
     check_posterior_mean,
     check_q_sample,
     check_resblock,
@@ -23,7 +24,7 @@ from .exercises import (
     check_training_step,
 )
 from .guidance_explorer import W_RANGE, GuidanceExplorer, guidance_explorer, guided_grid
-from .profiles import PROFILES, active_profile, describe, device, pick
+from .profiles import PROFILES, active_profile, active_sizes, describe, device, pick
 from .solver_explorer import SOLVER_LABELS, SolverExplorer, solver_explorer, solver_view, steps_for_calls
 from .viz import (
     animate_images,
@@ -40,12 +41,12 @@ from .viz import (
 )
 
 __all__ = [
-    "PROFILES", "active_profile", "pick", "device", "describe", "image_grid", "show_images", "scatter_2d", "plot_trajectories",
+    "PROFILES", "active_profile", "active_sizes", "pick", "device", "describe", "image_grid", "show_images", "scatter_2d", "plot_trajectories",
     "animate_points", "animate_images", "plot_curve", "show_image_rows", "scatter_panels", "plot_heatmap", "generative_models_schematic",
     "BetaExplorer", "beta_explorer", "beta_explorer_state", "BetaExplorerState", "ScheduleAtT", "T_RANGE", "BETA_RANGE", "COMPARE_CHOICES",
     "DDIMExplorer", "ddim_explorer", "ddim_view", "W_RANGE", "GuidanceExplorer", "guidance_explorer", "guided_grid", "CheckResult",
     "check_q_sample", "check_posterior_mean", "check_reverse_step", "check_ddim_step", "check_channel_scaling", "check_guidance",
     "check_ema_update", "check_ddim_timesteps", "check_training_step", "check_sampling_loop", "check_resblock",
     "SOLVER_LABELS", "SolverExplorer", "solver_explorer", "solver_view", "steps_for_calls", "check_dpm_solver_step",
-    "check_flow_matching_loss",
+    "check_flow_matching_loss", "check_inpaint_step",
 ]

@@ -1,4 +1,9 @@
-"""Run profiles (chapter 0, used by every notebook): one switch, ``COURSE_PROFILE`` = smoke | cpu | gpu, sets every size that costs time."""
+"""Run profiles (chapter 0, used by every notebook): one switch, ``COURSE_PROFILE`` = smoke | cpu | gpu, sets every size that costs time.
+
+A second, optional variable, ``COURSE_SIZES`` = smoke | cpu | gpu, overrides the sizes alone: a :func:`pick` whose three
+values are all bools is a *switch* (a branch such as "train from scratch") and always follows ``COURSE_PROFILE``, while
+every other pick (step counts, sample counts, widths) follows ``COURSE_SIZES``. So ``COURSE_PROFILE=gpu
+COURSE_SIZES=smoke`` takes every branch of the gpu profile at the smoke profile's sizes, in seconds on a CPU."""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import torch
 
 from .._internal.devices import pick_device
 
-__all__ = ["PROFILES", "active_profile", "pick", "device", "describe"]
+__all__ = ["PROFILES", "active_profile", "active_sizes", "pick", "device", "describe"]
 
 PROFILES = ("smoke", "cpu", "gpu")
 V = TypeVar("V")
@@ -25,11 +30,30 @@ def active_profile() -> str:
     return name
 
 
+def active_sizes() -> str:
+    """The sizes named by the environment variable COURSE_SIZES (smoke | cpu | gpu); unset or empty: the active profile's."""
+    name = os.environ.get("COURSE_SIZES", "").strip().lower()
+    if not name:
+        return active_profile()
+    if name not in PROFILES:
+        raise ValueError(f"COURSE_SIZES must be one of {', '.join(PROFILES)} (or unset: the profile's own sizes); got {name!r}")
+    return name
+
+
 def pick(*, smoke: V, cpu: V, gpu: V, name: str | None = None) -> V:
-    """The value for the active profile; with ``name``, also prints "name = value  (profile ...)" so the learner sees it."""
-    value = {"smoke": smoke, "cpu": cpu, "gpu": gpu}[active_profile()]
+    """The value for the active profile; with ``name``, also prints "name = value  (profile ...)" so the learner sees it.
+
+    A switch (all three values bools) follows COURSE_PROFILE; any other value follows COURSE_SIZES when that is set.
+    When the two differ, the printed line names both, the one that chose the value first."""
+    values = {"smoke": smoke, "cpu": cpu, "gpu": gpu}
+    profile, sizes = active_profile(), active_sizes()
+    switch = all(isinstance(v, bool) for v in values.values())
+    value = values[profile if switch else sizes]
     if name is not None:
-        print(f"{name} = {value!r}  (profile {active_profile()!r}; smoke={smoke!r}, cpu={cpu!r}, gpu={gpu!r})")
+        ran = f"profile {profile!r}"
+        if sizes != profile:
+            ran = f"profile {profile!r}, sizes {sizes!r}" if switch else f"sizes {sizes!r}, profile {profile!r}"
+        print(f"{name} = {value!r}  ({ran}; smoke={smoke!r}, cpu={cpu!r}, gpu={gpu!r})")
     return value
 
 
@@ -43,7 +67,9 @@ def device() -> torch.device:
 
 
 def describe() -> str:
-    """One line naming the profile, the device and the torch version."""
+    """One line naming the profile (and the sizes, when COURSE_SIZES names others), the device and the torch version."""
     dev = device()
     name = {"cuda": lambda: torch.cuda.get_device_name(dev), "mps": lambda: "Apple MPS"}.get(dev.type, lambda: f"CPU, {torch.get_num_threads()} threads")()
-    return f"profile {active_profile()!r} on {dev.type} ({name}), torch {torch.__version__}"
+    profile, sizes = active_profile(), active_sizes()
+    with_sizes = f" with {sizes!r} sizes" if sizes != profile else ""
+    return f"profile {profile!r}{with_sizes} on {dev.type} ({name}), torch {torch.__version__}"

@@ -1,12 +1,13 @@
 """One training loop for every model of the course, chapters 1 and 4-11 (Ho et al. 2020, Algorithm 1, plus the
 engineering around it):
 device from the model, bf16 autocast on CUDA, gradient clipping, EMA, LR warm-up and schedule, a progress bar,
-atomic periodic checkpoints, exact resume and a NaN/inf guard."""
+atomic periodic checkpoints, exact resume, a NaN/inf guard, and several processes under torchrun (:mod:`.distributed`)."""
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from .._internal.validate import check_choice, check_positive_int, check_range
 from ..maths.losses import ConditionalLossFn, LossFn, conditional_simple_loss, conditional_simple_loss_fn, null_label, simple_loss, simple_loss_fn
 from ..maths.schedules import NoiseSchedule
 from .checkpoints import CheckpointError, architecture_of, atomic_save, load_checkpoint
+from .distributed import BatchSplit, batch_split
 from .ema import EMA
 
 __all__ = ["TrainConfig", "TrainResult", "train", "training_loop", "StepHook"]
@@ -85,6 +87,7 @@ class TrainResult:
     seconds: float  # wall-clock of this call
     ema: EMA | None  # the EMA shadow (use ``result.ema.shadow`` for sampling), or None
     resumed_from: int = 0  # step the run resumed from (0 for a fresh run)
+    processes: int = 1  # how many processes trained together (torchrun), each on batch_size / processes of every batch
     config: dict = field(default_factory=dict)
 
 
@@ -128,8 +131,7 @@ def _param_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
 
 
 # Settings that must match for a resumed run to continue the same run (steps may grow under a constant LR: training is extended).
-_RESUME_MUST_MATCH = ("batch_size", "lr", "warmup_steps", "lr_schedule", "grad_clip", "ema_decay", "seed", "snr_gamma", "label_dropout",
-                      "lr_multipliers")
+_RESUME_MUST_MATCH = ("batch_size", "lr", "warmup_steps", "lr_schedule", "grad_clip", "ema_decay", "seed", "snr_gamma", "label_dropout", "lr_multipliers")
 
 
 def _check_resume_config(saved: dict, config: TrainConfig, path: Path) -> None:
@@ -176,6 +178,7 @@ def train(
     With ``labels`` (N,) the model is class-conditional (chapter 11): each batch takes the labels of its images, and the
     default loss is :func:`guidance.conditional_simple_loss` with ``config.label_dropout``; a custom ``loss_fn`` is then
     called as ``loss_fn(model, x0, y, generator)``.
+    Under ``torchrun --nproc_per_node=N`` the N processes train as one, each on 1/N of every batch (:mod:`.distributed`).
     """
     if data.ndim < 2 or data.shape[0] < 1:
         raise ValueError(f"data must have shape (N, ...) with N >= 1; got {tuple(data.shape)}")
@@ -224,7 +227,7 @@ def train(
 
 
 def _resume(ckpt: Path, config: TrainConfig, model: nn.Module, opt: torch.optim.Optimizer, ema: EMA | None, gen: torch.Generator,
-            device: torch.device) -> tuple[int, list[float], dict | None]:
+            device: torch.device, split: BatchSplit) -> tuple[int, list[float], dict | None]:
     """Load the checkpoint at ``ckpt`` into the model, optimiser, EMA and both RNGs; return (its step, the losses of
     the steps before it, the fp16 loss scaler's state or None)."""
     state = load_checkpoint(ckpt, model)
@@ -243,19 +246,19 @@ def _resume(ckpt: Path, config: TrainConfig, model: nn.Module, opt: torch.optim.
         torch.set_rng_state(state["torch_rng"])
     if device.type == "cuda" and state.get("cuda_rng") is not None:
         torch.cuda.set_rng_state(state["cuda_rng"], device)
+    split.restore_rng(state)  # several processes: each its own dropout stream (nothing in one process)
     saved_device = state.get("device")
     if saved_device is not None and saved_device != device.type:
-        import warnings
-
         warnings.warn(f"{ckpt} was written on {saved_device} and resumes on {device.type}: the run continues, but not bit for bit "
                       "(kernels differ between devices)", stacklevel=4)
     return start, [float(v) for v in state["losses"]], state.get("scaler")
 
 
 def _save(ckpt: Path, step: int, losses: list[float], model: nn.Module, opt: torch.optim.Optimizer, ema: EMA | None, gen: torch.Generator,
-          scaler: torch.amp.GradScaler | None, device: torch.device, config: TrainConfig) -> None:
-    """Write everything an exact resume needs, atomically (a crash mid-write leaves the previous checkpoint)."""
-    atomic_save(
+          scaler: torch.amp.GradScaler | None, device: torch.device, config: TrainConfig, split: BatchSplit) -> None:
+    """Write everything an exact resume needs, atomically (a crash mid-write leaves the previous checkpoint); process 0 writes."""
+    split.save_on_main(
+        atomic_save,
         {
             "model": model.state_dict(),
             "optimizer": opt.state_dict(),
@@ -329,22 +332,24 @@ def training_loop(
 ) -> TrainResult:
     """The loop of :func:`train` (chapter 6 prints it): its arguments already checked, run inside a forked global RNG.
     Call :func:`train`, which checks the arguments, picks the loss and calls this."""
-    gen = torch.Generator().manual_seed(config.seed)  # CPU generator: same stream on every device
-    torch.manual_seed(config.seed + 1)  # global RNG (dropout); forked by train(), so the caller's state is kept
+    split = batch_split(model, config.batch_size)  # under torchrun: this process's share of each batch, and process 0's weights
+    gen = torch.Generator().manual_seed(config.seed)  # CPU generator: same stream on every device (and every process)
+    torch.manual_seed(config.seed + 1 + split.seed_offset)  # global RNG (dropout); forked by train(), so the caller's state is kept
     opt = torch.optim.Adam(_param_groups(model, config), lr=config.lr)
     ema = EMA(model, config.ema_decay) if config.ema_decay is not None else None
     ckpt = Path(config.checkpoint_path) if config.checkpoint_path else None
-    start, losses, resumed_scaler = _resume(ckpt, config, model, opt, ema, gen, device) if ckpt is not None and ckpt.exists() else (0, [], None)
+    start, losses, resumed_scaler = _resume(ckpt, config, model, opt, ema, gen, device, split) if ckpt is not None and ckpt.exists() else (0, [], None)
+    split.same_start(start)
     last_saved = start if ckpt is not None and start > 0 else None
     amp_dtype = _autocast_dtype(config, device)
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
     if scaler is not None and resumed_scaler is not None:
         scaler.load_state_dict(resumed_scaler)  # the fp16 loss scale and its growth counter: exact resume under fp16
-    forward = torch.compile(model) if config.compile else model  # shares the parameters: the optimiser and EMA see the same weights
+    forward = split.shard(torch.compile(model) if config.compile else model)  # shares the parameters; under torchrun: this process's rows
     log = _LossLog(model, losses, start)
     model.train()
     t0 = time.perf_counter()
-    bar = progress_bar(range(start, config.steps), desc="training", disable=not config.progress, initial=start, total=config.steps)
+    bar = progress_bar(range(start, config.steps), desc="training", disable=not config.progress or split.rank > 0, initial=start, total=config.steps)
     for step in bar:  # 0-based; the loss of step k is losses[k]
         for group in opt.param_groups:
             group["lr"] = config.lr * group["lr_multiplier"] * _lr_factor(step, config)
@@ -356,11 +361,10 @@ def training_loop(
             bar.close()
             raise ValueError(f"loss_fn must return a scalar tensor; got shape {tuple(loss.shape)}")
         opt.zero_grad(set_to_none=True)
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        split.sum_gradients(model)  # several processes: add up their gradients, as DDP does (nothing in one process)
         if scaler is not None:
-            scaler.scale(loss).backward()
             scaler.unscale_(opt)
-        else:
-            loss.backward()
         # The global gradient norm, clipped to grad_clip; the guard checks it with the loss (see _LossLog).
         norm = nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip if config.grad_clip is not None else float("inf"))
         if scaler is not None:
@@ -386,11 +390,11 @@ def training_loop(
                 recent = losses[-config.log_every :]
                 bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
         if save_now:
-            _save(ckpt, step + 1, losses, model, opt, ema, gen, scaler, device, config)
+            _save(ckpt, step + 1, losses, model, opt, ema, gen, scaler, device, config, split)
             last_saved = step + 1
     bar.close()
     if ckpt is not None and last_saved != config.steps:
-        _save(ckpt, config.steps, losses, model, opt, ema, gen, scaler, device, config)
+        _save(ckpt, config.steps, losses, model, opt, ema, gen, scaler, device, config, split)
     seconds = time.perf_counter() - t0
     model.eval()
-    return TrainResult(losses=losses, seconds=seconds, ema=ema, resumed_from=start, config=asdict(config))
+    return TrainResult(losses=losses, seconds=seconds, ema=ema, resumed_from=start, processes=split.world, config=asdict(config))

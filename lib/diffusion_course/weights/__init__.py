@@ -1,10 +1,13 @@
-"""The shipped weights (chapters 5-13): loading them with their cards, and the commands of ``make weights``
+"""The shipped weights (chapters 5-15): loading them with their cards, and the commands of ``make weights``
 (``python -m diffusion_course.weights.make --help``) that train, score and write them.
 """
 
 
 from .colour_study import StudySettings, memorisation_study, train_colour_cmd
+from .make_latent import encode_posterior, latent_loss_fn, latent_scale_factor
 from .shipped import (
+    AUTOENCODER_CONFIG,
+    AUTOENCODER_FILE,
     CALLS_TABLE_FILE,
     COLOUR_FIXED_FILE,
     COLOUR_TINY_SAMPLES_FILE,
@@ -16,6 +19,9 @@ from .shipped import (
     FLOW_RAW_FILE,
     FLOW_SAMPLES_FILE,
     GUIDANCE_SCALES,
+    LATENT_UNET_CONFIG,
+    LATENT_UNET_FILE,
+    LATENT_UNET_RAW_FILE,
     SAMPLES_FILE,
     SHIPPED_UNET_CONFIG,
     TABLE_FILE,
@@ -28,8 +34,10 @@ from .shipped import (
     load_ddim_table,
     load_flow_samples,
     load_guidance_samples,
+    load_pretrained_autoencoder,
     load_pretrained_cond_unet,
     load_pretrained_flow_unet,
+    load_pretrained_latent_unet,
     load_pretrained_unet,
     load_tiny_samples,
     schedule_from_card,
@@ -41,4 +49,6 @@ __all__ = [
     "load_ddim_table", "SAMPLES_FILE", "TABLE_FILE", "COND_UNET_FILE", "COND_SAMPLES_FILE", "GUIDANCE_SCALES", "load_pretrained_cond_unet",
     "load_guidance_samples", "StudySettings", "memorisation_study", "train_colour_cmd", "FLOW_EMA_FILE", "FLOW_RAW_FILE", "FLOW_SAMPLES_FILE",
     "load_pretrained_flow_unet", "load_flow_samples", "CALLS_TABLE_FILE", "load_calls_table",
+    "AUTOENCODER_FILE", "AUTOENCODER_CONFIG", "LATENT_UNET_FILE", "LATENT_UNET_RAW_FILE", "LATENT_UNET_CONFIG", "load_pretrained_autoencoder",
+    "load_pretrained_latent_unet", "encode_posterior", "latent_scale_factor", "latent_loss_fn",
 ]

@@ -13,8 +13,8 @@ from ..data.locations import DATA_DIR
 from ..data.sets import MNIST_SOURCES
 from .colour_study import StudySettings, train_colour_cmd
 from .make_flow import collect_flow_cmd, evaluate_flow_cmd, train_flow_unet_cmd
-from .make_latent import train_autoencoder_cmd, train_latent_unet_cmd
 from .make_guidance import collect_guidance_cmd, evaluate_guidance_cmd, guidance_setting_name, train_cond_unet_cmd
+from .make_latent import train_autoencoder_cmd, train_latent_unet_cmd
 from .make_mnist import collect_cmd, evaluate_cmd, floors_cmd, train_classifier_cmd, train_unet_cmd
 from .provenance import COMMAND
 from .shipped import GUIDANCE_SCALES

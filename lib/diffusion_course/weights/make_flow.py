@@ -22,6 +22,7 @@ from ..scoring.distances import nearest_train_distances
 from ..scoring.quality import REFERENCE_SET, compare_paired, quality_report, reference_splits
 from ..scoring.reference import load_classifier
 from ..training.checkpoints import replace_atomically, save_weights
+from ..training.distributed import init_distributed, is_main_process, main_process_first
 from ..training.loop import TrainConfig, train
 from .provenance import COMMAND, PARTS_DIR, card_provenance, default_device, git_state
 from .shipped import (
@@ -39,11 +40,12 @@ __all__ = ["train_flow_unet_cmd", "evaluate_flow_cmd", "collect_flow_cmd", "FLOW
 
 def train_flow_unet_cmd(args: argparse.Namespace) -> None:
 
-    device = default_device()
+    device = init_distributed(default_device())  # under torchrun: join the other processes, each on its own card
     if args.threads:
         torch.set_num_threads(args.threads)
     repo = git_state()
-    x, _ = mnist("train", source=args.data)
+    with main_process_first():  # a download into data/ happens once
+        x, _ = mnist("train", source=args.data)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
         model = FlowTime(UNet(SHIPPED_UNET_CONFIG)).to(device)
@@ -54,6 +56,8 @@ def train_flow_unet_cmd(args: argparse.Namespace) -> None:
     )
     loss = {"t_sampling": args.t_sampling, "logit_mean": args.logit_mean, "logit_std": args.logit_std}
     result = train(model, x, cfg, loss_fn=flow_matching_loss_fn(**loss))
+    if not is_main_process():  # several processes: process 0 writes the weights and cards
+        return
     n_params = sum(p.numel() for p in model.parameters())
     base = {
         "what": "velocity-predicting U-Net for 28x28 MNIST digits in [-1, 1]: flow matching on x_t = (1 - t) x0 + t eps, v = eps - x0; "

@@ -26,6 +26,7 @@ from ..scoring.guidance_report import guidance_report
 from ..scoring.quality import CONFIDENT, classifier_outputs, compare_paired
 from ..scoring.reference import load_classifier
 from ..training.checkpoints import CheckpointError, replace_atomically, save_weights
+from ..training.distributed import init_distributed, is_main_process, main_process_first
 from ..training.loop import TrainConfig, train
 from .provenance import COMMAND, PARTS_DIR, card_provenance, default_device, git_state
 from .shipped import (
@@ -51,11 +52,12 @@ def train_cond_unet_cmd(args: argparse.Namespace) -> None:
     step 0 is exactly the unconditional model) and fine-tuned with labels."""
 
 
-    device = default_device()
+    device = init_distributed(default_device())  # under torchrun: join the other processes, each on its own card
     if args.threads:
         torch.set_num_threads(args.threads)
     repo = git_state()
-    x, y = mnist("train", source=args.data)
+    with main_process_first():  # a download into data/ happens once
+        x, y = mnist("train", source=args.data)
     schedule = NoiseSchedule.from_betas(make_betas("linear", 1000, 1e-4, 0.02))
     config = dataclasses.replace(SHIPPED_UNET_CONFIG, num_classes=10)
     with torch.random.fork_rng(devices=[]):
@@ -77,6 +79,8 @@ def train_cond_unet_cmd(args: argparse.Namespace) -> None:
         checkpoint_path=str(Path(args.out) / "checkpoints" / "mnist_cond_unet.pt"), checkpoint_every=args.checkpoint_every,
     )
     result = train(model, x, cfg, schedule=schedule, labels=y)
+    if not is_main_process():  # several processes: process 0 writes the weights and card
+        return
     n_params = sum(p.numel() for p in model.parameters())
     card = {
         "what": "class-conditional eps-predicting U-Net eps(x_t, t, y) for 28x28 MNIST digits, trained with label dropout for "

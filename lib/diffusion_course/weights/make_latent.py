@@ -14,12 +14,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .._internal.validate import check_positive_int
 from ..data.sets import mnist
 from ..maths.losses import conditional_simple_loss_fn
 from ..maths.schedules import NoiseSchedule
 from ..models.autoencoder import KLAutoencoder, autoencoder_loss, autoencoder_loss_fn
 from ..models.unet import UNet
 from ..training.checkpoints import save_weights
+from ..training.distributed import init_distributed, is_main_process, main_process_first
 from ..training.loop import TrainConfig, train
 from .provenance import card_provenance, default_device, git_state
 from .shipped import (
@@ -37,6 +39,7 @@ __all__ = ["train_autoencoder_cmd", "train_latent_unet_cmd", "encode_posterior",
 @torch.no_grad()
 def encode_posterior(autoencoder: KLAutoencoder, images: torch.Tensor, *, batch: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean, logvar) of q(z | x) for every image, in batches, on the autoencoder's device; returned on the CPU."""
+    check_positive_int(batch, "batch", 1)
     dev = next(autoencoder.parameters()).device
     parts = [autoencoder.encode(images[i : i + batch].to(dev)) for i in range(0, len(images), batch)]
     return torch.cat([m for m, _ in parts]).cpu(), torch.cat([v for _, v in parts]).cpu()
@@ -65,11 +68,12 @@ def latent_loss_fn(schedule: NoiseSchedule, scale: float, p_uncond: float, null:
 
 
 def train_autoencoder_cmd(args: argparse.Namespace) -> None:
-    device = default_device()
+    device = init_distributed(default_device())  # under torchrun: join the other processes, each on its own card
     if args.threads:
         torch.set_num_threads(args.threads)
     repo = git_state()
-    x, _ = mnist("train", source=args.data)
+    with main_process_first():  # a download into data/ happens once
+        x, _ = mnist("train", source=args.data)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
         model = KLAutoencoder(AUTOENCODER_CONFIG).to(device)
@@ -78,6 +82,8 @@ def train_autoencoder_cmd(args: argparse.Namespace) -> None:
                       grad_clip=1.0, ema_decay=None, seed=args.seed, checkpoint_path=str(out / "checkpoints" / "mnist_autoencoder.pt"),
                       checkpoint_every=args.checkpoint_every, progress=True)
     result = train(model, x, cfg, loss_fn=autoencoder_loss_fn(args.kl_weight))
+    if not is_main_process():  # several processes: process 0 measures and writes
+        return
     model.eval()
     x_test, _ = mnist("test", source="subset")
     g = torch.Generator().manual_seed(0)
@@ -112,14 +118,15 @@ def train_autoencoder_cmd(args: argparse.Namespace) -> None:
 
 
 def train_latent_unet_cmd(args: argparse.Namespace) -> None:
-    device = default_device()
+    device = init_distributed(default_device())
     if args.threads:
         torch.set_num_threads(args.threads)
     repo = git_state()
     out = Path(args.out)
     autoencoder, ae_card = load_pretrained_autoencoder(directory=out)
     autoencoder.to(device)
-    x, y = mnist("train", source=args.data)
+    with main_process_first():
+        x, y = mnist("train", source=args.data)
     t0 = time.perf_counter()
     mean, logvar = encode_posterior(autoencoder, x)
     encode_seconds = time.perf_counter() - t0
@@ -134,6 +141,8 @@ def train_latent_unet_cmd(args: argparse.Namespace) -> None:
     posterior = torch.cat([mean, logvar], dim=1)  # (N, 8, 7, 7)
     loss = latent_loss_fn(schedule.to(device), scale, args.label_dropout, model.null_label)
     result = train(model, posterior, cfg, loss_fn=loss, labels=y)
+    if not is_main_process():
+        return
     base = {
         "what": "label-conditional noise predictor eps_theta(z_t, t, y) in the 4x7x7 latent of the shipped autoencoder (latent diffusion); "
                 "labels 0-9 enter by cross-attention (10 = no label, for classifier-free guidance); sample z, divide by "
@@ -141,7 +150,7 @@ def train_latent_unet_cmd(args: argparse.Namespace) -> None:
         "unet_config": json.loads(json.dumps(LATENT_UNET_CONFIG.__dict__)),
         "parameters": sum(p.numel() for p in model.parameters()),
         "schedule": {"kind": "linear", "T": 1000, "beta_1": 1e-4, "beta_T": 0.02},
-        "autoencoder": {"file": AUTOENCODER_FILE, "sha256": ae_card.get("sha256"), "latent_scale_factor": scale,
+        "autoencoder": {"file": AUTOENCODER_FILE, "sha256": ae_card.get("weights_sha256"), "latent_scale_factor": scale,
                         "training_seconds": ae_card.get("seconds")},
         "training": {**{k: v for k, v in result.config.items() if k not in ("progress", "checkpoint_path")},
                      "data": {"source": args.data, "images": len(x), "latents": "a fresh draw from q(z|x) each step, times the scale factor"},

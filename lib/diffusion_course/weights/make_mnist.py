@@ -28,6 +28,7 @@ from ..scoring.quality import REFERENCE_SET, compare_paired, floor_table, qualit
 from ..scoring.reference import CLASSIFIER_FILE, load_classifier
 from ..training.checkpoints import read_card, replace_atomically, save_weights
 from ..training.classifier import accuracy, train_classifier
+from ..training.distributed import init_distributed, is_main_process, main_process_first
 from ..training.loop import TrainConfig, train
 from .provenance import COMMAND, PARTS_DIR, card_provenance, default_device, git_state
 from .shipped import CALLS_TABLE_FILE, SAMPLES_FILE, SHIPPED_UNET_CONFIG, TABLE_FILE, UNET_EMA_FILE, UNET_RAW_FILE, load_pretrained_unet, schedule_from_card
@@ -59,11 +60,12 @@ def train_classifier_cmd(args: argparse.Namespace) -> None:
 
 def train_unet_cmd(args: argparse.Namespace) -> None:
 
-    device = default_device()
+    device = init_distributed(default_device())  # under torchrun: join the other processes, each on its own card
     if args.threads:
         torch.set_num_threads(args.threads)
     repo = git_state()
-    x, _ = mnist("train", source=args.data)
+    with main_process_first():  # a download into data/ happens once
+        x, _ = mnist("train", source=args.data)
     schedule = NoiseSchedule.from_betas(make_betas("linear", 1000, 1e-4, 0.02))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
@@ -74,6 +76,8 @@ def train_unet_cmd(args: argparse.Namespace) -> None:
         checkpoint_every=args.checkpoint_every, progress=True,
     )
     result = train(model, x, cfg, schedule=schedule)
+    if not is_main_process():  # several processes: process 0 writes the weights and cards
+        return
     n_params = sum(p.numel() for p in model.parameters())
     base = {
         "what": "eps-predicting U-Net for 28x28 MNIST digits in [-1, 1] (Ho et al. 2020, Algorithm 1)",

@@ -31,6 +31,9 @@ check_dpm_solver_step fn(schedule, x_t, t, t_prev, x0_hat, t_last,      x_{t_pre
                          x0_hat_last)                                  Algorithm 2; chapter 12)
 check_flow_matching_loss fn(model, x0, generator)                      the flow-matching loss on x_t = (1 - t) x0 + t eps, target
                                                                        eps - x0 (Lipman et al. 2023; chapter 13)
+check_inpaint_step    fn(schedule, x_t, t, eps_hat, known, mask, z,    x_{t-1}, one replacement-inpainting step: DDPM's step where
+                         z_known)                                      mask == 0, q(x_{t-1} | known) where mask == 1 (Lugmayr et
+                                                                       al. 2022, eq. 8a-8c; chapter 14)
 ====================  ===============================================  ==================================================
 
 Each checker returns a :class:`CheckResult`, true when the function is correct.
@@ -38,9 +41,9 @@ Each checker returns a :class:`CheckResult`, true when the function is correct.
 Layout: ``_engine`` holds the probes, the comparison and the diagnosis shared by the linear exercises; each exercise has
 its own module (``q_sample`` chapter 2, ``posterior_mean`` and ``reverse_step`` chapter 3, ``training_step`` and
 ``sampling_loop`` chapter 4, ``resblock`` chapter 5, ``ema_update`` chapter 7, ``ddim_step`` and ``ddim_timesteps``
-chapter 8, ``channel_scaling`` chapter 10, ``guidance`` chapter 11, ``dpm_solver_step`` chapter 12, ``flow_loss`` chapter 13), and this
-package re-exports every ``check_*``.
-The last five compare against the lib with checks of their own (a reference run on a seeded generator, then a catalogue
+chapter 8, ``channel_scaling`` chapter 10, ``guidance`` chapter 11, ``dpm_solver_step`` chapter 12, ``flow_loss`` chapter 13,
+``inpaint_step`` chapter 14), and this package re-exports every ``check_*``.
+The last six compare against the lib with checks of their own (a reference run on a seeded generator, then a catalogue
 of known slips), as ``channel_scaling`` and ``guidance`` do.
 """
 
@@ -52,6 +55,7 @@ from .dpm_solver_step import check_dpm_solver_step
 from .ema_update import check_ema_update
 from .flow_loss import check_flow_matching_loss
 from .guidance import check_guidance
+from .inpaint_step import check_inpaint_step
 from .posterior_mean import check_posterior_mean
 from .q_sample import check_q_sample
 from .resblock import check_resblock
@@ -65,3 +69,4 @@ __all__ += ["check_ema_update", "check_ddim_timesteps"]
 __all__ += ["check_training_step", "check_sampling_loop", "check_resblock"]
 __all__ += ["check_dpm_solver_step"]
 __all__ += ["check_flow_matching_loss"]
+__all__ += ["check_inpaint_step"]
