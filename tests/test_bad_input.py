@@ -634,6 +634,9 @@ BASE: dict[str, Callable[[], tuple[tuple, dict]]] = {
     "training.noisy_classifier.train_noisy_classifier": lambda: ((_noisy_classifier(), IMG28[:8], torch.zeros(8, dtype=torch.long), S),
                                                                  {"steps": 1, "batch_size": 4, "progress": False}),
     "training.noisy_classifier.noisy_accuracy_by_t": lambda: ((_noisy_classifier(), IMG28[:4], torch.zeros(4, dtype=torch.long), S, [0, 5]), {}),
+    "weights.make_editing.classifier_guidance_paired_differences": lambda: (
+        ({n: IMG28[:10] for n in ("unguided", "noisy_s1", "noisy_s3", "noisy_s10", "clean_s3", "clean_s10")}, 1),
+        {"classifier": _classifier.MNISTClassifier()}),
 }
 
 

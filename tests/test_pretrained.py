@@ -400,3 +400,101 @@ def test_the_shipped_calls_table_covers_every_sampler_and_budget() -> None:
     assert all(c["n"] == 1000 and c["kid_lo"] <= c["kid"] <= c["kid_hi"] for c in t["cells"].values())
     assert set(t["paired_kid_differences"]) == {label for label, _, _ in calls_pairs()}
     assert all(d["lo"] <= d["kid_a_minus_b"] <= d["hi"] for d in t["paired_kid_differences"].values())
+
+
+def test_the_noisy_classifier_card_holds_what_chapter_14_reads() -> None:
+    """Chapter 14's noise-aware classifier loads with its card: how it was made, its accuracy by t beside the clean
+    classifier's on the same noised test digits, the classifier-guidance sweep (every setting of CG_SETTINGS on 128 digits
+    of each class, every pair of CG_PAIRS with ordered intervals), and the shipped samples are those the card scored."""
+    from diffusion_course import (
+        ACCURACY_TS,
+        CG_PAIRS,
+        CG_SETTINGS,
+        NoisyClassifier,
+        load_classifier_guidance_samples,
+        load_noisy_classifier,
+    )
+
+    model, card = load_noisy_classifier()
+    assert isinstance(model, NoisyClassifier) and not model.training and not any(p.requires_grad for p in model.parameters())
+    assert PROVENANCE <= set(card) and card["parameters"] == sum(p.numel() for p in model.parameters())
+    acc = card["accuracy_by_t"]
+    assert acc["t"] == list(ACCURACY_TS) and acc["images"] == 1000 and len(acc["noisy"]) == len(acc["clean"]) == len(ACCURACY_TS)
+    assert all(0 <= a <= 1 for a in acc["noisy"] + acc["clean"])
+    sweep = card["classifier_guidance_sweep"]
+    assert set(sweep["settings"]) == {s[0] for s in CG_SETTINGS} and set(sweep["paired"]) == {label for label, _, _ in CG_PAIRS}
+    for name, r in sweep["settings"].items():
+        assert r["per_class"] >= 128 and r["n"] == 10 * r["per_class"] and 0 <= r["confident_correct_share"] <= r["accuracy"] <= 1, name
+        assert r["judged_by_its_own_guide"] == (r["guide"] == "clean"), name
+    for label, d in sweep["paired"].items():
+        for key in ("kid_a_minus_b", "accuracy_a_minus_b", "confident_correct_a_minus_b"):
+            est, lo, hi = d[key]
+            assert lo <= est <= hi, (label, key)
+    shipped = load_classifier_guidance_samples()
+    assert set(shipped) == set(sweep["settings"])
+    labels = torch.arange(10).repeat_interleave(16)
+    clf, _ = load_classifier()
+    for name in ("unguided", "noisy_s3"):
+        assert shipped[name].shape == (160, 1, 28, 28)
+        _, p = classifier_outputs(clf, shipped[name])
+        assert abs(float((p.argmax(1) == labels).double().mean()) - sweep["settings"][name]["accuracy"]) < 0.1, name
+
+
+def test_classifier_guidance_pairs_compare_the_same_noises() -> None:
+    """classifier_guidance_paired_differences on stand-in "samples" (real test digits in label order): a setting against
+    itself differs by exactly 0; one with every fifth digit replaced by noise reads worse, separated from 0."""
+    from diffusion_course import CG_PAIRS, classifier_guidance_paired_differences, shipped_classifier
+    from diffusion_course.data.sets import mnist
+
+    x, y = mnist("test", source="subset")
+    per = 40
+    good = torch.cat([x[y == c][:per] for c in range(10)])
+    bad = good.clone()
+    bad[::5] = torch.rand_like(bad[::5]) * 2 - 1
+    samples = {name: good for name in ("unguided", "noisy_s1", "noisy_s3", "noisy_s10", "clean_s3", "clean_s10")}
+    samples["noisy_s1"] = bad
+    out = classifier_guidance_paired_differences(samples, per, classifier=shipped_classifier())
+    assert set(out) == {label for label, _, _ in CG_PAIRS}
+    assert out["clean_s3 - noisy_s3"]["kid_a_minus_b"] == [0.0, 0.0, 0.0] and out["clean_s3 - noisy_s3"]["accuracy_a_minus_b"] == [0.0, 0.0, 0.0]
+    worse = out["noisy_s1 - unguided"]
+    assert worse["kid_separated"] and worse["kid_a_minus_b"][1] > 0
+    assert worse["accuracy_separated"] and worse["accuracy_a_minus_b"][2] < 0 and worse["confident_correct_a_minus_b"][2] < 0
+    better = out["noisy_s3 - noisy_s1"]  # the same pair the other way round
+    assert better["accuracy_a_minus_b"][0] == pytest.approx(-worse["accuracy_a_minus_b"][0])
+    with pytest.raises(ValueError, match="samples"):
+        classifier_guidance_paired_differences({"unguided": good}, per, classifier=shipped_classifier())
+
+
+def test_the_chapter_14_commands_run_end_to_end(tmp_path: Path) -> None:
+    """train-noisy-classifier (2 steps of a width-2 network) writes weights and a card with both accuracies by t, the clean
+    classifier's as good as its own card says on clean digits; evaluate-classifier-guidance (13 digits of each class, 2
+    DDIM steps) scores one setting at a time and, once all are scored, writes the sweep into the card and ships the samples."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from diffusion_course import ACCURACY_TS, CG_PAIRS, CG_SETTINGS, load_noisy_classifier
+    from diffusion_course.weights.provenance import PARTS_DIR
+    from diffusion_course.weights.shipped import CG_SAMPLES_FILE, NOISY_CLASSIFIER_FILE
+
+    for name in (CLASSIFIER_FILE, UNET_EMA_FILE):
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(DATA_DIR / name.replace(".safetensors", suffix), tmp_path)
+    main(["train-noisy-classifier", "--steps", "2", "--width", "2", "--batch-size", "16", "--out", str(tmp_path)])
+    model, card = load_noisy_classifier(directory=tmp_path)
+    assert card["noisy_classifier_config"]["width"] == 2 and card["training"]["steps"] == 2 and PROVENANCE <= set(card)
+    acc = card["accuracy_by_t"]
+    assert acc["t"] == list(ACCURACY_TS) and acc["clean"][0] > 0.9 and acc["clean"][0] > acc["clean"][-1]
+    main(["evaluate-classifier-guidance", "--only", "unguided", "--per-class", "13", "--steps", "2", "--batch", "130", "--out", str(tmp_path)])
+    assert "classifier_guidance_sweep" not in load_noisy_classifier(directory=tmp_path)[1]  # not merged until every setting is scored
+    main(["evaluate-classifier-guidance", "--per-class", "13", "--steps", "2", "--batch", "130", "--out", str(tmp_path)])
+    parts = tmp_path / PARTS_DIR / "classifier_guidance"
+    assert load_file(str(parts / "noisy_s3.safetensors"))["noisy_s3"].shape == (130, 1, 28, 28)
+    _, card = load_noisy_classifier(directory=tmp_path)
+    sweep = card["classifier_guidance_sweep"]
+    assert set(sweep["settings"]) == {s[0] for s in CG_SETTINGS} and set(sweep["paired"]) == {label for label, _, _ in CG_PAIRS}
+    assert all(r["n"] == 130 for r in sweep["settings"].values())
+    assert card["accuracy_by_t"] == acc  # the sweep is added; the card keeps the rest
+    shipped = load_file(str(tmp_path / CG_SAMPLES_FILE))
+    assert set(shipped) == set(sweep["settings"]) and all(v.shape == (130, 1, 28, 28) for v in shipped.values())
+    assert (tmp_path / NOISY_CLASSIFIER_FILE).with_suffix(".json").exists()

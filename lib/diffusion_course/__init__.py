@@ -71,6 +71,7 @@ Module map, one line per module (chapters; what it holds):
       weights.provenance         06-11    the command, commit, device and time written into every card
       weights.make_mnist         06-08    make weights: the classifier, its floors, the MNIST U-Net, its card and the DDIM table
       weights.make_flow          13       make weights: the flow-matching U-Net
+      weights.make_editing       14       make weights: the noise-aware classifier, its accuracy by t and the classifier-guidance sweep
       weights.make_guidance      11       make weights: the conditional U-Net and its guidance sweep
       weights.make_latent        15       make weights: the autoencoder, its latent scale factor and the latent U-Net
       weights.colour_study       10       make weights: the colour U-Nets and their memorisation study
@@ -128,6 +129,7 @@ _EXPORTS: dict[str, str] = {
     "LABEL_CONDITIONINGS": "models", "latent_sample": "models", "decode_latents": "models",
     "AUTOENCODER_FILE": "weights", "AUTOENCODER_CONFIG": "weights", "LATENT_UNET_FILE": "weights", "LATENT_UNET_RAW_FILE": "weights",
     "LATENT_UNET_CONFIG": "weights", "load_pretrained_autoencoder": "weights", "load_pretrained_latent_unet": "weights",
+    "LATENT_SAMPLES_FILE": "weights", "load_latent_samples": "weights",
     "encode_posterior": "weights", "latent_scale_factor": "weights", "latent_loss_fn": "weights", "paired_mean_difference": "scoring",
     "EDIT_SAMPLERS": "maths", "SDEDIT_SPACINGS": "maths", "sdedit": "maths", "renoise": "maths", "inpaint_step": "maths",
     "repaint_schedule": "maths", "inpaint_calls": "maths", "inpaint": "maths", "classifier_log_prob_grad": "maths",
@@ -176,7 +178,8 @@ _EXPORTS: dict[str, str] = {
     "distance_summary": "scoring", "memorisation_row": "scoring", "QualityReport": "scoring", "quality_report": "scoring",
     "classifier_outputs": "scoring", "floor_draws": "scoring", "frechet_floor": "scoring", "floor_table": "scoring",
     "toy_2d_reference_and_floor": "scoring", "FLOOR_DRAWS": "scoring", "MIN_SAMPLES_PER_FEATURE": "scoring", "CONFIDENT": "scoring",
-    "REFERENCE_SET": "scoring", "reference_splits": "scoring", "compare_paired": "scoring", "kid_features": "scoring", "KID_RESAMPLES": "scoring",
+    "REFERENCE_SET": "scoring", "reference_splits": "scoring", "compare_paired": "scoring", "compare_unpaired": "scoring",
+    "unpaired_kernel_distance_difference": "scoring", "unpaired_mean_difference": "scoring", "kid_features": "scoring", "KID_RESAMPLES": "scoring",
     "CLASSIFIER_FILE": "scoring", "load_classifier": "scoring", "shipped_classifier": "scoring",
     "COLOUR_UNET_FILE": "weights", "COLOUR_FIXED_FILE": "weights", "COLOUR_TINY_SAMPLES_FILE": "weights", "COLOUR_UNET_CONFIG": "weights",
     "TINY_UNET_CONFIG": "weights", "load_colour_unet": "weights", "load_tiny_samples": "weights", "UNET_EMA_FILE": "weights",
@@ -185,6 +188,9 @@ _EXPORTS: dict[str, str] = {
     "COND_SAMPLES_FILE": "weights", "GUIDANCE_SCALES": "weights", "load_pretrained_cond_unet": "weights", "load_guidance_samples": "weights",
     "FLOW_EMA_FILE": "weights", "FLOW_RAW_FILE": "weights", "FLOW_SAMPLES_FILE": "weights", "load_pretrained_flow_unet": "weights",
     "load_flow_samples": "weights", "CALLS_TABLE_FILE": "weights", "load_calls_table": "weights",
+    "NOISY_CLASSIFIER_FILE": "weights", "CG_SAMPLES_FILE": "weights", "load_noisy_classifier": "weights",
+    "load_classifier_guidance_samples": "weights", "CG_SETTINGS": "weights", "CG_PAIRS": "weights", "ACCURACY_TS": "weights",
+    "classifier_guidance_paired_differences": "weights",
     "StudySettings": "weights", "memorisation_study": "weights", "train_colour_cmd": "weights",
     "PROFILES": "teaching", "active_profile": "teaching", "active_sizes": "teaching",
     "pick": "teaching", "device": "teaching", "describe": "teaching", "image_grid": "teaching",
@@ -199,7 +205,7 @@ _EXPORTS: dict[str, str] = {
     "check_sampling_loop": "teaching", "check_resblock": "teaching",
     "SOLVER_LABELS": "teaching", "SolverExplorer": "teaching", "solver_explorer": "teaching", "solver_view": "teaching",
     "steps_for_calls": "teaching", "check_dpm_solver_step": "teaching", "check_flow_matching_loss": "teaching",
-    "check_inpaint_step": "teaching",
+    "check_inpaint_step": "teaching", "check_cross_attention": "teaching",
 }
 
 __all__ = ["__version__", *_EXPORTS]

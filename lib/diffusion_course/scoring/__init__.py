@@ -29,6 +29,8 @@ from .distances import (
     paired_mean_difference,
     polynomial_kernel,
     sliced_wasserstein,
+    unpaired_kernel_distance_difference,
+    unpaired_mean_difference,
 )
 from .guidance_report import guidance_report
 from .memorisation import distance_summary, memorisation_row
@@ -41,6 +43,7 @@ from .quality import (
     QualityReport,
     classifier_outputs,
     compare_paired,
+    compare_unpaired,
     floor_draws,
     floor_table,
     frechet_floor,
@@ -58,5 +61,6 @@ __all__ = [
     "polynomial_kernel", "kernel_distance", "KernelDistance", "kernel_distance_interval", "paired_kernel_distance_difference", "paired_mean_difference",
     "guidance_report", "distance_summary", "memorisation_row", "QualityReport", "quality_report", "classifier_outputs", "floor_draws",
     "frechet_floor", "floor_table", "toy_2d_reference_and_floor", "FLOOR_DRAWS", "MIN_SAMPLES_PER_FEATURE", "CONFIDENT", "REFERENCE_SET",
-    "reference_splits", "compare_paired", "kid_features", "KID_RESAMPLES", "CLASSIFIER_FILE", "load_classifier", "shipped_classifier",
+    "reference_splits", "compare_paired", "compare_unpaired", "unpaired_kernel_distance_difference", "unpaired_mean_difference",
+    "kid_features", "KID_RESAMPLES", "CLASSIFIER_FILE", "load_classifier", "shipped_classifier",
 ]

@@ -17,6 +17,7 @@ from .._internal.validate import check_positive_int
 __all__ = [
     "sliced_wasserstein", "mmd_rbf", "frechet_distance", "gaussian_frechet_distance", "nearest_train_distances",
     "polynomial_kernel", "kernel_distance", "KernelDistance", "kernel_distance_interval", "paired_kernel_distance_difference", "paired_mean_difference",
+    "unpaired_kernel_distance_difference", "unpaired_mean_difference",
 ]
 
 
@@ -255,3 +256,32 @@ def paired_mean_difference(a: torch.Tensor, b: torch.Tensor, *, resamples: int =
     g = torch.Generator().manual_seed(seed)
     boot = (_counts(g, resamples, d.shape[0]) @ d) / d.shape[0]
     return KernelDistance(float(d.mean()), *_percentiles(boot, level))
+
+
+def unpaired_kernel_distance_difference(feats_a: torch.Tensor, feats_b: torch.Tensor, feats_ref: torch.Tensor, *, resamples: int = 1000,
+                                        level: float = 0.95, seed: int = 0) -> KernelDistance:
+    """KID(a) - KID(b) against one reference for two *unrelated* sample sets (different models or shapes of noise, so
+    sample i of a has nothing to do with sample i of b): each resample draws a and b independently, and one resample
+    of the reference for both. Wider than the paired interval of two settings that share their noises."""
+    _check_interval_args(resamples, level)
+    k_rr = polynomial_kernel(feats_ref, feats_ref)
+    g = torch.Generator().manual_seed(seed)
+    c_r = _counts(g, resamples, feats_ref.shape[0])
+    ones_r = torch.ones(1, feats_ref.shape[0], dtype=torch.float64)
+    est, boot = [], []
+    for f in (feats_a, feats_b):
+        k_ss, k_sr = polynomial_kernel(f, f), polynomial_kernel(f, feats_ref)
+        est.append(float(_mmd2_from_counts(k_ss, k_rr, k_sr, torch.ones(1, f.shape[0], dtype=torch.float64), ones_r)[0]))
+        boot.append(_mmd2_from_counts(k_ss, k_rr, k_sr, _counts(g, resamples, f.shape[0]), c_r))
+    return KernelDistance(est[0] - est[1], *_percentiles(boot[0] - boot[1], level))
+
+
+def unpaired_mean_difference(a: torch.Tensor, b: torch.Tensor, *, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> KernelDistance:
+    """mean(a) - mean(b) for two unrelated sets of per-sample values (e.g. 1.0 where a sample is read as the digit asked
+    for), each resampled on its own, with a percentile bootstrap interval."""
+    if a.ndim != 1 or b.ndim != 1 or a.shape[0] < 2 or b.shape[0] < 2:
+        raise ValueError(f"a and b must be 1-D tensors of length >= 2; got {tuple(a.shape)} and {tuple(b.shape)}")
+    _check_interval_args(resamples, level)
+    g = torch.Generator().manual_seed(seed)
+    boot = [(_counts(g, resamples, v.shape[0]) @ v.double().cpu()) / v.shape[0] for v in (a, b)]
+    return KernelDistance(float(a.double().mean() - b.double().mean()), *_percentiles(boot[0] - boot[1], level))

@@ -15,6 +15,7 @@ from .exercises import (
     check_ema_update,
     check_flow_matching_loss,
     check_guidance,
+    check_cross_attention,
     check_inpaint_step,
     check_posterior_mean,
     check_q_sample,
@@ -48,5 +49,5 @@ __all__ = [
     "check_q_sample", "check_posterior_mean", "check_reverse_step", "check_ddim_step", "check_channel_scaling", "check_guidance",
     "check_ema_update", "check_ddim_timesteps", "check_training_step", "check_sampling_loop", "check_resblock",
     "SOLVER_LABELS", "SolverExplorer", "solver_explorer", "solver_view", "steps_for_calls", "check_dpm_solver_step",
-    "check_flow_matching_loss", "check_inpaint_step",
+    "check_flow_matching_loss", "check_inpaint_step", "check_cross_attention",
 ]

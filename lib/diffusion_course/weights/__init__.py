@@ -4,11 +4,13 @@
 
 
 from .colour_study import StudySettings, memorisation_study, train_colour_cmd
+from .make_editing import ACCURACY_TS, CG_PAIRS, CG_SETTINGS, classifier_guidance_paired_differences
 from .make_latent import encode_posterior, latent_loss_fn, latent_scale_factor
 from .shipped import (
     AUTOENCODER_CONFIG,
     AUTOENCODER_FILE,
     CALLS_TABLE_FILE,
+    CG_SAMPLES_FILE,
     COLOUR_FIXED_FILE,
     COLOUR_TINY_SAMPLES_FILE,
     COLOUR_UNET_CONFIG,
@@ -19,9 +21,11 @@ from .shipped import (
     FLOW_RAW_FILE,
     FLOW_SAMPLES_FILE,
     GUIDANCE_SCALES,
+    LATENT_SAMPLES_FILE,
     LATENT_UNET_CONFIG,
     LATENT_UNET_FILE,
     LATENT_UNET_RAW_FILE,
+    NOISY_CLASSIFIER_FILE,
     SAMPLES_FILE,
     SHIPPED_UNET_CONFIG,
     TABLE_FILE,
@@ -30,10 +34,13 @@ from .shipped import (
     UNET_RAW_FILE,
     load_calls_table,
     load_card_samples,
+    load_classifier_guidance_samples,
     load_colour_unet,
     load_ddim_table,
     load_flow_samples,
     load_guidance_samples,
+    load_latent_samples,
+    load_noisy_classifier,
     load_pretrained_autoencoder,
     load_pretrained_cond_unet,
     load_pretrained_flow_unet,
@@ -50,5 +57,7 @@ __all__ = [
     "load_guidance_samples", "StudySettings", "memorisation_study", "train_colour_cmd", "FLOW_EMA_FILE", "FLOW_RAW_FILE", "FLOW_SAMPLES_FILE",
     "load_pretrained_flow_unet", "load_flow_samples", "CALLS_TABLE_FILE", "load_calls_table",
     "AUTOENCODER_FILE", "AUTOENCODER_CONFIG", "LATENT_UNET_FILE", "LATENT_UNET_RAW_FILE", "LATENT_UNET_CONFIG", "load_pretrained_autoencoder",
-    "load_pretrained_latent_unet", "encode_posterior", "latent_scale_factor", "latent_loss_fn",
+    "load_pretrained_latent_unet", "LATENT_SAMPLES_FILE", "load_latent_samples", "encode_posterior", "latent_scale_factor", "latent_loss_fn",
+    "NOISY_CLASSIFIER_FILE", "CG_SAMPLES_FILE", "load_noisy_classifier", "load_classifier_guidance_samples", "CG_SETTINGS", "CG_PAIRS",
+    "ACCURACY_TS", "classifier_guidance_paired_differences",
 ]

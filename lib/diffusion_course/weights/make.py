@@ -2,7 +2,8 @@
 commands train-classifier | floors | train-unet | evaluate | collect (chapters 6-8, :mod:`.make_mnist`),
 train-cond-unet | evaluate-guidance | collect-guidance (chapter 11, :mod:`.make_guidance`), train-colour
 (chapter 10, :mod:`.colour_study`) and train-flow-unet | evaluate-flow | collect-flow
-(chapter 13, :mod:`.make_flow`) and train-autoencoder | train-latent-unet (chapter 15, :mod:`.make_latent`);
+(chapter 13, :mod:`.make_flow`), train-noisy-classifier | evaluate-classifier-guidance (chapter 14,
+:mod:`.make_editing`) and train-autoencoder | train-latent-unet | evaluate-latent (chapter 15, :mod:`.make_latent`);
 ``--help`` for each."""
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import argparse
 from ..data.locations import DATA_DIR
 from ..data.sets import MNIST_SOURCES
 from .colour_study import StudySettings, train_colour_cmd
+from .make_editing import evaluate_classifier_guidance_cmd, train_noisy_classifier_cmd
 from .make_flow import collect_flow_cmd, evaluate_flow_cmd, train_flow_unet_cmd
 from .make_guidance import collect_guidance_cmd, evaluate_guidance_cmd, guidance_setting_name, train_cond_unet_cmd
-from .make_latent import train_autoencoder_cmd, train_latent_unet_cmd
+from .make_latent import evaluate_latent_cmd, train_autoencoder_cmd, train_latent_unet_cmd
 from .make_mnist import collect_cmd, evaluate_cmd, floors_cmd, train_classifier_cmd, train_unet_cmd
 from .provenance import COMMAND
 from .shipped import GUIDANCE_SCALES
@@ -140,6 +142,28 @@ def _flow_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=str(DATA_DIR))
 
 
+def _editing_commands(sub: argparse._SubParsersAction) -> None:
+    """Chapter 14: the noise-aware classifier and the classifier-guidance sweep."""
+    p = sub.add_parser("train-noisy-classifier", help="chapter 14: train the noise-aware classifier p(y | x_t, t) and measure it by t")
+    p.add_argument("--steps", type=int, default=2000, help="optimiser steps (the shipped run: 2,000 of batch 128, about 6 min on one CPU thread)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--width", type=int, default=16, help="channels of the first stage (16: 79,514 parameters)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: all cores torch sees)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(DATA_DIR))
+    p = sub.add_parser("evaluate-classifier-guidance",
+                       help="chapter 14: sample the U-Net guided by the noisy and the clean classifier, score it, write the card (resumable)")
+    p.add_argument("--only", nargs="+", help="settings (default: all; the card is written once all are scored)")
+    p.add_argument("--per-class", type=int, default=128, help="samples per digit (the per-class Frechet needs 4 x 32 = 128)")
+    p.add_argument("--steps", type=int, default=20, help="DDIM steps (leading spacing, eta 0), as chapter 11's sweep")
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0, help="x_T seed (0: the same x_T batches as chapter 11's sweep)")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--redo", action="store_true")
+    p.add_argument("--out", default=str(DATA_DIR))
+
+
 def _latent_commands(sub: argparse._SubParsersAction) -> None:
     """Chapter 15: the autoencoder and the latent U-Net."""
     p = sub.add_parser("train-autoencoder", help="chapter 15: train the KL-autoencoder 28x28 -> 4x7x7 and measure its latent scale factor")
@@ -165,6 +189,11 @@ def _latent_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(DATA_DIR))
+    p = sub.add_parser("evaluate-latent", help="chapter 15: sample and score the latent U-Net, time it beside the pixel U-Net, write its card")
+    p.add_argument("--batch", type=int, default=250)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--out", default=str(DATA_DIR))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -175,13 +204,16 @@ def main(argv: list[str] | None = None) -> None:
     _guidance_commands(sub)
     _colour_command(sub)
     _flow_command(sub)
+    _editing_commands(sub)
     _latent_commands(sub)
     args = parser.parse_args(argv)
     commands = {"train-classifier": train_classifier_cmd, "train-unet": train_unet_cmd, "floors": floors_cmd, "evaluate": evaluate_cmd,
                 "collect": collect_cmd, "train-cond-unet": train_cond_unet_cmd, "evaluate-guidance": evaluate_guidance_cmd,
                 "collect-guidance": collect_guidance_cmd, "train-colour": train_colour_cmd, "train-flow-unet": train_flow_unet_cmd,
                 "evaluate-flow": evaluate_flow_cmd, "collect-flow": collect_flow_cmd,
-                "train-autoencoder": train_autoencoder_cmd, "train-latent-unet": train_latent_unet_cmd}
+                "train-noisy-classifier": train_noisy_classifier_cmd, "evaluate-classifier-guidance": evaluate_classifier_guidance_cmd,
+                "train-autoencoder": train_autoencoder_cmd, "train-latent-unet": train_latent_unet_cmd,
+                "evaluate-latent": evaluate_latent_cmd}
     commands[args.cmd](args)
 
 

@@ -33,7 +33,8 @@ from .shipped import (
     load_pretrained_autoencoder,
 )
 
-__all__ = ["train_autoencoder_cmd", "train_latent_unet_cmd", "encode_posterior", "latent_scale_factor", "latent_loss_fn"]
+__all__ = ["train_autoencoder_cmd", "train_latent_unet_cmd", "evaluate_latent_cmd", "encode_posterior", "latent_scale_factor", "latent_loss_fn",
+           "LATENT_SETTINGS", "LATENT_PAIRS"]
 
 
 @torch.no_grad()
@@ -164,3 +165,162 @@ def train_latent_unet_cmd(args: argparse.Namespace) -> None:
     Path(cfg.checkpoint_path).unlink(missing_ok=True)
     print(f"latent U-Net: {base['parameters']:,} parameters, {args.steps} steps in {result.seconds:.0f} s; final loss "
           f"{base['training']['final_loss_mean_of_last_200']:.4f} -> {out / LATENT_UNET_FILE}")
+
+
+# The latent card's settings: (name, w or None for the null label alone, DDIM steps, spacing, samples per digit).
+# The "sweep" rows repeat chapter 11's sweep exactly (DDIM 20 leading, 128 per digit), so labels-by-cross-attention
+# sits beside labels-added-to-the-time-embedding; the 50-step rows sit beside the pixel U-Net's DDIM-50 card row.
+LATENT_SETTINGS = (
+    ("null_ddim50", None, 50, "uniform", 100),
+    ("w0_ddim50", 0.0, 50, "uniform", 100),
+    ("sweep_uncond", None, 20, "leading", 128),
+    ("sweep_w0", 0.0, 20, "leading", 128),
+    ("sweep_w1", 1.0, 20, "leading", 128),
+    ("sweep_w3", 3.0, 20, "leading", 128),
+)
+LATENT_PAIRS = (("sweep_w1 - sweep_w0", "sweep_w1", "sweep_w0"), ("sweep_w3 - sweep_w1", "sweep_w3", "sweep_w1"),
+                ("sweep_w0 - sweep_uncond", "sweep_w0", "sweep_uncond"), ("w0_ddim50 - null_ddim50", "w0_ddim50", "null_ddim50"))
+
+
+def _sample_latent_setting(model, autoencoder, schedule, scale, setting, *, seed: int, batch: int, device) -> tuple[torch.Tensor, float]:
+    """One setting's samples (label order, the same seeded latent x_T for every setting) and the seconds they took."""
+    from ..models.latent import latent_sample
+
+    name, w, steps, spacing, per = setting
+    labels = torch.arange(10).repeat_interleave(per)
+    g = torch.Generator().manual_seed(seed)
+    out, t0 = [], time.perf_counter()
+    for i in range(0, len(labels), batch):
+        yb = labels[i : i + batch]
+        x_T = torch.randn((len(yb), 4, 7, 7), generator=g).to(device)
+        y = None if w is None else yb.to(device)  # no labels: the U-Net's null label for the whole batch, its unconditional half
+        out.append(latent_sample(model, schedule, tuple(x_T.shape), autoencoder=autoencoder, scale_factor=scale, y=y,
+                                 w=0.0 if w is None else w, steps=steps, spacing=spacing, x_T=x_T))
+    return torch.cat(out), time.perf_counter() - t0
+
+
+def _step_seconds(model: nn.Module, data: torch.Tensor, loss_fn, labels: torch.Tensor | None, steps: int = 20) -> float:
+    """Median seconds of one optimiser step at batch 64 (after 3 warm-up steps), measured here and now."""
+    opt = torch.optim.Adam(model.parameters(), 1e-4)
+    g = torch.Generator().manual_seed(0)
+    times = []
+    for k in range(steps + 3):
+        idx = torch.randint(0, len(data), (64,), generator=g)
+        t0 = time.perf_counter()
+        loss = loss_fn(model, data[idx], g) if labels is None else loss_fn(model, data[idx], labels[idx], g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if k >= 3:
+            times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def evaluate_latent_cmd(args: argparse.Namespace) -> None:
+    """Sample and score the latent U-Net (LATENT_SETTINGS), time one training step and one DDIM-50 sample of it and of the
+    pixel U-Net in this process, and write it all into the latent card; ship 16 samples per digit and setting."""
+    from safetensors.torch import save_file
+
+    from ..data.encoding import to_uint8
+    from ..scoring.guidance_report import guidance_report
+    from ..scoring.quality import CONFIDENT, classifier_outputs, compare_paired, compare_unpaired
+    from ..scoring.reference import load_classifier
+    from ..training.checkpoints import read_card, replace_atomically
+    from .shipped import COND_UNET_FILE, LATENT_SAMPLES_FILE, load_card_samples, load_pretrained_latent_unet, schedule_from_card
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = default_device()
+    out = Path(args.out)
+    autoencoder, ae_card = load_pretrained_autoencoder(directory=out)
+    model, card = load_pretrained_latent_unet(directory=out)
+    autoencoder.to(device), model.to(device)
+    scale = float(ae_card["latent_scale_factor"])
+    schedule = schedule_from_card(card)
+    classifier, _ = load_classifier(directory=out)
+    results, samples = {}, {}
+    for setting in LATENT_SETTINGS:
+        name, w, steps, spacing, per = setting
+        x, seconds = _sample_latent_setting(model, autoencoder, schedule, scale, setting, seed=args.seed, batch=args.batch, device=device)
+        labels = None if w is None else torch.arange(10).repeat_interleave(per)
+        report = guidance_report(x, labels, classifier=classifier, per_class_frechet=per >= 128)
+        results[name] = {"name": name, "w": w, "sampler": f"DDIM {steps} {spacing} steps, eta = 0 (no clipping in the latent)", "per_class": per,
+                         "seed": args.seed, "sampling_seconds": round(seconds, 1), "threads": torch.get_num_threads(), **report}
+        samples[name] = x
+        print(f"{name}: KID {report['pooled']['kid']:.4f} [{report['pooled']['kid_lo']:.4f}, {report['pooled']['kid_hi']:.4f}]"
+              + (f", confident & right {report['confident_correct_share']:.1%}" if w is not None else "") + f" ({seconds:.0f} s)", flush=True)
+    paired = {}
+    for label, a, b in LATENT_PAIRS:
+        d = compare_paired(samples[a], samples[b], classifier=classifier)
+        paired[label] = {"a": a, "b": b, "kid_a_minus_b": [round(v, 6) for v in d], "kid_separated": d.excludes_zero}
+    # against the pixel models: different noises (4x7x7 against 1x28x28), so unpaired intervals
+    pixel = load_card_samples("ddim50_eta0", directory=out)
+    cond_card = read_card(out / COND_UNET_FILE)  # chapter 11's sweep: only 16 samples per digit ship, so its card's numbers
+    versus = {}
+    for name in ("null_ddim50", "w0_ddim50"):
+        d = compare_unpaired(samples[name], pixel, classifier=classifier)
+        versus[f"{name} - pixel ddim50_eta0"] = {"kid_a_minus_b": [round(v, 6) for v in d], "kid_separated": d.excludes_zero}
+    labels = torch.arange(10).repeat_interleave(128)
+    for w in ("w0", "w1", "w3"):
+        _, p = classifier_outputs(classifier, samples[f"sweep_{w}"])
+        mine = ((p.argmax(1) == labels) & (p.max(1).values > CONFIDENT)).double()
+        theirs = cond_card["guidance_sweep"]["settings"][w]["confident_correct_share"]
+        versus[f"sweep_{w}: confident & right, cross-attention latent - added-label pixel (chapter 11)"] = {
+            "latent": round(float(mine.mean()), 4), "pixel": theirs,
+            "note": "the pixel model's per-sample values are not shipped; its share is a card number, so no interval"}
+    speed = _speed(model, autoencoder, schedule, scale, card, out, device)
+    card["quality"] = {"reference": results["null_ddim50"]["pooled"]["reference"], "settings": results, "paired": paired, "versus_pixel": versus,
+                       "speed": speed, "command": "python -m diffusion_course.weights.make evaluate-latent"}
+    card.pop("architecture", None)
+    save_weights(model.cpu(), out / LATENT_UNET_FILE, card)
+    shipped = {}
+    for name, x in samples.items():
+        per = results[name]["per_class"]
+        shipped[name] = torch.cat([to_uint8(x[c * per : c * per + 16]) for c in range(10)]).contiguous()
+    path = out / LATENT_SAMPLES_FILE
+    replace_atomically(lambda tmp: save_file(shipped, str(tmp), metadata={"what": "16 latent-model samples per digit and setting, uint8"}), path)
+    replace_atomically(lambda tmp: tmp.write_text(json.dumps({
+        "what": "uint8 samples of the latent U-Net (0..255 = pixel values -1..1), the first 16 of each digit of every setting of its card, "
+                "in label order; load with load_latent_samples", "settings": {n: results[n]["sampler"] for n in results},
+        "weights": LATENT_UNET_FILE, "command": "python -m diffusion_course.weights.make evaluate-latent"}, indent=2) + "\n"), path.with_suffix(".json"))
+    print(json.dumps(speed, indent=1))
+
+
+def _speed(model, autoencoder, schedule, scale, card, out, device) -> dict:
+    """Training-step and sampling times of the latent and the pixel U-Net, measured one after the other in this process."""
+    import copy
+
+    from ..maths.losses import simple_loss_fn
+    from ..maths.samplers import ddim_sample
+    from ..models.latent import latent_sample
+    from .shipped import load_pretrained_unet, schedule_from_card
+
+    pixel, pcard = load_pretrained_unet(directory=out)
+    pixel.to(device)
+    x, y = mnist("train", source="subset")
+    mean, logvar = encode_posterior(autoencoder, x[:512])
+    post = torch.cat([mean, logvar], 1).to(device)
+    pschedule = schedule_from_card(pcard).to(device)
+    lat = copy.deepcopy(model).train()
+    pix = copy.deepcopy(pixel).train()
+    latent_step = _step_seconds(lat, post, latent_loss_fn(schedule.to(device), scale, 0.1, model.null_label), y[:512].to(device))
+    pixel_step = _step_seconds(pix, x[:512].to(device), simple_loss_fn(pschedule, None), None)
+    n = 250
+    g = torch.Generator().manual_seed(0)
+    t0 = time.perf_counter()
+    latent_sample(model, schedule, (n, 4, 7, 7), autoencoder=autoencoder, scale_factor=scale, steps=50, spacing="uniform", generator=g)
+    latent_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        ddim_sample(pixel, schedule_from_card(pcard), (n, 1, 28, 28), steps=50, spacing="uniform", clip_x0=1.0, generator=g)
+    pixel_s = time.perf_counter() - t0
+    ae_seconds = float(card["autoencoder"].get("training_seconds") or 0.0)
+    return {"threads": torch.get_num_threads(), "device": str(device),
+            "training_step_seconds_batch64": {"latent": round(latent_step, 4), "pixel": round(pixel_step, 4),
+                                              "pixel_over_latent": round(pixel_step / latent_step, 2)},
+            "ddim50_seconds_per_250_samples": {"latent_incl_decode": round(latent_s, 2), "pixel": round(pixel_s, 2),
+                                               "pixel_over_latent": round(pixel_s / latent_s, 2)},
+            "training_wall_clock_seconds": {"autoencoder": ae_seconds, "latent_unet": card.get("seconds"),
+                                            "latent_total": round(ae_seconds + float(card.get("seconds") or 0.0), 1), "pixel_unet": pcard.get("seconds")},
+            "parameters": {"latent_unet": sum(p.numel() for p in model.parameters()), "autoencoder": sum(p.numel() for p in autoencoder.parameters()),
+                           "pixel_unet": sum(p.numel() for p in pixel.parameters())}}

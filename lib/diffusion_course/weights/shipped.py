@@ -24,6 +24,7 @@ from ..data.locations import find_shipped
 from ..maths.schedules import NoiseSchedule, make_betas
 from ..models.autoencoder import AutoencoderConfig, KLAutoencoder
 from ..models.flow_time import FLOW_TIME_SCALE, FlowTime
+from ..models.noisy_classifier import NoisyClassifier, NoisyClassifierConfig
 from ..models.unet import UNet, UNetConfig
 from ..training.checkpoints import CheckpointError, load_weights, read_card
 
@@ -57,6 +58,10 @@ __all__ = ["COLOUR_UNET_FILE", "COLOUR_FIXED_FILE", "COLOUR_TINY_SAMPLES_FILE", 
     "LATENT_UNET_CONFIG",
     "load_pretrained_autoencoder",
     "load_pretrained_latent_unet",
+    "NOISY_CLASSIFIER_FILE",
+    "CG_SAMPLES_FILE",
+    "load_noisy_classifier",
+    "load_classifier_guidance_samples",
 ]
 
 UNET_EMA_FILE = "mnist_unet_ema.safetensors"
@@ -121,6 +126,7 @@ def load_flow_samples(name: str, *, directory: str | Path | None = None) -> torc
 AUTOENCODER_FILE = "mnist_autoencoder.safetensors"
 LATENT_UNET_FILE = "mnist_latent_unet_ema.safetensors"
 LATENT_UNET_RAW_FILE = "mnist_latent_unet_raw.safetensors"
+LATENT_SAMPLES_FILE = "mnist_latent_samples.safetensors"
 # Chapter 15's two stages: 28x28 -> 4x7x7 (f = 4, 4 channels: 196 numbers for 784 pixels), and a one-level U-Net on the
 # 7x7 latent (no halving: 7 is odd) with self- and cross-attention in every block, labels as 4 tokens of width 64
 AUTOENCODER_CONFIG = AutoencoderConfig(in_channels=1, latent_channels=4, widths=(16, 32, 64), blocks=1, norm_groups=8)
@@ -145,6 +151,14 @@ def load_pretrained_latent_unet(which: str = "ema", *, directory: str | Path | N
     """Chapter 15's latent noise predictor eps_theta(z_t, t, y) (labels by cross-attention; eval mode, CPU) and its card."""
     check_choice(which, ("ema", "raw"), "which")
     return _load_unet_file(find_shipped(LATENT_UNET_FILE if which == "ema" else LATENT_UNET_RAW_FILE, directory))
+
+
+def load_latent_samples(*, directory: str | Path | None = None) -> dict[str, torch.Tensor]:
+    """The latent card's shipped samples as floats in [-1, 1]: {setting: (160, 1, 28, 28)}, 16 per digit in label order
+    (the null-label settings too: their labels are only the order the card drew them in)."""
+    from safetensors.torch import load_file
+
+    return {k: from_uint8(v) for k, v in load_file(str(find_shipped(LATENT_SAMPLES_FILE, directory))).items()}
 
 
 COND_UNET_FILE = "mnist_cond_unet_ema.safetensors"
@@ -247,3 +261,29 @@ def load_tiny_samples(*, directory: str | Path | None = None) -> tuple[torch.Ten
 
     path = find_shipped(COLOUR_TINY_SAMPLES_FILE, directory, made_by=COLOUR_MADE_BY)
     return load_file(str(path))["samples"].float(), read_card(path)
+
+
+NOISY_CLASSIFIER_FILE = "mnist_noisy_classifier.safetensors"
+CG_SAMPLES_FILE = "mnist_classifier_guidance_samples.safetensors"
+
+
+def load_noisy_classifier(*, directory: str | Path | None = None) -> tuple[NoisyClassifier, dict[str, Any]]:
+    """Chapter 14's noise-aware classifier p_phi(y | x_t, t) (eval mode, CPU, parameters frozen: guidance takes gradients
+    with respect to x_t only) and its card, with its accuracy by t beside the clean classifier's (``accuracy_by_t``) and
+    the classifier-guidance sweep (``classifier_guidance_sweep``)."""
+    path = find_shipped(NOISY_CLASSIFIER_FILE, directory)
+    card = read_card(path)
+    if "noisy_classifier_config" not in card:
+        raise CheckpointError(f"{path.with_suffix('.json')} is missing or holds no 'noisy_classifier_config'; run `make weights` to produce both")
+    model = NoisyClassifier(NoisyClassifierConfig(**card["noisy_classifier_config"]))
+    load_weights(model, path)
+    model.requires_grad_(False)
+    return model.eval(), card
+
+
+def load_classifier_guidance_samples(*, directory: str | Path | None = None) -> dict[str, torch.Tensor]:
+    """The shipped samples of chapter 14's classifier-guidance sweep as floats in [-1, 1]: {"unguided": (160, 1, 28, 28),
+    "noisy_s1": ..., "clean_s3": ...}, 16 per digit in label order 0, 0, ..., 9 (the first 16 of each digit the card scored)."""
+    from safetensors.torch import load_file
+
+    return {k: from_uint8(v) for k, v in load_file(str(find_shipped(CG_SAMPLES_FILE, directory))).items()}

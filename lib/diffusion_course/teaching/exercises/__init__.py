@@ -34,6 +34,8 @@ check_flow_matching_loss fn(model, x0, generator)                      the flow-
 check_inpaint_step    fn(schedule, x_t, t, eps_hat, known, mask, z,    x_{t-1}, one replacement-inpainting step: DDPM's step where
                          z_known)                                      mask == 0, q(x_{t-1} | known) where mask == 1 (Lugmayr et
                                                                        al. 2022, eq. 8a-8c; chapter 14)
+check_cross_attention fn(q, k, v)                                      softmax(q k^T / sqrt(d)) v, the attention of a cross-
+                                                                       attention layer (Vaswani et al. 2017, eq. 1; chapter 15)
 ====================  ===============================================  ==================================================
 
 Each checker returns a :class:`CheckResult`, true when the function is correct.
@@ -42,13 +44,14 @@ Layout: ``_engine`` holds the probes, the comparison and the diagnosis shared by
 its own module (``q_sample`` chapter 2, ``posterior_mean`` and ``reverse_step`` chapter 3, ``training_step`` and
 ``sampling_loop`` chapter 4, ``resblock`` chapter 5, ``ema_update`` chapter 7, ``ddim_step`` and ``ddim_timesteps``
 chapter 8, ``channel_scaling`` chapter 10, ``guidance`` chapter 11, ``dpm_solver_step`` chapter 12, ``flow_loss`` chapter 13,
-``inpaint_step`` chapter 14), and this package re-exports every ``check_*``.
+``inpaint_step`` chapter 14, ``cross_attention`` chapter 15), and this package re-exports every ``check_*``.
 The last six compare against the lib with checks of their own (a reference run on a seeded generator, then a catalogue
 of known slips), as ``channel_scaling`` and ``guidance`` do.
 """
 
 from ._engine import CheckResult
 from .channel_scaling import check_channel_scaling
+from .cross_attention import check_cross_attention
 from .ddim_step import check_ddim_step
 from .ddim_timesteps import check_ddim_timesteps
 from .dpm_solver_step import check_dpm_solver_step
@@ -70,3 +73,4 @@ __all__ += ["check_training_step", "check_sampling_loop", "check_resblock"]
 __all__ += ["check_dpm_solver_step"]
 __all__ += ["check_flow_matching_loss"]
 __all__ += ["check_inpaint_step"]
+__all__ += ["check_cross_attention"]
