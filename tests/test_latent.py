@@ -199,3 +199,42 @@ def test_latent_commands_write_loadable_cards(tmp_path: Path, monkeypatch: pytes
     schedule = shipped.schedule_from_card(card)
     x = latent_sample(net, schedule, (2, 4, 7, 7), autoencoder=ae, scale_factor=ae_card["latent_scale_factor"], y=torch.tensor([1, 2]), steps=2)
     assert x.shape == (2, 1, 28, 28) and x.abs().max() <= 1
+
+
+def test_evaluate_latent_writes_the_card_the_chapter_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """evaluate-latent at tiny sizes (16 samples per digit, 2-3 DDIM steps) on a 3-step latent model, beside the shipped
+    pixel U-Net and chapter 11's card: every setting is scored with KID and its interval, the paired and unpaired
+    differences hold their intervals, the speed block has both models, and 16 samples per digit ship."""
+    import shutil
+
+    from diffusion_course import load_latent_samples, load_pretrained_latent_unet
+    from diffusion_course.data.locations import DATA_DIR
+    from diffusion_course.weights import make_latent
+
+    for f in ("mnist_classifier", "mnist_unet_ema", "mnist_unet_samples", "mnist_cond_unet_ema"):
+        for ext in (".json", ".safetensors"):
+            shutil.copy(Path(DATA_DIR) / f"{f}{ext}", tmp_path / f"{f}{ext}")
+    monkeypatch.setattr(make_latent, "AUTOENCODER_CONFIG", TINY_AE)
+    monkeypatch.setattr(make_latent, "LATENT_UNET_CONFIG", TINY_LATENT)
+    settings = (("null_ddim50", None, 2, "uniform", 16), ("w0_ddim50", 0.0, 2, "uniform", 16), ("sweep_uncond", None, 2, "leading", 16),
+                ("sweep_w0", 0.0, 2, "leading", 16), ("sweep_w1", 1.0, 2, "leading", 16), ("sweep_w3", 3.0, 3, "leading", 16))
+    monkeypatch.setattr(make_latent, "LATENT_SETTINGS", settings)
+    common = dict(data="subset", batch_size=8, warmup=1, threads=0, checkpoint_every=0, seed=0, out=str(tmp_path))
+    make_latent.train_autoencoder_cmd(argparse.Namespace(steps=2, lr=1e-3, kl_weight=1e-3, **common))
+    make_latent.train_latent_unet_cmd(argparse.Namespace(steps=2, lr=1e-3, label_dropout=0.1, ema_decay=0.9, **common))
+    make_latent.evaluate_latent_cmd(argparse.Namespace(batch=64, seed=0, threads=0, speed_n=4, out=str(tmp_path)))
+    _, card = load_pretrained_latent_unet(directory=tmp_path)
+    q = card["quality"]
+    assert set(q["settings"]) == {s[0] for s in settings}
+    for r in q["settings"].values():
+        k = r["pooled"]
+        assert r["n"] == 160 and k["kid_lo"] <= k["kid"] <= k["kid_hi"]
+    assert "confident_correct_share" in q["settings"]["sweep_w1"] and "confident_correct_share" not in q["settings"]["sweep_uncond"]
+    for d in list(q["paired"].values()) + [v for v in q["versus_pixel"].values() if "kid_a_minus_b" in v]:
+        e, lo, hi = d["kid_a_minus_b"]
+        assert lo <= e <= hi and d["kid_separated"] == (lo > 0 or hi < 0)
+    sp = q["speed"]
+    assert sp["ddim50_sampling_seconds"]["samples"] == 4 and sp["training_step_seconds_batch64"]["latent"] > 0
+    assert sp["training_wall_clock_seconds"]["pixel_unet"] == json.loads((tmp_path / "mnist_unet_ema.json").read_text())["seconds"]
+    shipped = load_latent_samples(directory=tmp_path)
+    assert set(shipped) == {s[0] for s in settings} and all(v.shape == (160, 1, 28, 28) for v in shipped.values())

@@ -73,6 +73,7 @@ Module map, one line per module (chapters; what it holds):
       weights.make_flow          13       make weights: the flow-matching U-Net
       weights.make_editing       14       make weights: the noise-aware classifier, its accuracy by t and the classifier-guidance sweep
       weights.make_guidance      11       make weights: the conditional U-Net and its guidance sweep
+      weights.goals              06,12    the MNIST U-Net's goals from its card: met, short by how much, and what limits them
       weights.make_latent        15       make weights: the autoencoder, its latent scale factor and the latent U-Net
       weights.colour_study       10       make weights: the colour U-Nets and their memorisation study
       weights.make               06-11    the command line of make weights: python -m diffusion_course.weights.make

@@ -191,6 +191,7 @@ def _latent_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=str(DATA_DIR))
     p = sub.add_parser("evaluate-latent", help="chapter 15: sample and score the latent U-Net, time it beside the pixel U-Net, write its card")
     p.add_argument("--batch", type=int, default=250)
+    p.add_argument("--speed-n", type=int, default=250, help="samples in each DDIM-50 timing (latent and pixel)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", default=str(DATA_DIR))

@@ -268,7 +268,7 @@ def evaluate_latent_cmd(args: argparse.Namespace) -> None:
         versus[f"sweep_{w}: confident & right, cross-attention latent - added-label pixel (chapter 11)"] = {
             "latent": round(float(mine.mean()), 4), "pixel": theirs,
             "note": "the pixel model's per-sample values are not shipped; its share is a card number, so no interval"}
-    speed = _speed(model, autoencoder, schedule, scale, card, out, device)
+    speed = _speed(model, autoencoder, schedule, scale, card, out, device, n=args.speed_n)
     card["quality"] = {"reference": results["null_ddim50"]["pooled"]["reference"], "settings": results, "paired": paired, "versus_pixel": versus,
                        "speed": speed, "command": "python -m diffusion_course.weights.make evaluate-latent"}
     card.pop("architecture", None)
@@ -286,7 +286,7 @@ def evaluate_latent_cmd(args: argparse.Namespace) -> None:
     print(json.dumps(speed, indent=1))
 
 
-def _speed(model, autoencoder, schedule, scale, card, out, device) -> dict:
+def _speed(model, autoencoder, schedule, scale, card, out, device, *, n: int = 250) -> dict:
     """Training-step and sampling times of the latent and the pixel U-Net, measured one after the other in this process."""
     import copy
 
@@ -305,7 +305,7 @@ def _speed(model, autoencoder, schedule, scale, card, out, device) -> dict:
     pix = copy.deepcopy(pixel).train()
     latent_step = _step_seconds(lat, post, latent_loss_fn(schedule.to(device), scale, 0.1, model.null_label), y[:512].to(device))
     pixel_step = _step_seconds(pix, x[:512].to(device), simple_loss_fn(pschedule, None), None)
-    n = 250
+    check_positive_int(n, "n", 1)
     g = torch.Generator().manual_seed(0)
     t0 = time.perf_counter()
     latent_sample(model, schedule, (n, 4, 7, 7), autoencoder=autoencoder, scale_factor=scale, steps=50, spacing="uniform", generator=g)
@@ -318,7 +318,7 @@ def _speed(model, autoencoder, schedule, scale, card, out, device) -> dict:
     return {"threads": torch.get_num_threads(), "device": str(device),
             "training_step_seconds_batch64": {"latent": round(latent_step, 4), "pixel": round(pixel_step, 4),
                                               "pixel_over_latent": round(pixel_step / latent_step, 2)},
-            "ddim50_seconds_per_250_samples": {"latent_incl_decode": round(latent_s, 2), "pixel": round(pixel_s, 2),
+            "ddim50_sampling_seconds": {"samples": n, "latent_incl_decode": round(latent_s, 2), "pixel": round(pixel_s, 2),
                                                "pixel_over_latent": round(pixel_s / latent_s, 2)},
             "training_wall_clock_seconds": {"autoencoder": ae_seconds, "latent_unet": card.get("seconds"),
                                             "latent_total": round(ae_seconds + float(card.get("seconds") or 0.0), 1), "pixel_unet": pcard.get("seconds")},

@@ -30,6 +30,7 @@ from ..training.checkpoints import read_card, replace_atomically, save_weights
 from ..training.classifier import accuracy, train_classifier
 from ..training.distributed import init_distributed, is_main_process, main_process_first
 from ..training.loop import TrainConfig, train
+from .goals import goal_report
 from .provenance import COMMAND, PARTS_DIR, card_provenance, default_device, git_state
 from .shipped import CALLS_TABLE_FILE, SAMPLES_FILE, SHIPPED_UNET_CONFIG, TABLE_FILE, UNET_EMA_FILE, UNET_RAW_FILE, load_pretrained_unet, schedule_from_card
 
@@ -253,6 +254,8 @@ def collect_cmd(args: argparse.Namespace) -> None:
     quality = {"headline": "ddpm1000", "reference": REFERENCE_SET, "settings": results, "paired_kid_differences": paired,
                "floors": floors, "goals": goals,
                "nearest_train_median_of_test_digits": round(test_nn, 4), "command": command}
+    calls_path = out / CALLS_TABLE_FILE
+    quality["goal_report"] = goal_report(quality, json.loads(calls_path.read_text()) if calls_path.exists() else None)
     tensors = {n: to_uint8(x).contiguous() for n, x in samples.items()}
     replace_atomically(lambda tmp: save_file(tensors, str(tmp), metadata={"what": "uint8 evaluation samples of the card's settings"}),
                         out / SAMPLES_FILE)
