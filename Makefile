@@ -81,11 +81,13 @@ clean:
 # make weights - retrain the shipped weights in data/ (classifier and its floors, MNIST U-Net, then its quality table, shipped
 #                samples and chapter 8's DDIM grid; chapter 10's colour U-Net and its memorisation study; chapter 11's
 #                conditional U-Net, fine-tuned from the MNIST U-Net, and its guidance sweep; chapter 13's flow-matching
-#                U-Net and its card; chapter 14's noise-aware classifier and its classifier-guidance sweep); uses CUDA
+#                U-Net and its card; chapter 14's noise-aware classifier and its classifier-guidance sweep; chapter 15's
+#                autoencoder, latent U-Net and its card); uses CUDA
 #                when present, else the CPU (on 2 cores: about 110 min of MNIST training
 #                on one thread and 50 min of sampling, 17 min for the colour study, 40 min of conditional training and
 #                20 min of guided sampling, 110 min of flow-matching training, 6 min for the noisy classifier and
-#                about 15 min of classifier-guided sampling); pass e.g. UNET_ARGS="--steps 30000"
+#                about 15 min of classifier-guided sampling, 11 min for the autoencoder, about 95 min of latent training
+#                and 12 min of latent sampling and timing); pass e.g. UNET_ARGS="--steps 30000"
 #                or FLOW_ARGS="--t-sampling logit_normal" for other runs; on 4 GPUs, run a training step as
 #                torchrun --nproc_per_node=4 -m diffusion_course.weights.make train-unet (README: Shipped weights)
 .PHONY: weights
@@ -110,6 +112,9 @@ weights: install
 	$(PY) -m diffusion_course.weights.make collect-flow
 	$(PY) -m diffusion_course.weights.make train-noisy-classifier
 	$(PY) -m diffusion_course.weights.make evaluate-classifier-guidance --redo
+	$(PY) -m diffusion_course.weights.make train-autoencoder
+	$(PY) -m diffusion_course.weights.make train-latent-unet
+	$(PY) -m diffusion_course.weights.make evaluate-latent
 
 # make slides - every chapter as static reveal.js slides, build/slides/NN_name.slides.html, with reveal.js and MathJax
 #               copied from vendor/ into build/slides/assets/: the folder works from file:// with the network unplugged.
