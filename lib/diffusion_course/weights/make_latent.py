@@ -260,14 +260,15 @@ def evaluate_latent_cmd(args: argparse.Namespace) -> None:
     for name in ("null_ddim50", "w0_ddim50"):
         d = compare_unpaired(samples[name], pixel, classifier=classifier)
         versus[f"{name} - pixel ddim50_eta0"] = {"kid_a_minus_b": [round(v, 6) for v in d], "kid_separated": d.excludes_zero}
-    labels = torch.arange(10).repeat_interleave(128)
     for w in ("w0", "w1", "w3"):
+        labels = torch.arange(10).repeat_interleave(results[f"sweep_{w}"]["per_class"])
         _, p = classifier_outputs(classifier, samples[f"sweep_{w}"])
         mine = ((p.argmax(1) == labels) & (p.max(1).values > CONFIDENT)).double()
         theirs = cond_card["guidance_sweep"]["settings"][w]["confident_correct_share"]
         versus[f"sweep_{w}: confident & right, cross-attention latent - added-label pixel (chapter 11)"] = {
             "latent": round(float(mine.mean()), 4), "pixel": theirs,
-            "note": "the pixel model's per-sample values are not shipped; its share is a card number, so no interval"}
+            "note": "the pixel model's per-sample values are not shipped, only its share: an interval of the difference is the "
+                    "normal approximation for two independent shares (chapter 15 computes it)"}
     speed = _speed(model, autoencoder, schedule, scale, card, out, device, n=args.speed_n)
     card["quality"] = {"reference": results["null_ddim50"]["pooled"]["reference"], "settings": results, "paired": paired, "versus_pixel": versus,
                        "speed": speed, "command": "python -m diffusion_course.weights.make evaluate-latent"}
