@@ -14,7 +14,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 # `make notebooks` runs them a second time under COURSE_PROFILE=gpu at the smoke sizes (COURSE_SIZES=smoke), so that
 # branch runs in CI too (tests/test_profiles.py checks that this list names every such chapter)
 GPU_BRANCH_NOTEBOOKS := notebooks/00_start_here.ipynb notebooks/04_ddpm_2d.ipynb notebooks/06_ddpm_images.ipynb \
-	notebooks/10_colour_images.ipynb notebooks/13_flow_matching.ipynb
+	notebooks/10_colour_images.ipynb notebooks/13_flow_matching.ipynb notebooks/15_latent_diffusion.ipynb
 
 .PHONY: install lab test check unit browser notebooks run lint clean student
 

@@ -363,7 +363,8 @@ COMMANDS = {"weights.make.main", "teaching.student.main", "teaching.slides.main"
 FREE: dict[str, dict[str, str]] = {}
 for _fn, _args in {
     # seeds: any int seeds a generator
-    "seed": ["scoring.distances.kernel_distance_interval", "training.noisy_classifier.train_noisy_classifier",
+    "seed": ["scoring.distances.unpaired_kernel_distance_difference", "scoring.distances.unpaired_mean_difference", "scoring.quality.compare_unpaired",
+             "scoring.distances.kernel_distance_interval", "training.noisy_classifier.train_noisy_classifier",
              "scoring.distances.paired_mean_difference", "scoring.distances.paired_kernel_distance_difference", "scoring.quality.compare_paired",
              "training.classifier.train_classifier", "data.sets.toy_2d", "data.sets.swiss_roll", "data.sets.moons", "data.sets.rings",
              "data.sets.gaussian_mixture", "scoring.comparisons.sample_in_batches", "scoring.comparisons.ddim_table", "scoring.comparisons.sample_setting",
@@ -517,6 +518,9 @@ BASE: dict[str, Callable[[], tuple[tuple, dict]]] = {
                                                                       "w": 1.0, "steps": 3, "eta": 0.5}),
     "weights.make_latent.encode_posterior": lambda: ((_tiny_ae(), IMG28[:2]), {"batch": 2}),
     "weights.make_latent.latent_loss_fn": lambda: ((S, 0.5, 0.1, 10), {}),
+    "scoring.distances.unpaired_kernel_distance_difference": lambda: ((torch.randn(20, 3), torch.randn(25, 3), torch.randn(30, 3)), {"resamples": 20}),
+    "scoring.distances.unpaired_mean_difference": lambda: ((torch.rand(20), torch.rand(25)), {"resamples": 20}),
+    "scoring.quality.compare_unpaired": lambda: ((IMG28[:20], IMG28_B[:25]), {"resamples": 20}),
     "weights.shipped.load_pretrained_flow_unet": lambda: (("ema",), {}),
     "weights.shipped.load_flow_samples": lambda: (("flow_euler_20",), {}),
     # models

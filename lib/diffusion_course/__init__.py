@@ -102,6 +102,7 @@ Module map, one line per module (chapters; what it holds):
       teaching.exercises.flow_loss 13     the flow-matching loss on the straight path (Lipman et al. 2023), target eps - x0
       teaching.exercises.guidance 11      classifier-free guidance (Ho & Salimans eq. 6)
       teaching.exercises.inpaint_step 14  one replacement-inpainting step (Lugmayr et al. eq. 8a-8c)
+      teaching.exercises.cross_attention 15  the attention of a cross-attention layer, softmax(q k^T / sqrt(d)) v
       teaching.exercises.posterior_mean 03  the mean of q(x_{t-1} | x_t, x_0) (Ho eq. 7)
       teaching.exercises.q_sample 02      q_sample (Ho eq. 4)
       teaching.exercises.resblock 05      a time-conditioned residual block's forward pass

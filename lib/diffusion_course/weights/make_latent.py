@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .._internal.validate import check_positive_int
+from .._internal.validate import check_positive_int, check_range
 from ..data.sets import mnist
 from ..maths.losses import conditional_simple_loss_fn
 from ..maths.schedules import NoiseSchedule
@@ -57,6 +57,7 @@ def latent_loss_fn(schedule: NoiseSchedule, scale: float, p_uncond: float, null:
     """The training loss of the latent U-Net, ``loss_fn(model, posterior, y, generator)``: ``posterior`` (B, 2c, h, w)
     holds q(z | x)'s mean and log-variance; a fresh z is drawn from it each step (as Stable Diffusion's training
     script does), scaled by ``scale``, and L_simple with label dropout is taken on it."""
+    check_range(scale, "scale", 0.0, float("inf"), open_low=True)
     inner = conditional_simple_loss_fn(schedule, p_uncond, null)
 
     def loss_fn(model: nn.Module, posterior: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
