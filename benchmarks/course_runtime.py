@@ -75,7 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     if args.chapters:
-        notebooks = [nb for nb in notebooks if nb.name[:2] in args.chapters]
+        notebooks = [nb for nb in notebooks if nb.name[:2] in args.chapters or nb.name[:2] in args.skip]
     kind = "cuda" if torch.cuda.is_available() else "cpu"
     path = RESULTS / f"course_runtime_{args.profile}_{kind}.json"
     old = json.loads(path.read_text()) if path.exists() and args.chapters else {}

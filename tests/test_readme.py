@@ -1,5 +1,6 @@
 """The README cannot drift from the project: every make target, module, weights command, file and notebook it names
-exists, and every chapter on disk is in its table of notebooks (and nothing else is)."""
+exists, every chapter on disk is in its table of notebooks (and nothing else is), and its run-time column is the
+benchmark's JSON, timed on the chapters' current code."""
 
 from __future__ import annotations
 

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 RESULT = ROOT / "benchmarks" / "results" / "course_runtime_cpu_cpu.json"
 NOT_MEASURED = "not measured"
+WIDTH = 120  # the README's prose is wrapped at this width
 ROW = re.compile(r"^\| (\d\d) \| \[[^\]]+\]\(notebooks/([^)]+\.ipynb)\) \|")
 PARAGRAPH = re.compile(r"^Run times: .*?(?=\n\n)", re.S | re.M)
 
@@ -75,7 +76,18 @@ def paragraph(data: dict) -> str:
     skipped = [(r["notebook"][:2], r["not_measured"]) for r in data["notebooks"] if r.get("not_measured")]
     if skipped:
         text += " Not measured: " + "; ".join(f"{n} ({why})" for n, why in skipped) + "."
-    return text
+    return wrap(text)
+
+
+def wrap(text: str, width: int = WIDTH) -> str:
+    """``text`` filled to lines of at most ``width`` characters, never breaking inside a `code span`."""
+    lines: list[str] = []
+    for word in re.findall(r"(?:[^\s`]*`[^`]*`)+[^\s`]*|\S+", text):
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "\n".join(lines)
 
 
 def rewrite(readme: str, data: dict) -> str:
