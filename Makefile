@@ -85,8 +85,8 @@ clean:
 #                autoencoder, latent U-Net and its card); uses CUDA
 #                when present, else the CPU (on 2 cores: about 110 min of MNIST training
 #                on one thread and 50 min of sampling, 17 min for the colour study, 40 min of conditional training and
-#                20 min of guided sampling, 110 min of flow-matching training, 6 min for the noisy classifier and
-#                about 15 min of classifier-guided sampling, 11 min for the autoencoder, about 95 min of latent training
+#                20 min of guided sampling, 110 min of flow-matching training, 13 min for the noisy classifier and
+#                30 min of classifier-guided sampling, 11 min for the autoencoder, about 95 min of latent training
 #                and 12 min of latent sampling and timing); pass e.g. UNET_ARGS="--steps 30000"
 #                or FLOW_ARGS="--t-sampling logit_normal" for other runs; on 4 GPUs, run a training step as
 #                torchrun --nproc_per_node=4 -m diffusion_course.weights.make train-unet (README: Shipped weights)

@@ -145,7 +145,7 @@ def _flow_command(sub: argparse._SubParsersAction) -> None:
 def _editing_commands(sub: argparse._SubParsersAction) -> None:
     """Chapter 14: the noise-aware classifier and the classifier-guidance sweep."""
     p = sub.add_parser("train-noisy-classifier", help="chapter 14: train the noise-aware classifier p(y | x_t, t) and measure it by t")
-    p.add_argument("--steps", type=int, default=2000, help="optimiser steps (the shipped run: 2,000 of batch 128, about 6 min on one CPU thread)")
+    p.add_argument("--steps", type=int, default=2000, help="optimiser steps (the shipped run: 2,000 of batch 128, 13 min on one busy CPU thread)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--width", type=int, default=16, help="channels of the first stage (16: 79,514 parameters)")
