@@ -522,6 +522,7 @@ BASE: dict[str, Callable[[], tuple[tuple, dict]]] = {
     "scoring.distances.unpaired_mean_difference": lambda: ((torch.rand(20), torch.rand(25)), {"resamples": 20}),
     "scoring.quality.compare_unpaired": lambda: ((IMG28[:20], IMG28_B[:25]), {"resamples": 20}),
     "weights.shipped.load_pretrained_flow_unet": lambda: (("ema",), {}),
+    "weights.shipped.load_pretrained_latent_unet": lambda: (("ema",), {}),
     "weights.shipped.load_flow_samples": lambda: (("flow_euler_20",), {}),
     # models
     "models.embeddings.sinusoidal_embedding": lambda: ((LONG(1, 2), 8), {}),
