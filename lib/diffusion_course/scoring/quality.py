@@ -290,6 +290,21 @@ def toy_2d_reference_and_floor(name: str, n: int, draws: int = 5) -> tuple[torch
     return reference, sum(d) / draws, min(d), max(d)
 
 
+def _kid_features_of(samples_a: torch.Tensor, samples_b: torch.Tensor, classifier: nn.Module | None,
+                     reference: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The KID features of two sample sets and of the reference (default: the shipped classifier and the reference
+    set's test digits), all centred and scaled on the reference: what both comparisons below resample."""
+    if classifier is None:
+        classifier = shipped_classifier()
+    if reference is None:
+        reference = reference_splits()[1]
+    f_a, _ = classifier_outputs(classifier, samples_a.detach().float().cpu().clamp(-1, 1))
+    f_b, _ = classifier_outputs(classifier, samples_b.detach().float().cpu().clamp(-1, 1))
+    f_r, _ = _outputs(classifier, reference)
+    (z_a, z_r), (z_b, _) = kid_features(f_a, f_r), kid_features(f_b, f_r)
+    return z_a, z_b, z_r
+
+
 def compare_paired(samples_a: torch.Tensor, samples_b: torch.Tensor, *, classifier: nn.Module | None = None,
                    reference: torch.Tensor | None = None, resamples: int = KID_RESAMPLES, seed: int = 0) -> KernelDistance:
     """KID(a) - KID(b) against the reference set's test digits, with a paired bootstrap 95% interval: sample i of
@@ -299,14 +314,7 @@ def compare_paired(samples_a: torch.Tensor, samples_b: torch.Tensor, *, classifi
     if samples_a.shape != samples_b.shape or samples_a.ndim != 4 or tuple(samples_a.shape[1:]) != (1, 28, 28):
         raise ValueError(f"samples_a and samples_b must both have shape (N, 1, 28, 28), paired by x_T; got {tuple(samples_a.shape)} "
                          f"and {tuple(samples_b.shape)}")
-    if classifier is None:
-        classifier = shipped_classifier()
-    if reference is None:
-        reference = reference_splits()[1]
-    f_a, _ = classifier_outputs(classifier, samples_a.detach().float().cpu().clamp(-1, 1))
-    f_b, _ = classifier_outputs(classifier, samples_b.detach().float().cpu().clamp(-1, 1))
-    f_r, _ = _outputs(classifier, reference)
-    (z_a, z_r), (z_b, _) = kid_features(f_a, f_r), kid_features(f_b, f_r)
+    z_a, z_b, z_r = _kid_features_of(samples_a, samples_b, classifier, reference)
     return paired_kernel_distance_difference(z_a, z_b, z_r, resamples=resamples, seed=seed)
 
 
@@ -318,12 +326,5 @@ def compare_unpaired(samples_a: torch.Tensor, samples_b: torch.Tensor, *, classi
     for name, x in (("samples_a", samples_a), ("samples_b", samples_b)):
         if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28) or x.shape[0] < 2:
             raise ValueError(f"{name} must have shape (N, 1, 28, 28) with N >= 2; got {tuple(x.shape)}")
-    if classifier is None:
-        classifier = shipped_classifier()
-    if reference is None:
-        reference = reference_splits()[1]
-    f_a, _ = classifier_outputs(classifier, samples_a.detach().float().cpu().clamp(-1, 1))
-    f_b, _ = classifier_outputs(classifier, samples_b.detach().float().cpu().clamp(-1, 1))
-    f_r, _ = _outputs(classifier, reference)
-    (z_a, z_r), (z_b, _) = kid_features(f_a, f_r), kid_features(f_b, f_r)
+    z_a, z_b, z_r = _kid_features_of(samples_a, samples_b, classifier, reference)
     return unpaired_kernel_distance_difference(z_a, z_b, z_r, resamples=resamples, seed=seed)
