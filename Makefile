@@ -36,21 +36,26 @@ lab: install
 # Tests run one torch thread per process: on a 2-core machine that is busy with other work, two threads per process
 # collapse (a 35 s test took 14 minutes beside a training run), while one thread loses little on a quiet machine.
 TEST_THREADS ?= 1
+# ...and two pytest-xdist workers, one per core (TEST_WORKERS=0 runs in one process). A test file stays on one worker
+# (--dist loadfile), so a file's shared fixtures (a JupyterLab server, loaded weights) start once, and a notebook's cells
+# run in order on one kernel.
+TEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 unit: install
-	OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -q tests
+	OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -q $(XDIST) --durations=10 tests
 
 # make check - the maintainer's fast loop: lint, then every unit test not marked slow (conftest.py says which are)
 check: lint
-	OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -q -x -m "not slow" tests
+	OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -q -x $(XDIST) -m "not slow" tests
 
 # make browser - only the real-browser test (JupyterLab + headless Chromium; `make unit` already includes it)
 browser: install
 	$(PY) -m pytest -q -s tests/test_browser.py
 
 notebooks: install
-	OMP_NUM_THREADS=$(TEST_THREADS) COURSE_PROFILE=smoke MPLBACKEND=agg $(PY) -m pytest -q --nbval-lax --nbval-current-env notebooks/
-	OMP_NUM_THREADS=$(TEST_THREADS) COURSE_PROFILE=gpu COURSE_SIZES=smoke MPLBACKEND=agg $(PY) -m pytest -q --nbval-lax --nbval-current-env $(GPU_BRANCH_NOTEBOOKS)
+	OMP_NUM_THREADS=$(TEST_THREADS) COURSE_PROFILE=smoke MPLBACKEND=agg $(PY) -m pytest -q $(XDIST) --nbval-lax --nbval-current-env notebooks/
+	OMP_NUM_THREADS=$(TEST_THREADS) COURSE_PROFILE=gpu COURSE_SIZES=smoke MPLBACKEND=agg $(PY) -m pytest -q $(XDIST) --nbval-lax --nbval-current-env $(GPU_BRANCH_NOTEBOOKS)
 
 test: lint unit notebooks
 
@@ -122,3 +127,20 @@ weights: install
 .PHONY: slides
 slides: install
 	$(PY) -m diffusion_course.teaching.slides export --out build/slides $(NOTEBOOKS)
+
+# make site      - the course as a static website in build/site/ (open build/site/index.html), from the committed, executed
+#                  notebooks (nothing is executed): Sphinx + myst-nb + sphinx-book-theme (the `site` extra), MathJax from
+#                  vendor/, each chapter's static slides in build/site/slides/; works from file:// with no network
+# make site-test - builds it into a temporary folder and opens every page in headless Chromium with the network blocked
+#                  (tests/test_site.py; a few minutes on two busy cores, so it is not part of make test: .ci/run runs it)
+SITE_STAMP := $(VENV)/.installed-site
+$(SITE_STAMP): $(STAMP)
+	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[test,site]'
+	@touch $(SITE_STAMP)
+
+.PHONY: site site-test
+site: $(SITE_STAMP)
+	$(PY) tools/build_site.py
+
+site-test: $(SITE_STAMP)
+	COURSE_SITE_TEST=1 OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -q -s tests/test_site.py
