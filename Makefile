@@ -89,7 +89,8 @@ clean:
 #                U-Net and its card; chapter 14's noise-aware classifier and its classifier-guidance sweep; chapter 15's
 #                autoencoder, latent U-Net and its card); uses CUDA
 #                when present, else the CPU (on 2 cores: about 110 min of MNIST training
-#                on one thread and 50 min of sampling, 17 min for the colour study, 40 min of conditional training and
+#                on one thread and 50 min of sampling, 40 min for chapter 10's copying study and 17 min for its colour
+#                U-Nets, 40 min of conditional training and
 #                20 min of guided sampling, 110 min of flow-matching training, 13 min for the noisy classifier and
 #                30 min of classifier-guided sampling, 11 min for the autoencoder, about 95 min of latent training
 #                and 12 min of latent sampling and timing); pass e.g. UNET_ARGS="--steps 30000"
@@ -112,6 +113,7 @@ weights: install
 	$(PY) -m diffusion_course.weights.make train-cond-unet
 	$(PY) -m diffusion_course.weights.make evaluate-guidance --redo
 	$(PY) -m diffusion_course.weights.make collect-guidance
+	$(PY) -m diffusion_course.weights.make null-vs-start
 	$(PY) -m diffusion_course.weights.make train-flow-unet $(FLOW_ARGS)
 	$(PY) -m diffusion_course.weights.make evaluate-flow --redo
 	$(PY) -m diffusion_course.weights.make collect-flow

@@ -354,6 +354,7 @@ RECORDS = {
     "scoring.distances.KernelDistance",
     "scoring.comparisons.TableCell", "scoring.comparisons.QualityTable", "scoring.comparisons.QualityTable.ratio",
     "scoring.comparisons.QualityTable.to_markdown", "scoring.quality.QualityReport", "training.loop.TrainResult", "data.photos.CropSet",
+    "data.photos.RandomCropSet",
     "teaching.beta_explorer_state.ScheduleAtT", "teaching.beta_explorer_state.BetaExplorerState",
 }
 # Command lines: argparse rejects a bad option with its own message and exit status.
@@ -370,9 +371,12 @@ for _fn, _args in {
              "data.sets.gaussian_mixture", "scoring.comparisons.sample_in_batches", "scoring.comparisons.ddim_table", "scoring.comparisons.sample_setting",
              "teaching.guidance_explorer.guided_grid", "scoring.distances.sliced_wasserstein", "scoring.quality.floor_draws", "scoring.quality.frechet_floor",
              "scoring.quality.quality_report", "scoring.quality.floor_table", "training.loop.TrainConfig", "weights.colour_study.StudySettings",
+             "weights.colour_study.CopyingSettings", "data.photos.random_crop_sets", "scoring.memorisation.median_ratio_interval",
+             "scoring.memorisation.copying_row",
              "teaching.beta_explorer.BetaExplorer", "teaching.guidance_explorer.GuidanceExplorer", "teaching.ddim_explorer.ddim_view",
              "teaching.ddim_explorer.DDIMExplorer", "teaching.solver_explorer.solver_view", "teaching.solver_explorer.SolverExplorer"],
-    "sample_seed": ["weights.colour_study.StudySettings"],
+    "sample_seed": ["weights.colour_study.StudySettings", "weights.colour_study.CopyingSettings"],
+    "crop_seed": ["weights.colour_study.CopyingSettings"], "second_seed": ["weights.colour_study.CopyingSettings"],
     # free text: titles, axis labels, display names, file-system locations
     "title": ["teaching.viz.show_images", "teaching.viz.scatter_2d", "teaching.viz.plot_trajectories", "teaching.viz.animate_points",
               "teaching.viz.animate_images", "teaching.viz.plot_curve", "teaching.viz.show_image_rows", "teaching.viz.scatter_panels",
@@ -602,6 +606,12 @@ BASE: dict[str, Callable[[], tuple[tuple, dict]]] = {
     "training.augmented.augmented_loss": lambda: ((S, 4), {}),
     "data.photos.dense_reference": lambda: ((torch.zeros(2, 3, 16, 16), 4), {}),
     "weights.colour_study.StudySettings": lambda: ((), {}),
+    "weights.colour_study.CopyingSettings": lambda: ((), {}),
+    "data.photos.crops_overlap": lambda: ((torch.zeros(2, 3, dtype=torch.long), torch.ones(1, 3, dtype=torch.long), 4), {}),
+    "data.photos.random_crop_sets": lambda: ((2, 2, 8), {"downscale": 8}),
+    "scoring.memorisation.median_ratio_interval": lambda: ((torch.ones(4), torch.ones(3)), {"draws": 10}),
+    "scoring.memorisation.near_copy_share": lambda: ((torch.ones(4), 0.5), {}),
+    "scoring.memorisation.copying_row": lambda: ((torch.zeros(2, 3, 4, 4), torch.ones(2, 3, 4, 4), torch.zeros(3, 3, 4, 4), 0.5), {"draws": 10}),
     "weights.shipped.load_colour_unet": lambda: (("augmented",), {}),
     # the notebooks' helpers
     "teaching.viz.image_grid": lambda: ((IMG,), {"nrow": 1}),
@@ -614,6 +624,7 @@ BASE: dict[str, Callable[[], tuple[tuple, dict]]] = {
     "teaching.viz.show_image_rows": lambda: (({"a": IMG}, "t"), {}),
     "teaching.viz.scatter_panels": lambda: (({"a": X}, "t"), {}),
     "teaching.viz.plot_heatmap": lambda: ((torch.zeros(2, 2), "t", "x", "y"), {}),
+    "teaching.unet_diagram.unet_diagram": lambda: ((_image_unet(), (1, 1, 4, 4)), {}),
     "teaching.exercises.reverse_step.check_reverse_step": lambda: ((lambda *a: None,), {"quiet": True}),
     "teaching.beta_explorer_state.beta_explorer_state": lambda: (("linear", 10, 1e-3, 0.2, 2), {}),
     "teaching.beta_explorer.BetaExplorer": lambda: ((), {"T": 10, "beta_1": 1e-3, "beta_T": 0.2, "n_points": 10}),

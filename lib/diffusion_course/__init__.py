@@ -65,7 +65,7 @@ Module map, one line per module (chapters; what it holds):
       scoring.quality            04-11    scoring against real data: classifier features, floors, MNIST quality reports, the 2-D floor
       scoring.comparisons        06-08    sampler settings of the shipped model's card; the DDIM steps x eta table (Song Table 1)
       scoring.guidance_report    11       guided samples read by the classifier: accuracy, confidence, per-class quality
-      scoring.memorisation       10       nearest-training-crop distances of samples beside held-out crops
+      scoring.memorisation       10       nearest-training-crop distances of samples beside held-out crops; the copying table
     weights                      05-13    the shipped files and the commands that make them
       weights.shipped            05-11    loading the shipped U-Nets, samples and tables with their cards (loading only)
       weights.provenance         06-11    the command, commit, device and time written into every card
@@ -75,11 +75,12 @@ Module map, one line per module (chapters; what it holds):
       weights.make_guidance      11       make weights: the conditional U-Net and its guidance sweep
       weights.goals              06,12    the MNIST U-Net's goals from its card: met, short by how much, and what limits them
       weights.make_latent        15       make weights: the autoencoder, its latent scale factor and the latent U-Net
-      weights.colour_study       10       make weights: the colour U-Nets and their memorisation study
+      weights.colour_study       10       make weights: the colour U-Nets and the copying study on 8 to 64 crops
       weights.make               06-11    the command line of make weights: python -m diffusion_course.weights.make
     teaching                     00-11    the notebooks' helpers
       teaching.profiles          00-11    COURSE_PROFILE: smoke | cpu | gpu, and the sizes each picks
       teaching.viz               01-11    plots, image grids, animations (every figure titled, axes labelled)
+      teaching.unet_diagram      05       a U-Net drawn as a U from one forward pass: every block's output shape, the skips
       teaching.explorer_display  02,08,11 showing an explorer in a notebook; images as PNG bytes
       teaching.beta_explorer     02       the beta_t explorer's controls and wiring
       teaching.beta_explorer_state 02     the beta_t explorer's numbers: a pure function of its settings (tested against formulas)
@@ -156,7 +157,8 @@ _EXPORTS: dict[str, str] = {
     "to_uint8": "data", "from_uint8": "data", "DATA_DIR": "data", "SHIPPED_MARKER": "data", "find_data_dir": "data", "find_shipped": "data",
     "PHOTO_NAMES": "data", "CropSet": "data", "load_photos": "data", "grid_crops": "data", "make_crops": "data", "channel_stats": "data",
     "channel_range": "data", "scale_per_channel": "data", "unscale_per_channel": "data", "to_display": "data", "crop_and_flip": "data",
-    "random_crops": "data", "dense_reference": "data", "TOY_2D": "data", "toy_2d": "data", "swiss_roll": "data", "moons": "data", "rings": "data",
+    "random_crops": "data", "dense_reference": "data", "RandomCropSet": "data", "crops_overlap": "data", "random_crop_sets": "data",
+    "TOY_2D": "data", "toy_2d": "data", "swiss_roll": "data", "moons": "data", "rings": "data",
     "gaussian_mixture": "data", "digits": "data", "MNIST_SOURCES": "data", "mnist": "data", "fashion_mnist": "data",
     "ClassifierConfig": "models", "MNISTClassifier": "models", "DiffusersEps": "models", "DIFFUSERS_BETA_SCHEDULES": "models",
     "diffusers_schedule_config": "models", "schedule_from_diffusers": "models", "sinusoidal_embedding": "models", "SinusoidalEmbedding": "models",
@@ -177,7 +179,8 @@ _EXPORTS: dict[str, str] = {
     "sliced_wasserstein": "scoring", "mmd_rbf": "scoring", "frechet_distance": "scoring", "gaussian_frechet_distance": "scoring",
     "nearest_train_distances": "scoring", "polynomial_kernel": "scoring", "kernel_distance": "scoring", "KernelDistance": "scoring",
     "kernel_distance_interval": "scoring", "paired_kernel_distance_difference": "scoring", "guidance_report": "scoring",
-    "distance_summary": "scoring", "memorisation_row": "scoring", "QualityReport": "scoring", "quality_report": "scoring",
+    "distance_summary": "scoring", "memorisation_row": "scoring", "median_ratio_interval": "scoring", "near_copy_share": "scoring",
+    "copying_row": "scoring", "QualityReport": "scoring", "quality_report": "scoring",
     "classifier_outputs": "scoring", "floor_draws": "scoring", "frechet_floor": "scoring", "floor_table": "scoring",
     "toy_2d_reference_and_floor": "scoring", "FLOOR_DRAWS": "scoring", "MIN_SAMPLES_PER_FEATURE": "scoring", "CONFIDENT": "scoring",
     "REFERENCE_SET": "scoring", "reference_splits": "scoring", "compare_paired": "scoring", "compare_unpaired": "scoring",
@@ -193,7 +196,8 @@ _EXPORTS: dict[str, str] = {
     "NOISY_CLASSIFIER_FILE": "weights", "CG_SAMPLES_FILE": "weights", "load_noisy_classifier": "weights",
     "load_classifier_guidance_samples": "weights", "CG_SETTINGS": "weights", "CG_PAIRS": "weights", "ACCURACY_TS": "weights",
     "classifier_guidance_paired_differences": "weights",
-    "StudySettings": "weights", "memorisation_study": "weights", "train_colour_cmd": "weights",
+    "StudySettings": "weights", "memorisation_study": "weights", "train_colour_cmd": "weights", "COPYING_FILE": "weights",
+    "CopyingSettings": "weights", "copying_study": "weights", "load_copying_study": "weights",
     "PROFILES": "teaching", "active_profile": "teaching", "active_sizes": "teaching",
     "pick": "teaching", "device": "teaching", "describe": "teaching", "image_grid": "teaching",
     "show_images": "teaching", "scatter_2d": "teaching", "plot_trajectories": "teaching", "animate_points": "teaching", "animate_images": "teaching",
@@ -207,7 +211,7 @@ _EXPORTS: dict[str, str] = {
     "check_sampling_loop": "teaching", "check_resblock": "teaching",
     "SOLVER_LABELS": "teaching", "SolverExplorer": "teaching", "solver_explorer": "teaching", "solver_view": "teaching",
     "steps_for_calls": "teaching", "check_dpm_solver_step": "teaching", "check_flow_matching_loss": "teaching",
-    "check_inpaint_step": "teaching", "check_cross_attention": "teaching",
+    "check_inpaint_step": "teaching", "check_cross_attention": "teaching", "unet_diagram": "teaching",
 }
 
 __all__ = ["__version__", *_EXPORTS]

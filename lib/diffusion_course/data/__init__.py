@@ -7,13 +7,16 @@ from .locations import DATA_DIR, SHIPPED_MARKER, find_data_dir, find_shipped
 from .photos import (
     PHOTO_NAMES,
     CropSet,
+    RandomCropSet,
     channel_range,
     channel_stats,
     crop_and_flip,
+    crops_overlap,
     dense_reference,
     grid_crops,
     load_photos,
     make_crops,
+    random_crop_sets,
     random_crops,
     scale_per_channel,
     to_display,
@@ -24,6 +27,7 @@ from .sets import MNIST_SOURCES, TOY_2D, digits, fashion_mnist, gaussian_mixture
 __all__ = [
     "to_uint8", "from_uint8", "DATA_DIR", "SHIPPED_MARKER", "find_data_dir", "find_shipped", "PHOTO_NAMES", "CropSet", "load_photos",
     "grid_crops", "make_crops", "channel_stats", "channel_range", "scale_per_channel", "unscale_per_channel", "to_display", "crop_and_flip",
-    "random_crops", "dense_reference", "TOY_2D", "toy_2d", "swiss_roll", "moons", "rings", "gaussian_mixture", "digits", "MNIST_SOURCES",
+    "random_crops", "dense_reference", "RandomCropSet", "crops_overlap", "random_crop_sets",
+    "TOY_2D", "toy_2d", "swiss_roll", "moons", "rings", "gaussian_mixture", "digits", "MNIST_SOURCES",
     "mnist", "fashion_mnist",
 ]

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from .._internal.validate import check_positive_int, check_range
 
 __all__ = ["PHOTO_NAMES", "CropSet", "load_photos", "grid_crops", "make_crops", "channel_stats", "channel_range", "scale_per_channel",
-           "unscale_per_channel", "to_display", "crop_and_flip", "random_crops", "dense_reference"]
+           "unscale_per_channel", "to_display", "crop_and_flip", "random_crops", "dense_reference",
+           "RandomCropSet", "crops_overlap", "random_crop_sets"]
 
 
 PHOTO_NAMES = ("china", "flower")  # scikit-learn's bundled photographs, 427 x 640 RGB each
@@ -175,3 +176,69 @@ def dense_reference(regions: torch.Tensor, size: int, stride: int = 2, *, flip: 
     an augmented run draws from, as a finite set to measure nearest distances against."""
     crops = torch.cat([grid_crops(r, size, stride) for r in regions])
     return torch.cat([crops, crops.flip(-1)]) if flip else crops
+
+
+# ------------------------------------------------------------------------------------------ crops at random positions
+@dataclass(frozen=True)
+class RandomCropSet:
+    """Training and held-out crops drawn the same way (uniform photo and position), held-out ones touching no training
+    crop. Values in [0, 255]. The first k training crops form the k-crop training set (the sets are nested)."""
+
+    train: torch.Tensor  # (n_train, 3, size, size)
+    heldout: torch.Tensor  # (n_heldout, 3, size, size)
+    train_shifted: torch.Tensor  # (n_train, 3, size, size): each training crop moved half a pixel to the right
+    train_at: torch.Tensor  # (n_train, 3) long: photo index into PHOTO_NAMES, row, column of the top-left corner
+    heldout_at: torch.Tensor  # (n_heldout, 3) long
+    size: int
+    downscale: int
+    seed: int
+
+
+def crops_overlap(a_at: torch.Tensor, b_at: torch.Tensor, size: int) -> torch.Tensor:
+    """(len(a), len(b)) bool: whether square crops of side ``size`` at (photo, row, column) corners share a pixel."""
+    check_positive_int(size, "size", 1)
+    for t, name in ((a_at, "a_at"), (b_at, "b_at")):
+        if t.ndim != 2 or t.shape[1] != 3:
+            raise ValueError(f"{name} must have shape (n, 3) of (photo, row, column); got {tuple(t.shape)}")
+    a, b = a_at[:, None, :], b_at[None, :, :]
+    return (a[..., 0] == b[..., 0]) & ((a[..., 1] - b[..., 1]).abs() < size) & ((a[..., 2] - b[..., 2]).abs() < size)
+
+
+def _cut(photos: torch.Tensor, at: torch.Tensor, size: int, shift: bool = False) -> torch.Tensor:
+    out = [photos[p, :, r : r + size, c : c + size + 1] for p, r, c in at.tolist()] if shift else \
+        [photos[p, :, r : r + size, c : c + size] for p, r, c in at.tolist()]
+    x = torch.stack(out)
+    return (x[..., :-1] + x[..., 1:]) / 2 if shift else x
+
+
+def random_crop_sets(n_train: int = 64, n_heldout: int = 64, size: int = 16, *, downscale: int = 2, seed: int = 0,
+                     max_tries: int = 200_000) -> RandomCropSet:
+    """Draw ``n_train + n_heldout`` crops at uniform random positions of both photos (photo uniform too), keeping a
+    candidate only if it shares no pixel with the crops kept so far, then split them at random into training and
+    held-out crops: both sets are drawn the same way, and no held-out crop touches a training crop. Columns stop one
+    pixel short of the edge so every crop has a half-pixel-shifted twin (the mean of the crop and the crop one pixel to
+    its right), the yardstick of a near-copy."""
+    check_positive_int(n_train, "n_train", 1, 10_000)
+    check_positive_int(n_heldout, "n_heldout", 1, 10_000)
+    check_positive_int(size, "size", 4, 64)
+    check_positive_int(max_tries, "max_tries", 1)
+    photos = torch.stack(list(load_photos(downscale).values()))  # (2, 3, H, W)
+    P, _, H, W = photos.shape
+    if size > H or size >= W:
+        raise ValueError(f"size must fit the photos ({H} x {W} px at downscale {downscale}, one column spare); got size={size}")
+    g = torch.Generator().manual_seed(seed)
+    n, kept, tries = n_train + n_heldout, torch.zeros(0, 3, dtype=torch.long), 0
+    while len(kept) < n:
+        if tries >= max_tries:
+            raise ValueError(f"n_train + n_heldout = {n} crops of size {size} that touch no other could not be placed on the photos "
+                             f"at downscale {downscale} in {max_tries} tries; use fewer or smaller crops or a smaller downscale")
+        c = torch.stack([torch.randint(0, P, (1,), generator=g), torch.randint(0, H - size + 1, (1,), generator=g),
+                         torch.randint(0, W - size, (1,), generator=g)], 1)
+        tries += 1
+        if not bool(crops_overlap(c, kept, size).any()):
+            kept = torch.cat([kept, c])
+    kept = kept[torch.randperm(n, generator=g)]
+    train_at, heldout_at = kept[:n_train], kept[n_train:]
+    return RandomCropSet(train=_cut(photos, train_at, size), heldout=_cut(photos, heldout_at, size),
+                         train_shifted=_cut(photos, train_at, size, shift=True), train_at=train_at, heldout_at=heldout_at,
+                         size=size, downscale=downscale, seed=seed)

@@ -33,7 +33,7 @@ from .distances import (
     unpaired_mean_difference,
 )
 from .guidance_report import guidance_report
-from .memorisation import distance_summary, memorisation_row
+from .memorisation import copying_row, distance_summary, median_ratio_interval, memorisation_row, near_copy_share
 from .quality import (
     CONFIDENT,
     FLOOR_DRAWS,
@@ -59,7 +59,8 @@ __all__ = [
     "calls_settings", "CALLS_BUDGETS", "CALLS_SAMPLERS", "HEUN_CHURN",
     "sample_setting", "sliced_wasserstein", "mmd_rbf", "frechet_distance", "gaussian_frechet_distance", "nearest_train_distances",
     "polynomial_kernel", "kernel_distance", "KernelDistance", "kernel_distance_interval", "paired_kernel_distance_difference", "paired_mean_difference",
-    "guidance_report", "distance_summary", "memorisation_row", "QualityReport", "quality_report", "classifier_outputs", "floor_draws",
+    "guidance_report", "distance_summary", "memorisation_row", "median_ratio_interval", "near_copy_share", "copying_row",
+    "QualityReport", "quality_report", "classifier_outputs", "floor_draws",
     "frechet_floor", "floor_table", "toy_2d_reference_and_floor", "FLOOR_DRAWS", "MIN_SAMPLES_PER_FEATURE", "CONFIDENT", "REFERENCE_SET",
     "reference_splits", "compare_paired", "compare_unpaired", "unpaired_kernel_distance_difference", "unpaired_mean_difference",
     "kid_features", "KID_RESAMPLES", "CLASSIFIER_FILE", "load_classifier", "shipped_classifier",

@@ -27,6 +27,7 @@ from .exercises import (
 from .guidance_explorer import W_RANGE, GuidanceExplorer, guidance_explorer, guided_grid
 from .profiles import PROFILES, active_profile, active_sizes, describe, device, pick
 from .solver_explorer import SOLVER_LABELS, SolverExplorer, solver_explorer, solver_view, steps_for_calls
+from .unet_diagram import unet_diagram
 from .viz import (
     animate_images,
     animate_points,
@@ -49,5 +50,5 @@ __all__ = [
     "check_q_sample", "check_posterior_mean", "check_reverse_step", "check_ddim_step", "check_channel_scaling", "check_guidance",
     "check_ema_update", "check_ddim_timesteps", "check_training_step", "check_sampling_loop", "check_resblock",
     "SOLVER_LABELS", "SolverExplorer", "solver_explorer", "solver_view", "steps_for_calls", "check_dpm_solver_step",
-    "check_flow_matching_loss", "check_inpaint_step", "check_cross_attention",
+    "check_flow_matching_loss", "check_inpaint_step", "check_cross_attention", "unet_diagram",
 ]

@@ -1,4 +1,4 @@
-"""Chapter 10's memorisation study: the colour U-Net trained on photo crops, fixed and augmented, measured at several lengths.
+"""Chapter 10's colour U-Nets (fixed and augmented crops, measured at several lengths) and its copying study.
 
 Data: each 427x640 photo is shrunk by average pooling, split into a training region (the left part) and a held-out
 region (the right strip, never trained on), and cut into small RGB crops. Pixel values stay in [0, 255] until
@@ -12,6 +12,12 @@ It trains the course's :class:`~diffusion_course.models.unet.UNet` twice with :f
 on a fixed small set of crops, and with augmentation (each batch takes fresh random crops and horizontal flips of the
 training region), stops at several training lengths, samples with DDIM and records the median distance of samples to
 their nearest training crop beside the same distance for held-out crops. The card keeps that table.
+
+The copying study (``train-colour --part copying``; about 40 minutes at one thread, resumable) trains the same U-Net
+on nested sets of 4 to 64 crops drawn at random positions of the whole photos (:func:`~diffusion_course.data.photos.random_crop_sets`)
+and measures, at several lengths, how near its samples sit to their nearest training crop beside held-out crops drawn
+the same way (:func:`~diffusion_course.scoring.memorisation.copying_row`): when the samples become copies. Its card
+holds the table and its samples file every cell's samples.
 """
 
 from __future__ import annotations
@@ -32,19 +38,20 @@ from torch import nn
 
 from .._internal.devices import pick_device
 from .._internal.validate import check_positive_int, check_range
-from ..data.photos import PHOTO_NAMES, channel_range, dense_reference, make_crops, scale_per_channel
+from ..data.locations import find_shipped
+from ..data.photos import PHOTO_NAMES, channel_range, dense_reference, load_photos, make_crops, random_crop_sets, scale_per_channel
 from ..maths.losses import LossFn
 from ..maths.samplers import ddim_sample
 from ..maths.schedules import NoiseSchedule, make_betas
 from ..models.unet import UNet, UNetConfig
-from ..scoring.memorisation import memorisation_row
+from ..scoring.memorisation import copying_row, memorisation_row
 from ..training.augmented import augmented_loss
-from ..training.checkpoints import replace_atomically, save_weights
+from ..training.checkpoints import read_card, replace_atomically, save_weights
 from ..training.loop import TrainConfig, train
 from .provenance import git_state
-from .shipped import COLOUR_FIXED_FILE, COLOUR_TINY_SAMPLES_FILE, COLOUR_UNET_CONFIG, COLOUR_UNET_FILE, TINY_UNET_CONFIG
+from .shipped import COLOUR_FIXED_FILE, COLOUR_MADE_BY, COLOUR_TINY_SAMPLES_FILE, COLOUR_UNET_CONFIG, COLOUR_UNET_FILE, TINY_UNET_CONFIG
 
-__all__ = ["StudySettings", "memorisation_study", "train_colour_cmd"]
+__all__ = ["StudySettings", "memorisation_study", "train_colour_cmd", "COPYING_FILE", "CopyingSettings", "copying_study", "load_copying_study"]
 
 
 @dataclass(kw_only=True)
@@ -153,12 +160,165 @@ def memorisation_study(s: StudySettings, *, device: torch.device | str = "cpu", 
     return out
 
 
+COPYING_FILE = "colour_copying_samples.safetensors"  # chapter 10's copying study: samples of every cell (float16) + its card
+
+
+@dataclass(kw_only=True)
+class CopyingSettings:
+    """Sizes of :func:`copying_study`: how many training crops it takes for samples to become copies, and when."""
+
+    set_sizes: tuple[int, ...] = (4, 8, 16, 32, 64)  # nested training sets: the first k crops of one random draw
+    milestones: tuple[int, ...] = (250, 500, 1000, 2000, 4000)  # training lengths (steps) at which samples are measured
+    size: int = 16  # crop side in pixels
+    downscale: int = 2  # photos shrunk this many times first (427 x 640 -> 213 x 320: room for 128 crops that touch no other)
+    n_heldout: int = 64  # held-out crops, drawn like the training crops
+    batch_size: int = 32
+    lr: float = 2e-3  # constant after warm-up, so a shorter length is the longer run's prefix
+    warmup_steps: int = 50
+    ema_decay: float = 0.999
+    samples: int = 64  # DDIM samples per cell
+    ddim_steps: int = 50
+    base_channels: int = 16
+    draws: int = 2000  # bootstrap draws of the ratio's interval
+    seed: int = 0  # weights and training loop of every run
+    crop_seed: int = 0  # positions of the crops
+    sample_seed: int = 1  # x_T of the samplers (the same noise in every cell)
+    second_seed: int | None = 1  # also train the largest set from this seed up to second_steps: same x_T, other weights
+    second_steps: int = 1000  # one of the milestones
+
+    def __post_init__(self) -> None:
+        self.set_sizes, self.milestones = tuple(self.set_sizes), tuple(self.milestones)
+        for name, v in (("set_sizes", self.set_sizes), ("milestones", self.milestones)):
+            if not v or any(b <= a for a, b in zip(v, v[1:])) or any(int(x) < 1 for x in v):
+                raise ValueError(f"{name} must be increasing positive integers; got {v}")
+        for name in ("n_heldout", "batch_size", "samples", "draws"):
+            check_positive_int(getattr(self, name), name, 1)
+        check_positive_int(self.size, "size", 4, 64)
+        check_positive_int(self.downscale, "downscale", 1, 8)
+        check_positive_int(self.warmup_steps, "warmup_steps", 0)
+        check_positive_int(self.ddim_steps, "ddim_steps", 1, 1000)
+        check_positive_int(self.base_channels, "base_channels", 8)
+        check_range(self.lr, "lr", 0.0, 1.0, open_low=True)
+        check_range(self.ema_decay, "ema_decay", 0.0, 1.0, open_high=True)
+        if self.second_steps not in self.milestones:
+            raise ValueError(f"second_steps must be one of the milestones {self.milestones}; got {self.second_steps}")
+
+
+def _cell(name: str, model: nn.Module, data: torch.Tensor, m: int, s: CopyingSettings, schedule: NoiseSchedule,
+          workdir: Path, progress: bool) -> tuple[float, float, torch.Tensor]:
+    """Train run ``name`` up to step ``m`` (resuming its checkpoint) and sample; cached in ``workdir`` so a stopped
+    study resumes where it was. Returns (seconds of this stretch of training, seconds of sampling, samples)."""
+    cache = workdir / f"{name}_{m}.pt"
+    if cache.exists():
+        got = torch.load(cache)
+        return got["seconds"], got.get("sample_seconds", 0.0), got["samples"]
+    cfg = TrainConfig(steps=m, batch_size=s.batch_size, lr=s.lr, warmup_steps=s.warmup_steps, grad_clip=1.0, ema_decay=s.ema_decay,
+                      seed=int(name.rsplit("seed", 1)[1]), checkpoint_path=str(workdir / f"{name}.pt"), checkpoint_every=250,
+                      progress=progress)
+    result = train(model, data, cfg, schedule=schedule)
+    t0 = time.perf_counter()
+    g = torch.Generator().manual_seed(s.sample_seed)
+    x = ddim_sample(result.ema.shadow, schedule, (s.samples, 3, s.size, s.size), steps=s.ddim_steps, eta=0.0, clip_x0=1.0,
+                    generator=g).cpu()
+    dt = time.perf_counter() - t0
+    torch.save({"seconds": result.seconds, "sample_seconds": dt, "samples": x}, cache)
+    return result.seconds, dt, x
+
+
+def copying_study(s: CopyingSettings, *, device: torch.device | str = "cpu", workdir: str | Path = "build/colour_copying",
+                  progress: bool = True) -> dict[str, Any]:
+    """Train the U-Net on each nested training set (and the largest from ``s.second_seed``), measure each at every
+    milestone with :func:`~diffusion_course.scoring.memorisation.copying_row` against held-out crops drawn the same way.
+    The near-copy threshold, fixed before any training, is the median distance between a training crop and its own
+    half-pixel-shifted twin. Returns {"settings", "data", "rows", "samples" (name -> tensor), "seconds"}."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    crops = random_crop_sets(max(s.set_sizes), s.n_heldout, s.size, downscale=s.downscale, seed=s.crop_seed)
+    lo, hi = channel_range(torch.stack(list(load_photos(s.downscale).values())))
+    train_x, held_x = scale_per_channel(crops.train, lo, hi), scale_per_channel(crops.heldout, lo, hi)
+    threshold = float((train_x - scale_per_channel(crops.train_shifted, lo, hi)).flatten(1).norm(dim=1).median())
+    schedule = _schedule()
+    runs = [(k, s.seed, s.milestones) for k in s.set_sizes]
+    if s.second_seed is not None:
+        runs.append((max(s.set_sizes), s.second_seed, tuple(m for m in s.milestones if m <= s.second_steps)))
+    rows, samples = [], {}
+    for k, seed, milestones in runs:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = UNet(replace(COLOUR_UNET_CONFIG, base_channels=s.base_channels)).to(device)
+        name, seconds = f"n{k}_seed{seed}", 0.0
+        for m in milestones:
+            dt, ds, x = _cell(name, model, train_x[:k].to(device), m, s, schedule, workdir, progress)
+            seconds += dt
+            row = {"set_size": k, "seed": seed, "steps": m, "train_seconds": round(seconds, 1), "sample_seconds": round(ds, 1),
+                   **copying_row(x, held_x, train_x[:k], threshold, draws=s.draws)}
+            rows.append(row)
+            samples[f"{name}_steps{m}"] = x
+            print(f"  {k:3d} crops, seed {seed}, {m:5d} steps: median distance samples / held-out {row['samples']['median']:.3f} / "
+                  f"{row['heldout']['median']:.3f} = {row['ratio']:.3f} [{row['ratio_lo']:.3f}, {row['ratio_hi']:.3f}], "
+                  f"near-copies {row['near_copies']:.2f}", flush=True)
+    data = {"photos": list(PHOTO_NAMES), "source": "sklearn.datasets.load_sample_images()", "size": s.size, "downscale": s.downscale,
+            "lo": lo.tolist(), "hi": hi.tolist(), "threshold": round(threshold, 4),
+            "threshold_rule": "median over the training crops of the distance to the same crop moved half a pixel right",
+            "train_at": crops.train_at.tolist(), "heldout_at": crops.heldout_at.tolist(),
+            "draw": "random_crop_sets: uniform photo and position, no crop touching another, then a random split; "
+                    "the k-crop training set is the first k training crops"}
+    return {"settings": asdict(s), "data": data, "rows": rows, "samples": samples}
+
+
+def load_copying_study(*, directory: str | Path | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The shipped copying study of chapter 10: its samples (model space, name "n{k}_seed{seed}_steps{m}") and its card."""
+    from safetensors.torch import load_file
+
+    path = find_shipped(COPYING_FILE, directory, made_by=COLOUR_MADE_BY)
+    return {k: v.float() for k, v in load_file(str(path)).items()}, read_card(path)
+
+
+def _copying_cmd(args: argparse.Namespace, device: torch.device, provenance: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    s = CopyingSettings(set_sizes=tuple(int(v) for v in args.set_sizes.split(",")),
+                        milestones=tuple(int(v) for v in args.copy_milestones.split(",")), seed=args.seed)
+    t0 = time.perf_counter()
+    study = copying_study(s, device=device, workdir=args.workdir, progress=not args.quiet)
+    seconds = time.perf_counter() - t0
+    samples = {k: v.half().contiguous() for k, v in study["samples"].items()}
+    path = Path(args.out) / COPYING_FILE
+    card = {"what": "chapter 10's copying study: DDIM samples (model space, per-channel [-1, 1], float16) of the colour U-Net trained "
+                    f"on {min(s.set_sizes)} to {max(s.set_sizes)} photo crops, measured against held-out crops drawn like the training crops",
+            "unet_config": asdict(replace(COLOUR_UNET_CONFIG, base_channels=s.base_channels)),
+            "schedule": {"kind": "linear", "T": 1000, "beta_1": 1e-4, "beta_T": 0.02},
+            "sampler": {"sampler": "ddim", "steps": s.ddim_steps, "eta": 0.0, "clip_x0": 1.0, "seed": s.sample_seed},
+            "settings": study["settings"], "data": study["data"],
+            "measure": "nearest-training-crop pixel L2 distance in model space (3 x size x size values); ratio = median over samples / "
+                       "median over held-out crops, percentile bootstrap interval (both sets resampled); near-copy: distance below threshold",
+            "rows": study["rows"], **provenance, "seconds_total": round(seconds, 1),
+            "seconds_note": "seconds_total: this invocation (a resumed one reuses the cells finished in --workdir); seconds_all_cells: "
+                            "every cell's training and sampling, summed",
+            "seconds_all_cells": round(sum(r["sample_seconds"] for r in study["rows"])
+                                       + sum(max(r["train_seconds"] for r in study["rows"] if (r["set_size"], r["seed"]) == key)
+                                             for key in {(r["set_size"], r["seed"]) for r in study["rows"]}), 1)}
+    replace_atomically(lambda tmp: save_file(samples, str(tmp)), path)
+    replace_atomically(lambda tmp: tmp.write_text(json.dumps(card, indent=1) + "\n"), path.with_suffix(".json"))
+    print(f"copying study done in {seconds:.0f} s -> {path}")
+
+
 def train_colour_cmd(args: argparse.Namespace) -> None:
     from safetensors.torch import save_file
 
     torch.set_num_threads(args.threads)
     device = torch.device("cpu") if args.cpu else pick_device()
     repo = git_state()
+    cpu = platform.processor() or platform.machine()
+    provenance = {
+        "command": "python -m diffusion_course.weights.make " + " ".join(shlex.quote(a) for a in sys.argv[1:]), **repo,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu} CPU, {torch.get_num_threads()} thread(s)",
+        "torch": torch.__version__, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if args.part in ("copying", "all"):
+        _copying_cmd(args, device, provenance)
+    if args.part == "copying":
+        return
     s = StudySettings(size=args.size, downscale=args.downscale, milestones=tuple(int(v) for v in args.milestones.split(",")),
                       batch_size=args.batch_size, samples=args.samples, base_channels=args.base_channels, tiny=not args.no_tiny,
                       seed=args.seed)
@@ -167,15 +327,7 @@ def train_colour_cmd(args: argparse.Namespace) -> None:
     seconds = time.perf_counter() - t0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cpu = platform.processor() or platform.machine()
-    provenance = {
-        "command": "python -m diffusion_course.weights.make " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        **repo,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu} CPU, {torch.get_num_threads()} thread(s)",
-        "torch": torch.__version__,
-        "seconds_total": round(seconds, 1),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+    provenance = {**provenance, "seconds_total": round(seconds, 1)}
     table = {name: study[name]["rows"] for name in ("fixed", "augmented", "tiny") if name in study}
     data = {"photos": list(PHOTO_NAMES), "source": "sklearn.datasets.load_sample_images()", "size": s.size, "downscale": s.downscale,
             **study["data"], "heldout_region": "the right 30% of each photo's width"}

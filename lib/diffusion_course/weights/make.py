@@ -1,6 +1,6 @@
 """``make weights``' command line (chapters 6-11): ``python -m diffusion_course.weights.make <command>`` with the
 commands train-classifier | floors | train-unet | evaluate | collect (chapters 6-8, :mod:`.make_mnist`),
-train-cond-unet | evaluate-guidance | collect-guidance (chapter 11, :mod:`.make_guidance`), train-colour
+train-cond-unet | evaluate-guidance | collect-guidance | null-vs-start (chapter 11, :mod:`.make_guidance`), train-colour
 (chapter 10, :mod:`.colour_study`) and train-flow-unet | evaluate-flow | collect-flow
 (chapter 13, :mod:`.make_flow`), train-noisy-classifier | evaluate-classifier-guidance (chapter 14,
 :mod:`.make_editing`) and train-autoencoder | train-latent-unet | evaluate-latent (chapter 15, :mod:`.make_latent`);
@@ -12,10 +12,10 @@ import argparse
 
 from ..data.locations import DATA_DIR
 from ..data.sets import MNIST_SOURCES
-from .colour_study import StudySettings, train_colour_cmd
+from .colour_study import CopyingSettings, StudySettings, train_colour_cmd
 from .make_editing import evaluate_classifier_guidance_cmd, train_noisy_classifier_cmd
 from .make_flow import collect_flow_cmd, evaluate_flow_cmd, train_flow_unet_cmd
-from .make_guidance import collect_guidance_cmd, evaluate_guidance_cmd, guidance_setting_name, train_cond_unet_cmd
+from .make_guidance import collect_guidance_cmd, evaluate_guidance_cmd, guidance_setting_name, null_vs_start_cmd, train_cond_unet_cmd
 from .make_latent import evaluate_latent_cmd, train_autoencoder_cmd, train_latent_unet_cmd
 from .make_mnist import collect_cmd, evaluate_cmd, floors_cmd, train_classifier_cmd, train_unet_cmd
 from .provenance import COMMAND
@@ -93,6 +93,14 @@ def _guidance_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=str(DATA_DIR))
     p = sub.add_parser("collect-guidance", help="merge the guidance sweep into the conditional card and ship its samples")
     p.add_argument("--out", default=str(DATA_DIR))
+    p = sub.add_parser("null-vs-start", help="score the model the conditional U-Net started from beside its null label (same sampler and x_T)")
+    p.add_argument("--start-dir", default=None, help="folder holding the starting weights (mnist_unet_ema.*; default: --out)")
+    p.add_argument("--per-class", type=int, default=128, help="as evaluate-guidance: the sweep's 1,280 noises")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--out", default=str(DATA_DIR))
 
 
 def _colour_command(sub: argparse._SubParsersAction) -> None:
@@ -106,6 +114,12 @@ def _colour_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, default=d.samples, help="samples measured per milestone")
     p.add_argument("--base-channels", type=int, default=d.base_channels)
     p.add_argument("--no-tiny", action="store_true", help="skip the too-narrow U-Net")
+    p.add_argument("--part", choices=("all", "shipped", "copying"), default="all",
+                   help="the fixed and augmented runs (shipped), the copying study on 8 to 64 crops (copying), or both")
+    c = CopyingSettings()
+    p.add_argument("--set-sizes", default=",".join(map(str, c.set_sizes)), help="copying study: comma-separated training-set sizes")
+    p.add_argument("--copy-milestones", default=",".join(map(str, c.milestones)), help="copying study: comma-separated training lengths")
+    p.add_argument("--workdir", default="build/colour_copying", help="copying study: checkpoints and finished cells (a stopped run resumes)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (the card's timings are for 1)")
     p.add_argument("--cpu", action="store_true", help="use the CPU even when CUDA is present")
@@ -210,7 +224,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     commands = {"train-classifier": train_classifier_cmd, "train-unet": train_unet_cmd, "floors": floors_cmd, "evaluate": evaluate_cmd,
                 "collect": collect_cmd, "train-cond-unet": train_cond_unet_cmd, "evaluate-guidance": evaluate_guidance_cmd,
-                "collect-guidance": collect_guidance_cmd, "train-colour": train_colour_cmd, "train-flow-unet": train_flow_unet_cmd,
+                "collect-guidance": collect_guidance_cmd,
+                "null-vs-start": null_vs_start_cmd, "train-colour": train_colour_cmd, "train-flow-unet": train_flow_unet_cmd,
                 "evaluate-flow": evaluate_flow_cmd, "collect-flow": collect_flow_cmd,
                 "train-noisy-classifier": train_noisy_classifier_cmd, "evaluate-classifier-guidance": evaluate_classifier_guidance_cmd,
                 "train-autoencoder": train_autoencoder_cmd, "train-latent-unet": train_latent_unet_cmd,
