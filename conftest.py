@@ -28,6 +28,7 @@ SLOW_TESTS = {
     "test_the_chapter_14_commands_run_end_to_end", "test_latent_commands_write_loadable_cards", "test_a_built_wheel_carries_the_shipped_weights",
     "test_every_module_imports_in_a_fresh_interpreter", "test_importing_a_group_loads_nothing_above_it",
     "test_guidance_report_reads_real_digits_as_asked", "test_classifier_guidance_pairs_compare_the_same_noises",
+    "test_launch_cell_installs_the_course_in_a_fresh_venv",
 }
 
 

@@ -25,7 +25,8 @@ def _normalise(req: str) -> str:
 
 def _pyproject_requirements() -> list[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return [_normalise(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]]
+    extras = project["optional-dependencies"]
+    return [_normalise(r) for r in project["dependencies"] + extras["test"] + extras.get("site", [])]
 
 
 def _environment_pip_list(text: str) -> list[str]:

@@ -36,9 +36,10 @@ def notebooks() -> list[Path]:
 
 
 def code_sha256(path: Path) -> str:
-    """SHA-256 of a notebook's code cells' source, in order (outputs, metadata and markdown left out)."""
+    """SHA-256 of a notebook's code cells' source, in order (outputs, metadata and markdown left out, and the launch
+    cell of tools/launch_cell.py, tagged ``launch``, which installs the course where it is missing and times nothing)."""
     cells = json.loads(Path(path).read_text(encoding="utf-8"))["cells"]
-    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code" and "launch" not in c.get("metadata", {}).get("tags", [])]
     return hashlib.sha256(json.dumps(code, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
@@ -73,6 +74,10 @@ def paragraph(data: dict) -> str:
             f"{env['device']}, torch {env['torch']}{load_text}). {data.get('note', '')}".rstrip() + " "
             "`python tools/readme_runtimes.py` writes the column from `benchmarks/results/course_runtime_cpu_cpu.json`, and "
             "`tests/test_readme.py` checks that they agree and that each chapter's code is the code that was timed.")
+    stamped = [r["notebook"][:2] for r in rows if r.get("method") == "cell timestamps"]
+    if stamped:
+        text += (f" Chapters {', '.join(stamped)} were timed by the cell timestamps of their committed run (`--from-executed`: "
+                 "kernel start-up left out, on the same machine, shared with other work).")
     skipped = [(r["notebook"][:2], r["not_measured"]) for r in data["notebooks"] if r.get("not_measured")]
     if skipped:
         text += " Not measured: " + "; ".join(f"{n} ({why})" for n, why in skipped) + "."
