@@ -304,6 +304,49 @@ def test_collect_pairs_the_cells_of_the_ddim_and_calls_tables(tmp_path: Path, wh
         assert d["lo"] <= d["kid_a_minus_b"] <= d["hi"] and d["separated"] == (d["lo"] > 0 or d["hi"] < 0)
 
 
+def test_null_vs_start_pairs_the_null_label_with_its_starting_model(tmp_path: Path) -> None:
+    """null-vs-start on a conditional U-Net whose null label computes exactly its starting model (the shipped
+    unconditional weights with a zero label table): both sample sets come from the same x_T, so they are identical and
+    the paired KID difference is exactly 0; the card names the start by its sha256 and says it is the one it began from."""
+    import dataclasses
+    import hashlib
+    import shutil
+
+    from diffusion_course.training.checkpoints import save_weights
+    from diffusion_course.weights.shipped import COND_UNET_FILE, SHIPPED_UNET_CONFIG, load_pretrained_cond_unet
+
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(DATA_DIR / CLASSIFIER_FILE.replace(".safetensors", suffix), tmp_path)
+    start, start_card = load_pretrained_unet("ema")
+    save_weights(start, tmp_path / UNET_EMA_FILE, start_card)
+    _, cond_card = load_pretrained_cond_unet()
+    cond = UNet(dataclasses.replace(SHIPPED_UNET_CONFIG, num_classes=10))
+    missing, _ = cond.load_state_dict(start.state_dict(), strict=False)
+    assert missing == ["label_embed.weight"]
+    torch.nn.init.zeros_(cond.label_embed.weight)
+    sha = hashlib.sha256((tmp_path / UNET_EMA_FILE).read_bytes()).hexdigest()
+    card = {k: v for k, v in cond_card.items() if k not in ("guidance_sweep", "null_vs_start", "architecture", "weights_sha256")}
+    save_weights(cond, tmp_path / COND_UNET_FILE, {**card, "initialised_from": {"from": UNET_EMA_FILE, "weights_sha256": sha}})
+    main(["null-vs-start", "--per-class", "1", "--steps", "2", "--batch", "4", "--out", str(tmp_path)])
+    entry = json.loads((tmp_path / COND_UNET_FILE).with_suffix(".json").read_text())["null_vs_start"]
+    assert entry["n"] == 10 and entry["start"] == {"weights_sha256": sha, "steps": start_card["training"]["steps"], "is_initialised_from": True}
+    assert entry["kid_null_minus_start_paired"] == [0.0, 0.0, 0.0] and not entry["paired_separated"] and entry["same_digit_share"] == 1.0
+    est, lo, hi = entry["kid_null_minus_start_unpaired"]
+    assert est == 0.0 and lo <= 0.0 <= hi and not entry["unpaired_separated"]
+    assert entry["null"] is None and entry["null_reproduces_shipped_samples"] is None  # 10 samples: too few for a Frechet distance; no sweep
+
+
+def test_cond_card_scores_the_starting_model_like_the_null_label(cond_unet) -> None:
+    """The card's null_vs_start used the sweep's null-label sampler, seed and n, and its intervals read as they say."""
+    _, card = cond_unet
+    entry, swept = card["null_vs_start"], card["guidance_sweep"]["settings"]["uncond"]
+    assert (entry["sampler"], entry["seed"], entry["n"]) == (swept["sampler"], swept["seed"], swept["n"])
+    for key, flag in (("kid_null_minus_start_paired", "paired_separated"), ("kid_null_minus_start_unpaired", "unpaired_separated")):
+        est, lo, hi = entry[key]
+        assert lo <= est <= hi and entry[flag] == (lo > 0 or hi < 0), key
+    assert entry["start"]["is_initialised_from"] == (entry["start"]["weights_sha256"] == card["initialised_from"]["weights_sha256"])
+
+
 def test_guidance_pairs_compare_the_same_noises() -> None:
     """guidance_paired_differences on stand-in "samples" (real test digits in label order): a setting against itself
     differs by exactly 0 in both scores; one with a tenth of its digits replaced by noise reads worse, separated."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from ..maths.schedules import NoiseSchedule, make_betas
 from ..models.unet import UNet
 from ..scoring.distances import paired_mean_difference
 from ..scoring.guidance_report import guidance_report
-from ..scoring.quality import CONFIDENT, classifier_outputs, compare_paired
+from ..scoring.quality import CONFIDENT, MIN_SAMPLES_PER_FEATURE, classifier_outputs, compare_paired, compare_unpaired
 from ..scoring.reference import load_classifier
 from ..training.checkpoints import CheckpointError, replace_atomically, save_weights
 from ..training.distributed import init_distributed, is_main_process, main_process_first
@@ -35,6 +36,7 @@ from .shipped import (
     GUIDANCE_SCALES,
     SHIPPED_UNET_CONFIG,
     UNET_EMA_FILE,
+    load_guidance_samples,
     load_pretrained_cond_unet,
     load_pretrained_unet,
     schedule_from_card,
@@ -42,7 +44,7 @@ from .shipped import (
 
 __all__ = [
     "train_cond_unet_cmd", "guidance_setting_name", "evaluate_guidance_cmd", "collect_guidance_cmd", "guidance_paired_differences",
-    "GUIDANCE_PAIRS",
+    "GUIDANCE_PAIRS", "null_vs_start_cmd",
 ]
 
 
@@ -160,8 +162,66 @@ def _ddim_null(model: UNet, schedule: NoiseSchedule, x_T: torch.Tensor, null: to
 
     dev = next(model.parameters()).device
     null = null.to(dev)
-    return ddim_sample(lambda x, t: model(x, t, null), schedule, tuple(x_T.shape), steps=args.steps, eta=0.0, spacing="leading",
-                       clip_x0=1.0, x_T=x_T.to(dev)).cpu()
+    return _ddim_sweep(lambda x, t: model(x, t, null), schedule, x_T.to(dev), args.steps)
+
+
+def _ddim_sweep(eps_model: Any, schedule: NoiseSchedule, x_T: torch.Tensor, steps: int) -> torch.Tensor:
+    """The sweep's sampler: DDIM ``steps`` leading steps, eta = 0, x0 clipped to +/-1, from the given x_T."""
+    return ddim_sample(eps_model, schedule, tuple(x_T.shape), steps=steps, eta=0.0, spacing="leading", clip_x0=1.0, x_T=x_T).cpu()
+
+
+def null_vs_start_cmd(args: argparse.Namespace) -> None:
+    """The model the conditional U-Net was initialised from (``--start-dir``'s unconditional EMA weights), sampled as the
+    sweep's null-label row (DDIM, leading steps, eta 0, clipped, the same x_T batches from the same seed), and the
+    null label sampled again from those x_T: scored side by side, compared by the paired and the unpaired KID interval,
+    and stored in the conditional card as ``null_vs_start``."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = default_device()
+    cond, card = load_pretrained_cond_unet(directory=args.out)
+    start, start_card = load_pretrained_unet("ema", directory=args.start_dir or args.out)
+    cond.to(device), start.to(device)
+    schedule = schedule_from_card(card)
+    classifier, _ = load_classifier(directory=args.out)
+    n = 10 * args.per_class
+    g = torch.Generator().manual_seed(args.seed)
+    null_x, start_x, t0 = [], [], time.perf_counter()
+    for i in range(0, n, args.batch):
+        x_T = torch.randn((min(args.batch, n - i), 1, 28, 28), generator=g)  # as evaluate-guidance draws them
+        null_x.append(_ddim_null(cond, schedule, x_T, torch.full((len(x_T),), cond.null_label), args))
+        start_x.append(_ddim_sweep(start, schedule, x_T.to(device), args.steps))
+        print(f"  {i + len(x_T)}/{n} noises, null label and starting model ({time.perf_counter() - t0:.0f} s)", flush=True)
+    x_null, x_start = torch.cat(null_x), torch.cat(start_x)
+    enough = n >= MIN_SAMPLES_PER_FEATURE * 32
+    pooled = {k: guidance_report(x, None, classifier=classifier)["pooled"] if enough else None for k, x in (("null", x_null), ("start", x_start))}
+    paired, unpaired = compare_paired(x_null, x_start, classifier=classifier), compare_unpaired(x_null, x_start, classifier=classifier)
+    same_digit = classifier_outputs(classifier, x_null)[1].argmax(1) == classifier_outputs(classifier, x_start)[1].argmax(1)
+    reproduced, swept = None, card.get("guidance_sweep", {}).get("settings", {}).get("uncond", {})
+    if (swept.get("per_class"), swept.get("seed")) == (args.per_class, args.seed) and (Path(args.out) / COND_SAMPLES_FILE).exists():
+        # the sweep shipped the first 16 of each digit's block of noises: does sampling again give the same pixels?
+        shipped = to_uint8(load_guidance_samples(directory=args.out)["uncond"])
+        mine = to_uint8(torch.cat([x_null[c * args.per_class : c * args.per_class + 16] for c in range(10)]))
+        diff = (mine.int() - shipped.int()).abs()
+        reproduced = {"compared": int(mine.shape[0]), "max_uint8_difference": int(diff.max()),
+                      "share_of_pixels_identical": round(float((diff == 0).double().mean()), 6)}
+    start_sha = hashlib.sha256((Path(args.start_dir or args.out) / UNET_EMA_FILE).read_bytes()).hexdigest()
+    entry = {
+        "start": {"weights_sha256": start_sha, "steps": start_card.get("training", {}).get("steps"),
+                  "is_initialised_from": start_sha == card.get("initialised_from", {}).get("weights_sha256")},
+        "sampler": f"DDIM {args.steps} leading steps, eta = 0, x0 clipped to +/-1", "seed": args.seed, "per_class": args.per_class, "n": n,
+        "null_reproduces_shipped_samples": reproduced, "null": pooled["null"], "start_model": pooled["start"],
+        "kid_null_minus_start_paired": [round(v, 6) for v in paired], "paired_separated": paired.excludes_zero,
+        "kid_null_minus_start_unpaired": [round(v, 6) for v in unpaired], "unpaired_separated": unpaired.excludes_zero,
+        "same_digit_share": round(float(same_digit.double().mean()), 4), "sampling_seconds": round(time.perf_counter() - t0, 1),
+        "threads": torch.get_num_threads(), "command": f"{COMMAND} null-vs-start",
+    }
+    card_path = (Path(args.out) / COND_UNET_FILE).with_suffix(".json")
+    full = json.loads(card_path.read_text())  # only the card changes: the weights and their sha256 stay as they are
+    full["null_vs_start"] = entry
+    replace_atomically(lambda tmp: tmp.write_text(json.dumps(full, indent=2) + "\n"), card_path)
+    print(f"null label - starting model, KID: paired {paired.estimate:+.4f} [{paired.lo:+.4f}, {paired.hi:+.4f}], unpaired "
+          f"{unpaired.estimate:+.4f} [{unpaired.lo:+.4f}, {unpaired.hi:+.4f}]; same digit {entry['same_digit_share']:.0%}; "
+          f"start = initialised_from: {entry['start']['is_initialised_from']}; reproduced: {reproduced}")
 
 
 def collect_guidance_cmd(args: argparse.Namespace) -> None:
