@@ -242,3 +242,21 @@ def test_animations_work_offline_and_show_frame_0_without_scripts() -> None:
         assert img, "frame 0 is not the image's src"
         first = re.search(r'frames\[0\] = "data:image/[a-z]+;base64,([^"]+)"', html).group(1)
         assert base64.b64decode(img.group(1)) == base64.b64decode(re.sub(r"\\\n|\s", "", first))
+
+
+def test_animation_buttons_use_ascii_labels_and_points_frames_read_on_a_projector() -> None:
+    """Every player button is labelled in plain ASCII (HTML entities for < and >), which every font draws: Unicode
+    media symbols such as U+23EE show as empty boxes in fonts that lack them. The points animation's frames are at
+    least 450 px wide, readable at 1280x720 (matplotlib's old default here was 259 px)."""
+    import base64
+    import html as html_lib
+    from io import BytesIO
+
+    from PIL import Image
+
+    html = viz.animate_points(torch.randn(5, 40, 2), "points", frames=5).data
+    labels = [html_lib.unescape(s).strip() for s in re.findall(r"<button[^>]*>(.*?)</button>", html, re.S)]
+    assert len(labels) == 9 and all(label and label.isascii() and "&#" not in label for label in labels), labels
+    assert labels == ["-", "|<<", "<|", "<", "||", ">", "|>", ">>|", "+"]
+    img = re.search(r'<img id="_anim_img[0-9a-f]+" src="data:image/png;base64,([A-Za-z0-9+/=]+)">', html).group(1)
+    assert Image.open(BytesIO(base64.b64decode(img))).width >= 450

@@ -4,6 +4,7 @@ independent float64 formulas; one test checks that the view draws that state (an
 from __future__ import annotations
 
 import math
+import re
 
 import matplotlib
 
@@ -165,7 +166,7 @@ def test_the_view_draws_the_state_and_redraws_only_what_changed():
     assert plt.get_fignums() == figs_before  # never registered with pyplot, so no stray figure is shown
     assert [c for c in e.widget.children if type(c).__name__ == "Output"] == [out]
     assert e.message.layout.height and e.readout.layout.height  # fixed heights: the figure never jumps
-    assert e.t.layout.width == "100%"
+    assert e.t.layout.width == "99%"  # with its margin, inside the output area
 
 
 def test_large_fonts_and_constructor_validation():
@@ -275,3 +276,88 @@ def test_partial_redraws_match_a_fresh_figure():
         fresh = BetaExplorer(n_points=100, dpi=40, kind=e.kind.value, compare=e.compare.value, T=e.T.value, t=e.t.value,
                              beta_1=e.beta_1.value, beta_T=e.beta_T.value)
         np.testing.assert_array_equal(pixels(e), pixels(fresh))
+
+
+def test_T_there_and_back_keeps_the_learners_t():
+    """T 1000 -> 980 -> 1000 gives back the t the learner set. Rescaling the already rescaled t drifted: t = 275 came
+    back as 274 (and, through the keyboard's steps of ten, 1000 -> 990 -> 980 -> 990 -> 1000, t = 250 as 251)."""
+    e = BetaExplorer(n_points=50, dpi=20)
+    for t0, path in ((275, (980, 1000)), (259, (980, 1000)), (250, (990, 980, 990, 1000)), (999, (10, 1000)), (0, (500, 1000))):
+        e.t.value = t0
+        for T in path:
+            e.T.value = T
+            assert e.t.max == T - 1 and e.t.value == min(round(t0 * (T - 1) / 999), T - 1)  # the same fraction of the chain
+            assert e.state.t == e.t.value and e.plotted()["marker_t"] == e.t.value
+        assert e.t.value == t0, f"T 1000 -> {' -> '.join(map(str, path))} took t = {t0} to {e.t.value}"
+    e.T.value = 500
+    e.t.value = 100  # a t the learner picks under T = 500 is the one kept from then on
+    e.T.value = 1000
+    assert e.t.value == round(100 * 999 / 499)
+    e.T.value = 500
+    assert e.t.value == 100
+
+
+def test_beta_explorer_fits_the_lecture_hall():
+    """At the default size the figure fits JupyterLab's 844 px output area at 1280 x 720 (file browser open) in a
+    height that leaves the controls on screen, and every text in it is at least 12 px (tests/test_browser.py measures the
+    whole explorer, read-out table included, on the page)."""
+    import io
+
+    from matplotlib.text import Text
+    from PIL import Image
+
+    e = BetaExplorer(n_points=50, compare="cosine")
+    width, height = Image.open(io.BytesIO(e.png())).size
+    assert width <= 830 and height <= 400, (width, height)
+    texts = [t for t in e.figure.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    assert len(texts) > 30  # titles, labels, tick labels, legends
+    small = sorted({(t.get_text(), round(t.get_fontsize() * e.dpi / 72, 1)) for t in texts if t.get_fontsize() * e.dpi / 72 < 12})
+    assert not small, f"figure text under 12 px: {small[:5]}"
+    head = re.findall(r"<th[^>]*font-family:var\(--jp-ui-font-family[^>]*>([^<]*)</th>", e.readout.value)
+    assert len(head) == 7, "the read-out's headers are set in the page's narrower font (the numbers in monospace)"
+
+
+def _small_unet(**extra):
+    from diffusion_course.models.unet import UNet, UNetConfig
+
+    torch.manual_seed(0)
+    model = UNet(UNetConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(), mid_attention=False,
+                            norm_groups=4, dropout=0.0, **extra)).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g))
+    return model
+
+
+def test_explorers_display_a_picture_beside_the_widget():
+    """What a notebook stores for an explorer: the widget view, a PNG of the picture it shows and a line of text, so an
+    untrusted or reopened notebook (no widget manager, no widget state) shows the picture, not ``VBox(children=...``."""
+    import base64
+
+    from diffusion_course.maths.schedules import NoiseSchedule, make_betas
+    from diffusion_course.teaching.ddim_explorer import DDIMExplorer
+    from diffusion_course.teaching.guidance_explorer import GuidanceExplorer
+
+    schedule = NoiseSchedule.from_betas(make_betas("linear", 100, 1e-4, 0.02))
+    for ex in (BetaExplorer(n_points=50, dpi=20), DDIMExplorer(_small_unet(), schedule, steps=3, n=4),
+               GuidanceExplorer(_small_unet(num_classes=10), schedule, steps=5, n=4)):
+        data = ex._repr_mimebundle_()
+        assert data["application/vnd.jupyter.widget-view+json"]["model_id"] == ex.widget.model_id
+        assert base64.b64decode(data["image/png"]) == ex.png() and ex.png()[:4] == b"\x89PNG"
+        assert "live explorer" in data["text/plain"] and "VBox" not in data["text/plain"]
+
+
+def test_ddim_steps_slider_stops_are_useful_step_counts():
+    """The steps slider moves over about 17 stops roughly 25% apart (a drag of 60 px moves a few stops, never 20 -> 1);
+    a steps value given to the constructor is one of the stops."""
+    from diffusion_course.maths.schedules import NoiseSchedule, make_betas
+    from diffusion_course.teaching.ddim_explorer import DDIMExplorer
+
+    schedule = NoiseSchedule.from_betas(make_betas("linear", 100, 1e-4, 0.02))
+    ex = DDIMExplorer(_small_unet(), schedule, steps=7, n=4)
+    stops = list(ex.steps.options)
+    assert stops == sorted(stops) and stops[0] == 1 and stops[-1] == 100 and 7 in stops and len(stops) <= 20
+    assert all(b / a <= 2.0 for a, b in zip(stops[1:], stops[2:]))  # no gap wider than a doubling
+    ex.steps.value = 10
+    assert ex.readout.value.startswith("10 steps,") and len(ex.last["timesteps"]) == 10

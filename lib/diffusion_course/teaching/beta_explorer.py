@@ -28,7 +28,7 @@ from ..data.sets import digits, swiss_roll
 from ..maths.schedules import SCHEDULE_KINDS, NoiseSchedule
 from . import beta_explorer_figure as _figure
 from .beta_explorer_state import BETA_RANGE, COMPARE_CHOICES, T_RANGE, BetaExplorerState, beta_explorer_state, message_html, readout_html
-from .explorer_display import show_explorer
+from .explorer_display import explorer_bundle, show_explorer
 
 __all__ = ["BetaExplorer", "beta_explorer"]
 
@@ -62,7 +62,7 @@ class BetaExplorer:
         seed: int = 0,
         large_fonts: bool = False,
         continuous_t: bool = True,
-        dpi: int = 80,
+        dpi: int = 96,
     ) -> None:
         import ipywidgets as w
 
@@ -83,6 +83,8 @@ class BetaExplorer:
         self.state: BetaExplorerState | None = None
         self._hold = 0  # > 0 while several controls change together: redraw once at the end
         self._drawn_key: tuple | None = None  # the schedule settings the cached background shows
+        self._t_anchor = (t, T)  # the learner's t and the T it was set under: T changes rescale from it, never from a rescaled t
+        self._rescaling = False  # True while a T change moves t (so that move is not taken as the learner's)
         self._png_bytes: bytes | None = None
 
         # Fixed data and fixed noise: moving t only changes the mixing coefficients.
@@ -105,11 +107,12 @@ class BetaExplorer:
     def _build_controls(self, w, kind: str, compare: str, T: int, beta_1: float, beta_T: float, t: int, continuous_t: bool) -> None:
         """The controls, the read-outs, the one Output and the box that holds them (``widget``); ``w`` is ipywidgets."""
         desc = {"description_width": "initial"}
-        half = lambda: w.Layout(width="440px", max_width="100%")  # noqa: E731
+        # Two rows of controls that fit JupyterLab's 844 px output area at 1280 x 720 with the file browser open.
+        half = lambda: w.Layout(width="400px", max_width="100%")  # noqa: E731
         self.kind = w.Dropdown(options=list(SCHEDULE_KINDS), value=kind, description="schedule", style=desc,
-                               layout=w.Layout(width="200px"))
+                               layout=w.Layout(width="180px"))
         self.compare = w.Dropdown(options=list(COMPARE_CHOICES), value=compare, description="compare with (dashed)", style=desc,
-                                  layout=w.Layout(width="250px"))
+                                  layout=w.Layout(width="240px"))
         self.T = w.IntSlider(value=T, min=T_RANGE[0], max=T_RANGE[1], step=10, description="T (steps)",
                              continuous_update=False, style=desc, layout=half())
         exp_lo, exp_hi = math.log10(BETA_RANGE[0]), math.log10(BETA_RANGE[1])
@@ -119,10 +122,10 @@ class BetaExplorer:
                                        description="beta_T (last step)", continuous_update=False, style=desc, layout=half())
         # The t slider takes the width it is given (never more than 900 px), so its number stays on screen.
         self.t = w.IntSlider(value=t, min=0, max=T - 1, description="t (code index; paper t+1)",
-                             continuous_update=continuous_t, style=desc, layout=w.Layout(width="100%", max_width="900px"))
+                             continuous_update=continuous_t, style=desc, layout=w.Layout(width="99%", max_width="900px"))
         # Fixed heights: notes and read-out rows coming and going never move the figure.
         # (ipywidgets gives HTML a 28 px line height; the content sets its own, so these heights hold three rows / lines)
-        self.message = w.HTML(layout=w.Layout(height="6.4em" if self.large_fonts else "4.4em", overflow="auto"))
+        self.message = w.HTML(layout=w.Layout(height="6.4em" if self.large_fonts else "3.0em", overflow="auto"))  # two lines, then it scrolls
         self.readout = w.HTML(layout=w.Layout(height="6.4em" if self.large_fonts else "4.6em", overflow="auto"))
         self.out = w.Output()
         wrap = lambda: w.Layout(flex_flow="row wrap", width="100%")  # noqa: E731
@@ -167,15 +170,19 @@ class BetaExplorer:
             self._on_schedule_change()
 
     def _on_T_change(self, change: dict | None = None) -> None:
-        old_T = change["old"] if change else self.T.value
+        """Keep t at the fraction of the chain the learner chose. It is rescaled from the learner's own (t, T), not from
+        the t of the previous T: rescaling a rounded t again drifts (T 1000 -> 980 -> 1000 took t = 275 to 274)."""
         new_T = self.T.value
-        frac = self.t.value / max(old_T - 1, 1)
+        t0, T0 = self._t_anchor
         self._hold += 1  # the t slider's own observer must not redraw with a stale schedule
+        self._rescaling = True
         try:
-            self.t.max = new_T - 1
-            self.t.value = int(round(frac * (new_T - 1)))  # keep t at the same fraction of the chain
+            with self.t.hold_sync():  # max and value reach the page in one message
+                self.t.max = new_T - 1
+                self.t.value = min(int(round(t0 * (new_T - 1) / max(T0 - 1, 1))), new_T - 1)
         finally:
             self._hold -= 1
+            self._rescaling = False
         self._on_schedule_change()
 
     def _key(self) -> tuple:
@@ -187,6 +194,8 @@ class BetaExplorer:
         self._update(full=True)
 
     def _on_t_change(self, change: dict | None = None) -> None:
+        if not self._rescaling:  # the learner (or code) moved t: T changes now keep this t
+            self._t_anchor = (self.t.value, self.T.value)
         if self._hold or self.schedule is None:
             return
         self._update(full=self._key() != self._drawn_key)
@@ -213,7 +222,7 @@ class BetaExplorer:
         return _figure.plotted(self)
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        return explorer_bundle(self)  # the widget, and a PNG of the figure for pages that cannot run it
 
 
 def beta_explorer(**kwargs) -> BetaExplorer:

@@ -31,15 +31,18 @@ __all__ = ["build_figure", "layout_for", "update_dynamic", "draw", "plotted"]
 
 BETA_YLIM = (3e-7, 2.0)  # the explorer's fixed y ranges: every beta the sliders allow (log scale) ...
 SNR_YLIM = (1e-10, 1e7)  # ... and SNR from 10^-10 (x_T is noise) to 10^7 (x_1 is data); curves beyond are clipped
-_BANDS = {"header": (0.87, 1.0), "curves": (0.43, 0.87), "data": (0.0, 0.43)}  # the regions, in figure coordinates
+_BANDS = {"header": (0.83, 1.0), "curves": (0.44, 0.83), "data": (0.0, 0.44)}  # the regions, in figure coordinates
 _CACHED_PER_REGION = 24  # how many settings' pixels each region keeps
+# 826 x 384 px at the default 96 dpi: it fits JupyterLab's 844 px output area at 1280 x 720 with the file browser open,
+# under the controls, without scrolling (the notebook shows 599 px), and every text is 9 pt = 12 px
+FIGSIZE = (8.6, 4.0)
 
 
 @contextmanager
 def _fonts(size: int) -> Iterator[None]:
     """Titles and tick labels take their font size from rcParams when drawn, so every draw runs inside this."""
     with matplotlib.rc_context({"font.size": size, "axes.titlesize": size, "axes.labelsize": size,
-                                "xtick.labelsize": size - 1, "ytick.labelsize": size - 1, "legend.fontsize": size - 1}):
+                                "xtick.labelsize": size, "ytick.labelsize": size, "legend.fontsize": size}):
         yield
 
 
@@ -50,9 +53,9 @@ def build_figure(view) -> None:
 
     scale = 1.45 if view.large_fonts else 1.0
     with _fonts(view.font_size):
-        view.figure = fig = Figure(figsize=(10.5 * scale, 6.0 * scale), dpi=view.dpi)
+        view.figure = fig = Figure(figsize=(FIGSIZE[0] * scale, FIGSIZE[1] * scale), dpi=view.dpi)
         view._canvas = FigureCanvasAgg(fig)
-        grid = fig.add_gridspec(2, 6, left=0.07, right=0.985, bottom=0.085, top=0.80, wspace=1.2, hspace=0.56)
+        grid = fig.add_gridspec(2, 6, left=0.075, right=0.99, bottom=0.1, top=0.765, wspace=1.45, hspace=0.8, height_ratios=(1, 1.25))
         view.axes = {"beta": fig.add_subplot(grid[0, 0:2]), "alpha_bar": fig.add_subplot(grid[0, 2:4]),
                      "snr": fig.add_subplot(grid[0, 4:6]), "points": fig.add_subplot(grid[1, 0:3]),
                      "images": fig.add_subplot(grid[1, 3:6])}
@@ -63,7 +66,7 @@ def build_figure(view) -> None:
         _points_panel(view)
         _images_panel(view)
         view._t_text = _dynamic(view, fig.text(0.985, 0.01, "", ha="right", va="bottom"))
-        _fix_label_positions(view.axes)
+        _fix_label_positions(view.axes, view.font_size)
         _regions(view)
 
 
@@ -107,11 +110,11 @@ def _curve_axes(axes: dict) -> None:
     ax_beta, ax_ab, ax_snr = axes["beta"], axes["alpha_bar"], axes["snr"]
     ax_beta.set_yscale("log")
     ax_beta.set_ylim(*BETA_YLIM)
-    ax_beta.set_title("beta_t: noise variance added at step t")
+    ax_beta.set_title("beta_t: noise added at step t")
     ax_beta.set_xlabel("timestep t")
     ax_beta.set_ylabel("beta_t (log scale)")
     ax_ab.set_ylim(-0.03, 1.03)
-    ax_ab.set_title("alpha_bar_t and the coefficients")
+    ax_ab.set_title("alpha_bar_t, the coefficients")
     ax_ab.set_xlabel("timestep t")
     ax_ab.set_ylabel("coefficient")
     ax_snr.axhline(1.0, color="0.5", lw=0.8, ls="-.")
@@ -121,9 +124,9 @@ def _curve_axes(axes: dict) -> None:
         ax.yaxis.set_major_locator(LogLocator(numticks=n))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: "1" if v == 1 else f"1e{round(math.log10(v))}"))
         ax.yaxis.set_minor_locator(NullLocator())
-    ax_snr.set_title("SNR_t = alpha_bar_t / (1 - alpha_bar_t)")
+    ax_snr.set_title("SNR_t = alpha_bar_t / (1 - alpha_bar_t)", loc="right")
     ax_snr.set_xlabel("timestep t")
-    ax_snr.set_ylabel("SNR (log scale; dash-dot: SNR = 1)")
+    ax_snr.set_ylabel("SNR_t (log scale)")
 
 
 def _legend_handles(view) -> None:
@@ -136,6 +139,7 @@ def _legend_handles(view) -> None:
         "sqrt_ab": Line2D([], [], color="C1", lw=1.0),
         "sqrt_1mab": Line2D([], [], color="C2", lw=1.0),
         "t": Line2D([], [], color="C3", marker="o", ls=":", lw=0.8, ms=6),
+        "snr_1": Line2D([], [], color="0.5", lw=0.8, ls="-."),
     }
     view._legend = None
 
@@ -163,18 +167,22 @@ def _images_panel(view) -> None:
     ax_img.set_xticks([])
     for spine in ax_img.spines.values():
         spine.set_visible(False)
-    ax_img.set_title("8x8 digits noised to t (clipped to [-1, 1])")
+    ax_img.set_title("8x8 digits noised to t (shown clipped to [-1, 1])")
 
 
-def _fix_label_positions(axes: dict) -> None:
-    """Fixed title and axis-label positions: matplotlib then skips measuring every tick label on each redraw."""
+def _fix_label_positions(axes: dict, size: float) -> None:
+    """Fixed title and axis-label positions (a few font sizes from the axes, in points, so they clear the tick labels at
+    any figure size): matplotlib then skips measuring every tick label on each redraw."""
+    from matplotlib.transforms import ScaledTranslation
+
     ax_img = axes["images"]
     for ax in axes.values():
         ax.title.set_y(1.03)
         ax._autotitlepos = False
-        ax.xaxis.set_label_coords(0.5, -0.2 if ax is not ax_img else -0.05)
+        shift = ScaledTranslation(0, -(0.6 if ax is ax_img else 2.3) * size / 72, ax.figure.dpi_scale_trans)
+        ax.xaxis.set_label_coords(0.5, 0, transform=ax.transAxes + shift)
     for ax in (axes["beta"], axes["alpha_bar"], axes["snr"], axes["points"]):
-        ax.yaxis.set_label_coords(-0.2, 0.5)
+        ax.yaxis.set_label_coords(0, 0.5, transform=ax.transAxes + ScaledTranslation(-3.9 * size / 72, 0, ax.figure.dpi_scale_trans))
     ax_img.yaxis.set_label_coords(-0.02, 0.5)
 
 
@@ -246,12 +254,12 @@ def _legends(view, state: BetaExplorerState) -> None:
     if state.compare_kind:
         handles.append(h["compare"])
         labels.append(f"{names['compare']} (dashed)")
-    handles += [h["sqrt_ab"], h["sqrt_1mab"], h["t"]]
-    labels += ["sqrt(alpha_bar_t): signal coefficient", "sqrt(1 - alpha_bar_t): noise std", "t"]
+    handles += [h["sqrt_ab"], h["sqrt_1mab"], h["t"], h["snr_1"]]
+    labels += ["sqrt(alpha_bar_t): signal coefficient", "sqrt(1 - alpha_bar_t): noise std", "t", "SNR = 1"]
     if view._legend is not None:
         view._legend.remove()
-    view._legend = view.figure.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.935), ncol=len(handles),
-                                      frameon=False, handlelength=2.2, columnspacing=1.4)
+    view._legend = view.figure.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.955), ncol=3,
+                                      frameon=False, handlelength=2.2, columnspacing=1.4, borderaxespad=0, labelspacing=0.25)
     ax_pts = view.axes["points"]
     if ax_pts.get_legend() is not None:
         ax_pts.get_legend().remove()

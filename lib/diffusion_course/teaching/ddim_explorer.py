@@ -10,10 +10,13 @@ import torch
 from .._internal.validate import check_choice, check_positive_int
 from ..maths.samplers import DDIM_SPACINGS, ddim_sample, ddim_timesteps
 from ..maths.schedules import NoiseSchedule
-from .explorer_display import png_bytes, show_explorer
+from .explorer_display import explorer_bundle, png_bytes, show_explorer
 from .viz import image_grid
 
 __all__ = ["DDIMExplorer", "ddim_explorer", "ddim_view"]
+
+# The steps slider's stops, about 25% apart: a drag of 60 px moves it a few stops (20 -> 12), never from 20 to 1
+STEP_CHOICES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 70, 100)
 
 
 def ddim_view(model: torch.nn.Module, schedule: NoiseSchedule, *, steps: int = 20, eta: float = 0.0, spacing: str = "uniform",
@@ -40,10 +43,15 @@ def ddim_view(model: torch.nn.Module, schedule: NoiseSchedule, *, steps: int = 2
 class DDIMExplorer:
     """DDIM live (chapter 8): steps, eta, spacing, clipping and seed controls over a noise predictor. Shows ``n``
     samples from one seeded x_T and, under them, the trajectory of the first four (x_t at 8 points of the chain, x_T on
-    the left). Results are cached per setting; ``last`` holds the last :func:`ddim_view` result."""
+    the left). Results are cached per setting; ``last`` holds the last :func:`ddim_view` result.
 
-    def __init__(self, model: torch.nn.Module, schedule: NoiseSchedule, *, steps: int = 20, eta: float = 0.0, spacing: str = "uniform",
-                 clip: bool = True, seed: int = 0, n: int = 16, scale: int = 3) -> None:
+    The steps slider stops at useful step counts (``STEP_CHOICES``, about 25% apart, plus the ``steps`` given), so a
+    drag moves it a few stops. The defaults, ``n = 8`` samples and 10 steps (10 calls of batch 8), keep a new setting
+    within 1 s on two CPU threads of a busy machine (``benchmarks/explorer_latency.py --busy 1``); the time grows with
+    the steps chosen (20 steps: about twice as long)."""
+
+    def __init__(self, model: torch.nn.Module, schedule: NoiseSchedule, *, steps: int = 10, eta: float = 0.0, spacing: str = "uniform",
+                 clip: bool = True, seed: int = 0, n: int = 8, scale: int = 3) -> None:
         import ipywidgets as widgets
 
         check_positive_int(steps, "steps", 1, 100)
@@ -56,14 +64,17 @@ class DDIMExplorer:
         self._cache: dict[tuple, dict] = {}
         self.n_computed = 0
         desc = {"description_width": "initial"}
-        self.steps = widgets.IntSlider(value=steps, min=1, max=100, description="steps S", continuous_update=False, style=desc)
+        stops = sorted({*STEP_CHOICES, steps})  # the given steps is always a stop
+        self.steps = widgets.SelectionSlider(options=stops, value=steps, description="steps S", continuous_update=False, style=desc,
+                                             layout=widgets.Layout(width="420px", max_width="100%"))
         self.eta = widgets.FloatSlider(value=eta, min=0.0, max=1.0, step=0.1, description="eta", continuous_update=False, style=desc)
         self.spacing = widgets.Dropdown(options=list(DDIM_SPACINGS), value=spacing, description="spacing", style=desc,
                                         layout=widgets.Layout(width="200px"))
         self.clip = widgets.Checkbox(value=clip, description="clip x0_hat", indent=False, layout=widgets.Layout(width="110px"))
         self.seed = widgets.IntText(value=seed, description="seed", style=desc, layout=widgets.Layout(width="130px"))
         self.readout = widgets.HTML()
-        self.image = widgets.Image(format="png")
+        # at its own size (crisp scale x scale pixel blocks), not stretched to the width of the output area
+        self.image = widgets.Image(format="png", layout=widgets.Layout(align_self="flex-start", max_width="100%"))
         self.widget = widgets.VBox([widgets.HBox([self.steps, self.eta]), widgets.HBox([self.spacing, self.clip, self.seed]), self.readout,
                                     self.image])
         self.widget.add_class("ddim-explorer")  # a stable hook for the browser test and for custom CSS
@@ -95,8 +106,12 @@ class DDIMExplorer:
                               "Below: the first 4 samples' trajectories, x_T on the left.")
         self.image.value = res["png"]  # after the read-out: a new image means its numbers are already shown
 
+    def png(self) -> bytes:
+        """The picture the explorer shows now, as PNG bytes (also the static copy shown where the widget cannot run)."""
+        return self.image.value
+
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        return explorer_bundle(self)  # the widget, and a PNG of its picture for pages that cannot run it
 
 
 def ddim_explorer(model: torch.nn.Module, schedule: NoiseSchedule, **kwargs) -> DDIMExplorer:

@@ -1,21 +1,40 @@
-"""What every explorer of the course shares (chapters 2, 8, 11): showing it in a notebook, images as PNG bytes."""
+"""What every explorer of the course shares (chapters 2, 8, 11, 12): showing it in a notebook, images as PNG bytes.
+
+An explorer is displayed as one output holding its live widget *and* a PNG of what it shows when it is displayed. A
+page that can run the widget shows the widget; one that cannot (an untrusted notebook, e.g. one saved after "Run All
+Above", whose other cells keep outputs the server cannot vouch for; a static viewer) shows the picture instead of the
+widget's text form (``VBox(children=(...``).
+"""
 
 from __future__ import annotations
 
+import base64
 import io
 
 import numpy as np
 
 from .._internal.validate import check_positive_int
 
-__all__ = ["show_explorer", "png_bytes"]
+__all__ = ["show_explorer", "explorer_bundle", "png_bytes"]
+
+
+def explorer_bundle(explorer) -> dict:
+    """The output data of an explorer: its widget view, a PNG of its current picture (``explorer.png()``, where it has
+    one) and a line of text naming it, for pages that show neither."""
+    data = dict(explorer.widget._repr_mimebundle_())
+    png = explorer.png() if hasattr(explorer, "png") else None
+    if png:
+        data["image/png"] = base64.b64encode(png).decode("ascii")
+    data["text/plain"] = f"<{type(explorer).__name__}: a live explorer; run this cell in a running notebook to use it>"
+    return data
 
 
 def show_explorer(explorer):
-    """Display an explorer's widget and return the explorer (to drive it from code)."""
+    """Display an explorer (its live widget, with a PNG of it for pages that cannot run widgets) and return it, to drive
+    it from code."""
     from IPython.display import display
 
-    display(explorer.widget)
+    display(explorer_bundle(explorer), raw=True)
     return explorer
 
 

@@ -12,7 +12,7 @@ from ..maths.guidance import guided_sample
 from ..maths.losses import null_label
 from ..maths.schedules import NoiseSchedule
 from ..scoring.quality import CONFIDENT, classifier_outputs
-from .explorer_display import png_bytes, show_explorer
+from .explorer_display import explorer_bundle, png_bytes, show_explorer
 from .viz import image_grid
 
 __all__ = ["W_RANGE", "GuidanceExplorer", "guidance_explorer", "guided_grid"]
@@ -28,10 +28,14 @@ class GuidanceExplorer:
     fewer is faster), ``seed`` (another set of x_T). Read-outs: ``readout`` (time and classifier counts), ``image``
     (the samples, one PNG). Results are cached per (digit, w, steps, seed), so going back to a setting is instant.
     ``last`` holds the last result of :func:`~diffusion_course.guidance.guided_grid` (samples, seconds, counts).
+
+    The defaults (``n = 8`` samples, 10 DDIM steps: 10 calls of batch 2 x 8, the conditional and unconditional halves
+    in one call) give a new setting within 1 s on two busy CPU threads (``benchmarks/explorer_latency.py``); 16 samples
+    at 20 steps take about four times as long.
     """
 
     def __init__(self, model: torch.nn.Module, schedule: NoiseSchedule, *, classifier: torch.nn.Module | None = None, digit: int = 3,
-                 w: float = 3.0, steps: int = 20, n: int = 16, seed: int = 0, scale: int = 4) -> None:
+                 w: float = 3.0, steps: int = 10, n: int = 8, seed: int = 0, scale: int = 3) -> None:
         import ipywidgets as widgets
 
         null = null_label(model)
@@ -51,8 +55,10 @@ class GuidanceExplorer:
         self.steps = widgets.IntSlider(value=steps, min=5, max=50, step=5, description="DDIM steps", continuous_update=False, style=desc)
         self.seed = widgets.IntText(value=seed, description="seed", style=desc, layout=widgets.Layout(width="140px"))
         self.readout = widgets.HTML()
-        self.image = widgets.Image(format="png")
+        # at its own size (crisp scale x scale pixel blocks), not stretched to the width of the output area
+        self.image = widgets.Image(format="png", layout=widgets.Layout(align_self="flex-start", max_width="100%"))
         self.widget = widgets.VBox([self.digit, widgets.HBox([self.w, self.steps, self.seed]), self.readout, self.image])
+        self.widget.add_class("guidance-explorer")  # a stable hook for the browser test and for custom CSS
         for c in (self.digit, self.w, self.steps, self.seed):
             c.observe(self._update, names="value")
         self._update()
@@ -65,15 +71,19 @@ class GuidanceExplorer:
             self._cache[key] = res
             self.n_computed += 1
         self.last = res = self._cache[key]
-        self.image.value = res["png"]
         read = ""
         if "read_as_digit" in res:
             read = (f"; the classifier reads {res['read_as_digit']}/{self.n} as a {key[0]} "
                     f"({res['confident']}/{self.n} with p &gt; 0.9)")
         self.readout.value = f"digit {key[0]}, w = {key[1]:g}, {key[2]} DDIM steps: {self.n} samples in {res['seconds']:.2f} s{read}"
+        self.image.value = res["png"]  # after the read-out: a new image means its numbers are already shown
+
+    def png(self) -> bytes:
+        """The picture the explorer shows now, as PNG bytes (also the static copy shown where the widget cannot run)."""
+        return self.image.value
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        return explorer_bundle(self)  # the widget, and a PNG of its picture for pages that cannot run it
 
 
 def guidance_explorer(model: torch.nn.Module, schedule: NoiseSchedule, **kwargs) -> GuidanceExplorer:

@@ -17,7 +17,7 @@ from .._internal.validate import check_choice, check_positive_int
 from ..maths.samplers import ddim_sample
 from ..maths.schedules import NoiseSchedule
 from ..maths.solvers import SAMPLER_NAMES, dpm_solver_sample, euler_sample, heun_sample, network_calls
-from .explorer_display import png_bytes, show_explorer
+from .explorer_display import explorer_bundle, png_bytes, show_explorer
 from .viz import image_grid
 
 __all__ = ["SOLVER_LABELS", "steps_for_calls", "solver_view", "SolverExplorer", "solver_explorer"]
@@ -90,7 +90,8 @@ class SolverExplorer:
         self.clip = widgets.Checkbox(value=clip, description="clip x0_hat", indent=False, layout=widgets.Layout(width="110px"))
         self.seed = widgets.IntText(value=seed, description="seed", style=desc, layout=widgets.Layout(width="130px"))
         self.readout = widgets.HTML()
-        self.image = widgets.Image(format="png")
+        # at its own size (crisp scale x scale pixel blocks), not stretched to the width of the output area
+        self.image = widgets.Image(format="png", layout=widgets.Layout(align_self="flex-start", max_width="100%"))
         self.widget = widgets.VBox([widgets.HBox([self.sampler, self.calls]), widgets.HBox([self.clip, self.seed]), self.readout, self.image])
         self.widget.add_class("solver-explorer")  # a stable hook for a browser test and for custom CSS
         for c in (self.sampler, self.calls, self.clip, self.seed):
@@ -111,8 +112,12 @@ class SolverExplorer:
                               + f", {'clipped' if key[2] else 'no clipping'}, seed {key[3]}: {self.n} samples in {res['seconds']:.2f} s.")
         self.image.value = res["png"]  # after the read-out: a new image means its numbers are already shown
 
+    def png(self) -> bytes:
+        """The picture the explorer shows now, as PNG bytes (also the static copy shown where the widget cannot run)."""
+        return self.image.value
+
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        return explorer_bundle(self)  # the widget, and a PNG of its picture for pages that cannot run it
 
 
 def solver_explorer(model: torch.nn.Module, schedule: NoiseSchedule, **kwargs) -> SolverExplorer:

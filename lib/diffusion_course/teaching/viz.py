@@ -141,9 +141,11 @@ def _jshtml(anim: animation.Animation, interval: int, frame_format: str = "png",
     return _offline_and_first_frame(html)
 
 
-# Button glyphs in plain Unicode: matplotlib's template draws them with Font Awesome from a CDN, which fails offline.
-_ICONS = {"fa-minus": "&minus;", "fa-fast-backward": "&#9198;", "fa-step-backward": "&#9664;|", "fa-play fa-flip-horizontal": "&#9664;",
-          "fa-pause": "&#10074;&#10074;", "fa-play": "&#9654;", "fa-step-forward": "|&#9654;", "fa-fast-forward": "&#9197;", "fa-plus": "+"}
+# Button labels in plain ASCII, which every font draws: matplotlib's template uses Font Awesome icons from a CDN, which
+# fail offline, and Unicode media symbols such as U+23EE/U+23ED are missing from many fonts (they show as empty boxes).
+# Each button keeps matplotlib's tooltip ("First frame", "Play", ...).
+_ICONS = {"fa-minus": "-", "fa-fast-backward": "|&lt;&lt;", "fa-step-backward": "&lt;|", "fa-play fa-flip-horizontal": "&lt;",
+          "fa-pause": "||", "fa-play": "&gt;", "fa-step-forward": "|&gt;", "fa-fast-forward": "&gt;&gt;|", "fa-plus": "+"}
 
 
 def _offline_and_first_frame(html: str) -> str:
@@ -157,6 +159,9 @@ def _offline_and_first_frame(html: str) -> str:
         src = re.sub(r"\\\n|\s", "", first.group(1))
         html = re.sub(r'<img id="(_anim_img[0-9a-f]+)">', lambda m: f'<img id="{m.group(1)}" src="{src}">', html, count=1)
     return html
+
+
+_POINTS_FIGSIZE, _POINTS_DPI = (6.0, 6.0), 80  # animate_points: 480 x 480 px frames
 
 
 def _frame_indices(n: int, frames: int) -> list[int]:
@@ -175,17 +180,20 @@ def animate_points(traj: torch.Tensor, title: str, frames: int = 40, lim: float 
 
     idx = _frame_indices(traj.shape[0], frames)
     p = traj.detach().cpu().numpy()
-    fig, ax = plt.subplots(figsize=(3.6, 3.6), dpi=72)
-    sc = ax.scatter(p[idx[0], :, 0], p[idx[0], :, 1], s=3, alpha=0.5, linewidths=0)  # no marker edges: smaller frames
+    # 480 x 480 px with 13-15 px text: readable on a 1280x720 projector, and the player still fits below it
+    fig, ax = plt.subplots(figsize=_POINTS_FIGSIZE, dpi=_POINTS_DPI)
+    sc = ax.scatter(p[idx[0], :, 0], p[idx[0], :, 1], s=8, alpha=0.6, linewidths=0)  # no marker edges: smaller frames
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
-    ax.set_xlabel("$x_1$")
-    ax.set_ylabel("$x_2$")
+    ax.set_xlabel("$x_1$", fontsize=13)
+    ax.set_ylabel("$x_2$", fontsize=13)
+    ax.tick_params(labelsize=12)
+    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.1, top=0.86)
 
     def update(k: int):
         sc.set_offsets(p[idx[k]])
-        ax.set_title(f"{title}\n{labels[idx[k]] if labels else f'frame {idx[k]}'}", fontsize=9)
+        ax.set_title(f"{title}\n{labels[idx[k]] if labels else f'frame {idx[k]}'}", fontsize=13)
         return (sc,)
 
     anim = animation.FuncAnimation(fig, update, frames=len(idx), interval=interval, blit=False)
