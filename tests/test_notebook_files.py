@@ -71,8 +71,14 @@ GOING_DEEPER = "## Going deeper"
 
 def main_path_cells(nb: dict) -> list[int]:
     """Indices of a chapter's main-path cells: every cell except an optional "## Going deeper" part, which starts at a
-    markdown cell whose source begins with that heading and runs up to (not including) the closing last cell."""
+    markdown cell whose source begins with that heading and runs up to (not including) the closing last cell, and
+    except the launch cell of tools/launch_cell.py (it installs the course where it is missing and shows nothing)."""
     cells = nb["cells"]
+    launch = {i for i, c in enumerate(cells) if "launch" in c.get("metadata", {}).get("tags", [])}  # setup for Colab, not reading
+    return [i for i in _reading_path(cells) if i not in launch]
+
+
+def _reading_path(cells: list[dict]) -> list[int]:
     start = next((i for i, c in enumerate(cells) if c["cell_type"] == "markdown" and "".join(c["source"]).lstrip().startswith(GOING_DEEPER)), None)
     if start is None:
         return list(range(len(cells)))
@@ -88,9 +94,9 @@ def test_chapter_main_path_reads_in_one_sitting(path):
     last = "".join(cells[-1]["source"]).lstrip()
     assert cells[-1]["cell_type"] == "markdown" and last.startswith("## "), (
         f"{path.name}: the last cell is the chapter's summary under its own '## ' heading, outside any collapsed part")
-    if len(main) < len(cells):
-        deeper = cells[main[-2] + 1]
-        assert deeper["metadata"].get("jp-MarkdownHeadingCollapsed") is True, f"{path.name}: the '{GOING_DEEPER}' heading is stored collapsed"
+    deeper = [c for c in cells if c["cell_type"] == "markdown" and "".join(c["source"]).lstrip().startswith(GOING_DEEPER)]
+    for cell in deeper:
+        assert cell["metadata"].get("jp-MarkdownHeadingCollapsed") is True, f"{path.name}: the '{GOING_DEEPER}' heading is stored collapsed"
 
 
 def _answer_lines(source: str) -> list[str]:
