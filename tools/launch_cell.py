@@ -24,6 +24,8 @@ import sys
 from pathlib import Path
 from urllib.parse import quote
 
+from diffusion_course.teaching.slide_rule import dumps_notebook as dumps  # the chapters' on-disk form, as the slide tagger writes it
+
 REPOSITORY = "https://github.com/diffusion-from-scratch/diffusion-course"
 BRANCH = "main"
 TAG = "launch"
@@ -111,11 +113,6 @@ def apply(nb: dict) -> bool:
         return False
     nb["cells"] = ordered
     return True
-
-
-def dumps(nb: dict) -> str:
-    """The notebook as the chapters are written (what make tidy and the slide tagger write)."""
-    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
 
 
 def apply_file(path: str | Path, *, check: bool = False) -> bool:
