@@ -568,6 +568,8 @@ BASE: dict[str, Callable[[], tuple[tuple, dict]]] = {
                                                                   {"classifier": _classifier.MNISTClassifier()}),
     "scoring.quality.compare_paired": lambda: ((IMG28[:4], IMG28[:4]), {"classifier": _classifier.MNISTClassifier(), "reference": IMG28_B, "resamples": 20}),
     "teaching.explorer_display.png_bytes": lambda: ((np.zeros((4, 4, 3)), 2), {}),
+    "teaching.explorer_display.check_threads": lambda: ((1,), {}),
+    "teaching.explorer_display.compute_threads": lambda: ((1,), {}),
     "maths.guidance.guided_sample": lambda: ((_cond_unet(), S, LONG(3, 4)), {"w": 1.0, "item_shape": (1, 8, 8), "steps": 2}),
     "teaching.guidance_explorer.guided_grid": lambda: ((_cond_unet(), S, 3, 1.0), {"n": 2, "steps": 2}),
     # data, scores, shipped files

@@ -361,3 +361,42 @@ def test_ddim_steps_slider_stops_are_useful_step_counts():
     assert all(b / a <= 2.0 for a, b in zip(stops[1:], stops[2:]))  # no gap wider than a doubling
     ex.steps.value = 10
     assert ex.readout.value.startswith("10 steps,") and len(ex.last["timesteps"]) == 10
+
+
+def _recording_threads(model: torch.nn.Module) -> list[int]:
+    """torch's intra-op thread count at every forward call of ``model`` (a pre-hook appends to the returned list)."""
+    seen: list[int] = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(torch.get_num_threads()))
+    return seen
+
+
+@pytest.mark.skipif((__import__("os").cpu_count() or 1) < 2, reason="needs 2 CPUs to tell 1 thread from 2")
+def test_explorers_compute_on_one_thread_and_restore_the_setting():
+    """On a busy 2-core machine torch's two threads make a new explorer setting many times slower than one thread, so
+    the DDIM, guidance and solver explorers compute on ``threads`` threads (default 1) and give torch its setting back;
+    ``threads=None`` leaves torch's setting alone; a bad ``threads`` names the argument and the range."""
+    from diffusion_course.maths.schedules import NoiseSchedule, make_betas
+    from diffusion_course.teaching.ddim_explorer import DDIMExplorer
+    from diffusion_course.teaching.guidance_explorer import GuidanceExplorer
+    from diffusion_course.teaching.solver_explorer import SolverExplorer
+
+    schedule = NoiseSchedule.from_betas(make_betas("linear", 100, 1e-4, 0.02))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for threads, expect in ((1, 1), (None, 2), (2, 2)):
+            builds = (lambda m: DDIMExplorer(m, schedule, steps=3, n=4, threads=threads),
+                      lambda m: GuidanceExplorer(m, schedule, steps=5, n=4, threads=threads),
+                      lambda m: SolverExplorer(m, schedule, calls=3, n=4, threads=threads))
+            for build, extra in zip(builds, ({}, {"num_classes": 10}, {})):
+                model = _small_unet(**extra)
+                seen = _recording_threads(model)
+                ex = build(model)
+                ex.seed.value = 1  # a new setting, computed again
+                assert seen and set(seen) == {expect}, (type(ex).__name__, threads, sorted(set(seen)))
+                assert torch.get_num_threads() == 2  # given back
+        for bad in (0, (__import__("os").cpu_count() or 1) + 1):
+            with pytest.raises(ValueError, match=r"threads.*1"):
+                DDIMExplorer(_small_unet(), schedule, steps=3, n=4, threads=bad)
+    finally:
+        torch.set_num_threads(before)

@@ -10,7 +10,7 @@ import torch
 from .._internal.validate import check_choice, check_positive_int
 from ..maths.samplers import DDIM_SPACINGS, ddim_sample, ddim_timesteps
 from ..maths.schedules import NoiseSchedule
-from .explorer_display import explorer_bundle, png_bytes, show_explorer
+from .explorer_display import check_threads, compute_threads, explorer_bundle, png_bytes, show_explorer
 from .viz import image_grid
 
 __all__ = ["DDIMExplorer", "ddim_explorer", "ddim_view"]
@@ -47,11 +47,12 @@ class DDIMExplorer:
 
     The steps slider stops at useful step counts (``STEP_CHOICES``, about 25% apart, plus the ``steps`` given), so a
     drag moves it a few stops. The defaults, ``n = 8`` samples and 10 steps (10 calls of batch 8), keep a new setting
-    within 1 s on two CPU threads of a busy machine (``benchmarks/explorer_latency.py --busy 1``); the time grows with
-    the steps chosen (20 steps: about twice as long)."""
+    within 1 s on a busy 2-core machine (``benchmarks/explorer_latency.py --busy 1``); the time grows with the steps
+    chosen (20 steps: about twice as long). ``threads`` (default 1; None = torch's own setting) is how many CPU
+    threads torch uses while a setting is computed: one thread keeps a busy 2-core machine responsive."""
 
     def __init__(self, model: torch.nn.Module, schedule: NoiseSchedule, *, steps: int = 10, eta: float = 0.0, spacing: str = "uniform",
-                 clip: bool = True, seed: int = 0, n: int = 8, scale: int = 3) -> None:
+                 clip: bool = True, seed: int = 0, n: int = 8, scale: int = 3, threads: int | None = 1) -> None:
         import ipywidgets as widgets
 
         check_positive_int(steps, "steps", 1, 100)
@@ -60,7 +61,7 @@ class DDIMExplorer:
         check_positive_int(scale, "scale", 1, 16)
         if not 0.0 <= eta <= 1.0:
             raise ValueError(f"eta must lie in [0, 1]; got {eta}")
-        self.model, self.schedule, self.n, self.scale = model, schedule, n, scale
+        self.model, self.schedule, self.n, self.scale, self.threads = model, schedule, n, scale, check_threads(threads)
         self._cache: dict[tuple, dict] = {}
         self.n_computed = 0
         desc = {"description_width": "initial"}
@@ -85,7 +86,8 @@ class DDIMExplorer:
     def _update(self, change: dict | None = None) -> None:
         key = (self.steps.value, round(float(self.eta.value), 3), self.spacing.value, bool(self.clip.value), self.seed.value)
         if key not in self._cache:
-            res = ddim_view(self.model, self.schedule, steps=key[0], eta=key[1], spacing=key[2], clip=key[3], seed=key[4], n=self.n)
+            with compute_threads(self.threads):
+                res = ddim_view(self.model, self.schedule, steps=key[0], eta=key[1], spacing=key[2], clip=key[3], seed=key[4], n=self.n)
             traj = res["trajectory"]
             frames = [round(i * (len(traj) - 1) / 7) for i in range(8)]
             strip = torch.cat([traj[f, :4] for f in frames]).reshape(8, 4, *traj.shape[2:]).transpose(0, 1).reshape(32, *traj.shape[2:])

@@ -9,13 +9,15 @@ widget's text form (``VBox(children=(...``).
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
+import os
 
 import numpy as np
 
 from .._internal.validate import check_positive_int
 
-__all__ = ["show_explorer", "explorer_bundle", "png_bytes"]
+__all__ = ["show_explorer", "explorer_bundle", "png_bytes", "compute_threads", "check_threads"]
 
 
 def explorer_bundle(explorer) -> dict:
@@ -47,3 +49,35 @@ def png_bytes(grid: np.ndarray, scale: int) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(pixels).resize((pixels.shape[1] * scale, pixels.shape[0] * scale), Image.NEAREST).save(buf, format="png")
     return buf.getvalue()
+
+
+def check_threads(threads: int | None) -> int | None:
+    """An explorer's ``threads`` argument: None (use torch's own setting) or 1 to the machine's CPU count."""
+    if threads is not None:
+        check_positive_int(threads, "threads", 1, os.cpu_count() or 1)
+    return threads
+
+
+def compute_threads(threads: int | None) -> contextlib.AbstractContextManager:
+    """A context that runs its block with torch on ``threads`` CPU threads, then restores the setting (None: leave it
+    as it is). ``threads`` is checked at once (1 to the CPU count).
+
+    The explorers compute on one thread by default. On a 2-core machine where anything else is running (the lecture
+    hall's laptop: the browser, a screen share), torch's two threads wait for each other's core and a new setting takes
+    many times as long as on one thread (``benchmarks/explorer_latency.py --busy 1``)."""
+    return _threads(check_threads(threads))
+
+
+@contextlib.contextmanager
+def _threads(threads: int | None):
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is None or threads == before:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -12,7 +12,7 @@ from ..maths.guidance import guided_sample
 from ..maths.losses import null_label
 from ..maths.schedules import NoiseSchedule
 from ..scoring.quality import CONFIDENT, classifier_outputs
-from .explorer_display import explorer_bundle, png_bytes, show_explorer
+from .explorer_display import check_threads, compute_threads, explorer_bundle, png_bytes, show_explorer
 from .viz import image_grid
 
 __all__ = ["W_RANGE", "GuidanceExplorer", "guidance_explorer", "guided_grid"]
@@ -30,12 +30,13 @@ class GuidanceExplorer:
     ``last`` holds the last result of :func:`~diffusion_course.guidance.guided_grid` (samples, seconds, counts).
 
     The defaults (``n = 8`` samples, 10 DDIM steps: 10 calls of batch 2 x 8, the conditional and unconditional halves
-    in one call) give a new setting within 1 s on two busy CPU threads (``benchmarks/explorer_latency.py``); 16 samples
-    at 20 steps take about four times as long.
+    in one call) give a new setting within 1 s on a busy 2-core machine (``benchmarks/explorer_latency.py --busy 1``);
+    16 samples at 20 steps take about four times as long. ``threads`` (default 1; None = torch's own setting) is how
+    many CPU threads torch uses while a setting is computed: one thread keeps a busy 2-core machine responsive.
     """
 
     def __init__(self, model: torch.nn.Module, schedule: NoiseSchedule, *, classifier: torch.nn.Module | None = None, digit: int = 3,
-                 w: float = 3.0, steps: int = 10, n: int = 8, seed: int = 0, scale: int = 3) -> None:
+                 w: float = 3.0, steps: int = 10, n: int = 8, seed: int = 0, scale: int = 3, threads: int | None = 1) -> None:
         import ipywidgets as widgets
 
         null = null_label(model)
@@ -46,6 +47,7 @@ class GuidanceExplorer:
         check_positive_int(n, "n", 1, 64)
         check_positive_int(scale, "scale", 1, 16)
         self.model, self.schedule, self.classifier, self.n, self.scale = model, schedule, classifier, n, scale
+        self.threads = check_threads(threads)
         self._cache: dict[tuple, dict] = {}
         self.n_computed = 0  # samplings actually run (cache misses)
         desc = {"description_width": "initial"}
@@ -66,7 +68,8 @@ class GuidanceExplorer:
     def _update(self, change: dict | None = None) -> None:
         key = (self.digit.value, float(self.w.value), self.steps.value, self.seed.value)
         if key not in self._cache:
-            res = guided_grid(self.model, self.schedule, key[0], key[1], n=self.n, steps=key[2], seed=key[3], classifier=self.classifier)
+            with compute_threads(self.threads):
+                res = guided_grid(self.model, self.schedule, key[0], key[1], n=self.n, steps=key[2], seed=key[3], classifier=self.classifier)
             res["png"] = png_bytes(image_grid(res["samples"], nrow=min(self.n, 8)), self.scale)
             self._cache[key] = res
             self.n_computed += 1

@@ -17,7 +17,7 @@ from .._internal.validate import check_choice, check_positive_int
 from ..maths.samplers import ddim_sample
 from ..maths.schedules import NoiseSchedule
 from ..maths.solvers import SAMPLER_NAMES, dpm_solver_sample, euler_sample, heun_sample, network_calls
-from .explorer_display import explorer_bundle, png_bytes, show_explorer
+from .explorer_display import check_threads, compute_threads, explorer_bundle, png_bytes, show_explorer
 from .viz import image_grid
 
 __all__ = ["SOLVER_LABELS", "steps_for_calls", "solver_view", "SolverExplorer", "solver_explorer"]
@@ -69,10 +69,11 @@ def solver_view(model: torch.nn.Module, schedule: NoiseSchedule, *, sampler: str
 class SolverExplorer:
     """Fast samplers live (chapter 12): sampler, network calls, clipping and seed controls over a noise predictor.
     Shows ``n`` samples from one seeded x_T. Results are cached per setting; ``last`` holds the last
-    :func:`solver_view` result (with its "png")."""
+    :func:`solver_view` result (with its "png"). ``threads`` (default 1; None = torch's own setting) is how many CPU
+    threads torch uses while a setting is computed: one thread keeps a busy 2-core machine responsive."""
 
     def __init__(self, model: torch.nn.Module, schedule: NoiseSchedule, *, sampler: str = "dpm_solver", calls: int = 10,
-                 max_calls: int = 12, clip: bool = True, seed: int = 0, n: int = 16, scale: int = 3) -> None:
+                 max_calls: int = 12, clip: bool = True, seed: int = 0, n: int = 16, scale: int = 3, threads: int | None = 1) -> None:
         import ipywidgets as widgets
 
         check_choice(sampler, tuple(SOLVER_LABELS), "sampler")
@@ -80,7 +81,7 @@ class SolverExplorer:
         check_positive_int(calls, "calls", 1, max_calls)
         check_positive_int(n, "n", 1, 64)
         check_positive_int(scale, "scale", 1, 16)
-        self.model, self.schedule, self.n, self.scale = model, schedule, n, scale
+        self.model, self.schedule, self.n, self.scale, self.threads = model, schedule, n, scale, check_threads(threads)
         self._cache: dict[tuple, dict] = {}
         self.n_computed = 0
         desc = {"description_width": "initial"}
@@ -101,7 +102,8 @@ class SolverExplorer:
     def _update(self, change: dict | None = None) -> None:
         key = (self.sampler.value, int(self.calls.value), bool(self.clip.value), int(self.seed.value))
         if key not in self._cache:
-            res = solver_view(self.model, self.schedule, sampler=key[0], calls=key[1], clip=key[2], seed=key[3], n=self.n)
+            with compute_threads(self.threads):
+                res = solver_view(self.model, self.schedule, sampler=key[0], calls=key[1], clip=key[2], seed=key[3], n=self.n)
             res["png"] = png_bytes(image_grid(res["samples"], nrow=min(self.n, 8)), self.scale)
             self._cache[key] = res
             self.n_computed += 1
