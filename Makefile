@@ -18,13 +18,9 @@ GPU_BRANCH_NOTEBOOKS := notebooks/00_start_here.ipynb notebooks/04_ddpm_2d.ipynb
 
 .PHONY: install lab test check unit browser notebooks run lint clean student
 
-$(STAMP): pyproject.toml constraints.txt tools/jupyterlab_overrides.json
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[test]'
-	@# JupyterLab settings for this environment: widget state is saved with the notebook, so a saved chapter reopens
-	@# with its explorers' pictures (tests/test_browser.py checks it)
-	@mkdir -p $(VENV)/share/jupyter/lab/settings
-	@cp tools/jupyterlab_overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	@touch $(STAMP)
 
 # make constraints - write the versions installed in .venv as the tested set (after a deliberate upgrade and a green make test)

@@ -150,14 +150,17 @@ def test_widget_snapshot_draws_saved_state_and_falls_back_to_text() -> None:
         "bar": model("FloatProgressModel", min=0, max=400, value=100),
         "post": model("HTMLModel", value=" 400/400 [00:09]"),
         "odd": model("SomeCustomModel"),
+        "stops": model("SelectionSliderModel", description="steps S", _options_labels=["1", "2", "5", "10"], index=2),
     }
     view = lambda mid: {"data": {slides_export.WIDGET_VIEW: {"model_id": mid, "version_major": 2}, "text/plain": f"plain {mid}"},
                         "metadata": {}, "output_type": "display_data"}
-    nb = {"cells": [code("t()", [view("box"), view("odd")])], "metadata": {"widgets": {slides_export.WIDGET_STATE: {"state": state}}}}
+    nb = {"cells": [code("t()", [view("box"), view("odd"), view("stops")])], "metadata": {"widgets": {slides_export.WIDGET_STATE: {"state": state}}}}
     out = slides_export.snapshot_widgets(nb)
     assert "widgets" in nb["metadata"], "the input notebook is not changed"
     assert "widgets" not in out["metadata"]
-    drawn, fallback = (o["data"] for o in out["cells"][0]["outputs"])
+    drawn, fallback, stops = (o["data"] for o in out["cells"][0]["outputs"])
+    assert 'max="3"' in stops["text/html"] and 'value="2"' in stops["text/html"] and "<code>5</code>" in stops["text/html"]  # the third of 4 stops
+    assert "steps S" in stops["text/html"]
     assert slides_export.WIDGET_VIEW not in drawn and slides_export.WIDGET_VIEW not in fallback
     assert 'value="0.2500"' in drawn["text/html"]  # 100 of 400
     assert "training: 100%" in drawn["text/html"] and "400/400" in drawn["text/html"]

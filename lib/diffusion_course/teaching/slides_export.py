@@ -77,6 +77,12 @@ def _widget_html(model_id: str, state: dict, depth: int = 0) -> str | None:
             pos = v
         return (f'<span>{label}<input type="range" disabled min="{_esc(s.get("min", 0))}" max="{_esc(s.get("max", 100))}" '
                 f'step="any" value="{_esc(pos)}"> <code>{_esc(v)}</code></span>')
+    if name == "SelectionSliderModel":  # a slider over named stops (chapter 8's steps): its position and the stop's label
+        labels, idx = s.get("_options_labels", []), s.get("index")
+        if not isinstance(idx, int) or not 0 <= idx < len(labels):
+            return None
+        return (f'<span>{label}<input type="range" disabled min="0" max="{len(labels) - 1}" step="1" value="{idx}"> '
+                f"<code>{_esc(labels[idx])}</code></span>")
     if name in ("DropdownModel", "SelectModel", "RadioButtonsModel", "ToggleButtonsModel"):
         labels, idx = s.get("_options_labels", []), s.get("index")
         if name == "ToggleButtonsModel":
